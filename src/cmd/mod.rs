@@ -1,0 +1,1 @@
+//! The commands: `serve`, `check`, `status`, `demo`.

@@ -1,0 +1,147 @@
+//! Configuration: the typed, validated settings the rest of the program sees.
+//!
+//! `raw` mirrors the TOML with serde (`deny_unknown_fields`, spans kept), `units` parses
+//! `250ms`/`16MiB`, `validate` turns raw into these types, and every failure is a
+//! [`ConfigError`] naming the file, line and key.
+
+mod error;
+mod raw;
+mod units;
+mod validate;
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+pub use error::ConfigError;
+pub use units::{format_duration, format_size, parse_duration, parse_size};
+
+/// The whole validated configuration.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    pub dns: DnsConfig,
+    pub http: HttpConfig,
+    pub probe: ProbeConfig,
+    pub clusters: Vec<ClusterConfig>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct DnsConfig {
+    /// Every address is served over UDP and TCP.
+    pub listen: Vec<SocketAddr>,
+    /// Lower case, no trailing dot, e.g. `db.internal`.
+    pub zone: String,
+    pub ttl: Duration,
+    /// SOA minimum and SOA TTL: how long resolvers cache NXDOMAIN/NODATA.
+    pub negative_ttl: Duration,
+    pub nameservers: Vec<Nameserver>,
+    /// EDNS NSID answered to clients that ask; `None` = the host name.
+    pub nsid: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Nameserver {
+    /// Fully qualified, lower case, no trailing dot, e.g. `ns1.db.internal`.
+    pub name: String,
+    pub address: IpAddr,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct HttpConfig {
+    pub listen: SocketAddr,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProbeConfig {
+    pub interval: Duration,
+    pub timeout: Duration,
+    /// Consecutive failures before a node is down.
+    pub fall: u32,
+    /// Consecutive successes before a down node is up (and before a replica is
+    /// eligible again).
+    pub rise: u32,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClusterConfig {
+    pub name: String,
+    /// Label of the write name (`write` → `write.<zone>`), lower case.
+    pub write: String,
+    /// Read endpoints; `endpoints[0]` is always the cluster's `read` name, the rest are
+    /// the `[[cluster.endpoint]]` tables in file order.
+    pub endpoints: Vec<EndpointConfig>,
+    pub nodes: Vec<NodeConfig>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct EndpointConfig {
+    /// Label, lower case (`read`, `analytics`).
+    pub label: String,
+    /// Names of the nodes this endpoint may answer (every node when not configured).
+    pub nodes: Vec<String>,
+    pub policy: Policy,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Policy {
+    pub max_lag: Duration,
+    pub max_lag_bytes: Option<u64>,
+    pub answers: Answers,
+    pub fallback: Fallback,
+}
+
+/// How many records a read answer carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Answers {
+    /// At most this many (≥ 1), picked by weight.
+    Count(u32),
+    /// Every eligible node, in weighted random order.
+    All,
+}
+
+/// What a read endpoint answers when no replica is eligible.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fallback {
+    /// The primary.
+    Primary,
+    /// NODATA.
+    None,
+    /// Every up replica, least lag first.
+    Open,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct NodeConfig {
+    pub name: String,
+    /// What DNS answers (A for IPv4, AAAA for IPv6).
+    pub address: IpAddr,
+    /// What the probe connects to (libpq key=value or URL form).
+    pub dsn: String,
+    /// Relative share of read answers; 0 = drained.
+    pub weight: u32,
+    /// Read at connect time; otherwise `PGPASSWORD` or the DSN's own password.
+    pub password_file: Option<PathBuf>,
+}
+
+impl Config {
+    /// Reads and validates a config file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::io(path, e))?;
+        Config::parse(&text, &path.display().to_string())
+    }
+
+    /// Validates config text; `file` is only used in error messages.
+    pub fn parse(text: &str, file: &str) -> Result<Config, ConfigError> {
+        validate::parse(text, file)
+    }
+}
+
+impl Fallback {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Fallback::Primary => "primary",
+            Fallback::None => "none",
+            Fallback::Open => "open",
+        }
+    }
+}

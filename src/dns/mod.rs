@@ -1,0 +1,2 @@
+//! DNS: query-name parsing (`name`), the SPEC §5 answer table (`answer`), wire records
+//! derived from a snapshot (`records`), and the hickory-server adapter (`server`).

@@ -1,0 +1,1 @@
+//! HTTP: `/healthz`, `/status` (JSON) and `/metrics` (Prometheus text).

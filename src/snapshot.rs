@@ -1,0 +1,274 @@
+//! The immutable picture of every cluster that DNS and HTTP read: built by the
+//! publisher after each observation, swapped in atomically, never mutated.
+//!
+//! It is plain domain data and knows nothing of DNS or HTTP. Every node's eligibility
+//! and reason is computed once here; TXT, `/status`, `/metrics` and `lagdns status`
+//! all render these same values.
+
+use std::fmt;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use crate::config::{format_duration, Config, Policy};
+use crate::health::NodeState;
+use crate::topology::{Eligibility, Role};
+use crate::wal::{Lsn, SystemId, Timeline};
+
+#[derive(Debug, Clone)]
+pub struct Snapshot {
+    /// SOA serial: increases whenever any endpoint's answer set changes.
+    pub serial: u32,
+    /// False until every node has been probed at least once: endpoint names answer
+    /// SERVFAIL until then (lagdns never guesses).
+    pub ready: bool,
+    /// When this snapshot was built.
+    pub built: SystemTime,
+    /// How many times an answer set changed since start (the serial bumps).
+    pub answer_changes: u64,
+    pub config: Arc<Config>,
+    /// Index-aligned with `config.clusters`.
+    pub clusters: Vec<ClusterView>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ClusterView {
+    pub name: String,
+    pub write: WriteTarget,
+    /// The newest WAL position seen on the primary (kept while the primary is down).
+    pub primary_lsn: Option<Lsn>,
+    /// How many times this cluster entered a split-brain conflict since start.
+    pub split_brain_events: u64,
+    /// Index-aligned with the cluster's config `nodes`.
+    pub nodes: Vec<NodeView>,
+    /// Index-aligned with the cluster's config `endpoints` (`[0]` is `read`).
+    pub endpoints: Vec<EndpointView>,
+}
+
+/// What `write.<zone>` answers.
+#[derive(Debug, Clone, PartialEq)]
+pub enum WriteTarget {
+    /// No primary has ever been seen: SERVFAIL.
+    Unknown,
+    /// `nodes[i]` is up and the only (or the elected) primary.
+    Primary(usize),
+    /// No primary is reachable: `nodes[node]` was the last one seen (fail open).
+    Stale { node: usize, since: SystemTime },
+    /// Several nodes claim to be primary and election could not settle it: SERVFAIL.
+    Conflict(Conflict),
+}
+
+impl WriteTarget {
+    /// The node `write` answers, if any (fresh or stale).
+    pub fn node(&self) -> Option<usize> {
+        match self {
+            WriteTarget::Primary(i) | WriteTarget::Stale { node: i, .. } => Some(*i),
+            WriteTarget::Unknown | WriteTarget::Conflict(_) => None,
+        }
+    }
+}
+
+/// Two or more nodes out of recovery at once.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Conflict {
+    /// The node indices claiming to be primary.
+    pub nodes: Vec<usize>,
+    pub why: ConflictKind,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConflictKind {
+    /// Their system identifiers differ: unrelated clusters.
+    SystemIdMismatch,
+    /// Same system, but no single node is on a strictly newer timeline.
+    SameTimeline,
+    /// A claimant's timeline is unknown.
+    TimelineUnknown,
+}
+
+impl fmt::Display for ConflictKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ConflictKind::SystemIdMismatch => "system identifiers differ",
+            ConflictKind::SameTimeline => "no strictly newer timeline",
+            ConflictKind::TimelineUnknown => "timeline unknown",
+        })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct NodeView {
+    pub name: String,
+    pub address: IpAddr,
+    pub weight: u32,
+    pub role: Role,
+    pub state: NodeState,
+    /// Time lag (SPEC §4); `None` on a primary or when it cannot be measured.
+    pub lag: Option<Duration>,
+    /// Byte lag (SPEC §4); `None` on a primary or when it cannot be measured.
+    pub lag_bytes: Option<u64>,
+    pub replay_lsn: Option<Lsn>,
+    pub current_lsn: Option<Lsn>,
+    pub timeline: Option<Timeline>,
+    pub system_id: Option<SystemId>,
+    pub replay_paused: bool,
+    pub last_probe: Option<SystemTime>,
+    pub last_probe_duration: Option<Duration>,
+    /// The last probe failure, if the last probe failed (never contains a password).
+    pub last_error: Option<String>,
+    /// Counters since start, for `/metrics`.
+    pub probes: u64,
+    pub probe_errors: u64,
+    pub probe_seconds: f64,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct EndpointView {
+    pub label: String,
+    pub policy: Policy,
+    /// Index-aligned with `ClusterView::nodes`, non-members included (`NotMember`).
+    pub verdicts: Vec<Eligibility>,
+    /// Indices of eligible nodes.
+    pub eligible: Vec<usize>,
+}
+
+impl Snapshot {
+    /// The snapshot before any configuration is loaded or any probe has run.
+    pub fn initial(config: Arc<Config>, serial: u32) -> Snapshot {
+        Snapshot {
+            serial,
+            ready: false,
+            built: SystemTime::now(),
+            answer_changes: 0,
+            clusters: config.clusters.iter().map(ClusterView::unprobed).collect(),
+            config,
+        }
+    }
+}
+
+impl ClusterView {
+    fn unprobed(cfg: &crate::config::ClusterConfig) -> ClusterView {
+        let nodes: Vec<NodeView> = cfg.nodes.iter().map(NodeView::unprobed).collect();
+        let endpoints = cfg
+            .endpoints
+            .iter()
+            .map(|e| EndpointView {
+                label: e.label.clone(),
+                policy: e.policy,
+                verdicts: cfg
+                    .nodes
+                    .iter()
+                    .map(|n| {
+                        let member = e.nodes.contains(&n.name);
+                        let reason = if member {
+                            crate::topology::Reason::NotProbed
+                        } else {
+                            crate::topology::Reason::NotMember
+                        };
+                        Eligibility::Ineligible(reason)
+                    })
+                    .collect(),
+                eligible: Vec::new(),
+            })
+            .collect();
+        ClusterView {
+            name: cfg.name.clone(),
+            write: WriteTarget::Unknown,
+            primary_lsn: None,
+            split_brain_events: 0,
+            nodes,
+            endpoints,
+        }
+    }
+}
+
+impl NodeView {
+    pub fn unprobed(cfg: &crate::config::NodeConfig) -> NodeView {
+        NodeView {
+            name: cfg.name.clone(),
+            address: cfg.address,
+            weight: cfg.weight,
+            role: Role::Unknown,
+            state: NodeState::Unknown,
+            lag: None,
+            lag_bytes: None,
+            replay_lsn: None,
+            current_lsn: None,
+            timeline: None,
+            system_id: None,
+            replay_paused: false,
+            last_probe: None,
+            last_probe_duration: None,
+            last_error: None,
+            probes: 0,
+            probe_errors: 0,
+            probe_seconds: 0.0,
+        }
+    }
+}
+
+/// One node's line in TXT answers and `lagdns status`: name, address, role, state,
+/// lag, lag_bytes, weight and the verdict.
+pub struct NodeLine<'a> {
+    pub node: &'a NodeView,
+    pub verdict: Verdict<'a>,
+}
+
+/// The last field of a [`NodeLine`]: for a read endpoint the node's eligibility, for
+/// the write name whether `write` answers it.
+pub enum Verdict<'a> {
+    Read(Eligibility),
+    Write(&'a WriteTarget, usize),
+}
+
+impl fmt::Display for NodeLine<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let n = self.node;
+        let lag = n.lag.map(format_duration).unwrap_or_else(|| "-".into());
+        let bytes = n.lag_bytes.map(|b| b.to_string()).unwrap_or_else(|| "-".into());
+        write!(
+            f,
+            "{} {} role={} state={} lag={} lag_bytes={} weight={} ",
+            n.name, n.address, n.role, n.state, lag, bytes, n.weight
+        )?;
+        match &self.verdict {
+            Verdict::Read(e) => write!(f, "{e}"),
+            Verdict::Write(target, me) => write_verdict(f, target, *me),
+        }
+    }
+}
+
+fn write_verdict(f: &mut fmt::Formatter<'_>, target: &WriteTarget, me: usize) -> fmt::Result {
+    match target {
+        WriteTarget::Primary(i) if *i == me => f.write_str("write: answered"),
+        WriteTarget::Stale { node, since } if *node == me => {
+            let ago = SystemTime::now().duration_since(*since).unwrap_or_default();
+            write!(f, "write: answered, stale (no primary reachable for {})", format_duration(ago))
+        }
+        WriteTarget::Conflict(c) if c.nodes.contains(&me) => {
+            write!(f, "write: SERVFAIL, split brain ({})", c.why)
+        }
+        _ => f.write_str("write: not answered"),
+    }
+}
+
+impl ClusterView {
+    /// TXT strings for the write name: one per node.
+    pub fn write_lines(&self) -> Vec<String> {
+        (0..self.nodes.len())
+            .map(|i| {
+                NodeLine { node: &self.nodes[i], verdict: Verdict::Write(&self.write, i) }.to_string()
+            })
+            .collect()
+    }
+
+    /// TXT strings for read endpoint `ep`: one per node.
+    pub fn endpoint_lines(&self, ep: usize) -> Vec<String> {
+        let view = &self.endpoints[ep];
+        self.nodes
+            .iter()
+            .zip(&view.verdicts)
+            .map(|(node, v)| NodeLine { node, verdict: Verdict::Read(*v) }.to_string())
+            .collect()
+    }
+}

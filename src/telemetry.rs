@@ -1,0 +1,1 @@
+//! Logging setup: `--log-format json|text`, `--log-level`.
