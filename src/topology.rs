@@ -125,3 +125,150 @@ pub fn evaluate(node: &NodeView, member: bool, policy: &Policy) -> Eligibility {
     }
     Eligibility::Eligible
 }
+
+/// A node that answered its last probe out of recovery: it claims to be primary.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Claim {
+    pub node: usize,
+    pub system_id: crate::wal::SystemId,
+    pub timeline: Option<crate::wal::Timeline>,
+}
+
+/// The outcome of primary election over the current claims.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Election {
+    /// Nobody reachable claims to be primary.
+    NoPrimary,
+    Elected(usize),
+    /// Several claims that cannot be settled: `write` fails closed.
+    Conflict(Vec<usize>, crate::snapshot::ConflictKind),
+}
+
+/// Elects the primary: a single claim wins; of several, the one on a strictly newer
+/// timeline wins, but only if all share one system identifier (else they are unrelated
+/// clusters). Anything else is a conflict.
+pub fn elect(claims: &[Claim]) -> Election {
+    use crate::snapshot::ConflictKind;
+    match claims {
+        [] => return Election::NoPrimary,
+        [only] => return Election::Elected(only.node),
+        _ => {}
+    }
+    let nodes = || claims.iter().map(|c| c.node).collect::<Vec<_>>();
+    if claims.iter().any(|c| c.system_id != claims[0].system_id) {
+        return Election::Conflict(nodes(), ConflictKind::SystemIdMismatch);
+    }
+    let Some(timelines) = claims.iter().map(|c| c.timeline).collect::<Option<Vec<_>>>() else {
+        return Election::Conflict(nodes(), ConflictKind::TimelineUnknown);
+    };
+    let newest = *timelines.iter().max().expect("two or more claims");
+    let mut on_newest = claims.iter().zip(&timelines).filter(|(_, t)| **t == newest);
+    match (on_newest.next(), on_newest.next()) {
+        (Some((winner, _)), None) => Election::Elected(winner.node),
+        _ => Election::Conflict(nodes(), ConflictKind::SameTimeline),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{Answers, Fallback};
+    use crate::snapshot::ConflictKind;
+    use crate::wal::{SystemId, Timeline};
+
+    fn claim(node: usize, sys: u64, tl: Option<u32>) -> Claim {
+        Claim { node, system_id: SystemId(sys), timeline: tl.map(Timeline) }
+    }
+
+    #[test]
+    fn election_table() {
+        use Election::*;
+        let cases: Vec<(&str, Vec<Claim>, Election)> = vec![
+            ("nobody", vec![], NoPrimary),
+            ("one", vec![claim(2, 7, Some(1))], Elected(2)),
+            ("one without timeline", vec![claim(2, 7, None)], Elected(2)),
+            ("newer timeline wins", vec![claim(0, 7, Some(1)), claim(1, 7, Some(2))], Elected(1)),
+            ("newer timeline wins, any order", vec![claim(1, 7, Some(3)), claim(0, 7, Some(2))], Elected(1)),
+            (
+                "same timeline",
+                vec![claim(0, 7, Some(2)), claim(1, 7, Some(2))],
+                Conflict(vec![0, 1], ConflictKind::SameTimeline),
+            ),
+            (
+                "different systems, even with newer timeline",
+                vec![claim(0, 7, Some(1)), claim(1, 8, Some(5))],
+                Conflict(vec![0, 1], ConflictKind::SystemIdMismatch),
+            ),
+            (
+                "unknown timeline",
+                vec![claim(0, 7, Some(1)), claim(1, 7, None)],
+                Conflict(vec![0, 1], ConflictKind::TimelineUnknown),
+            ),
+            (
+                "three, two tied on newest",
+                vec![claim(0, 7, Some(1)), claim(1, 7, Some(3)), claim(2, 7, Some(3))],
+                Conflict(vec![0, 1, 2], ConflictKind::SameTimeline),
+            ),
+        ];
+        for (name, claims, want) in cases {
+            assert_eq!(elect(&claims), want, "{name}");
+        }
+    }
+
+    fn replica(state: NodeState, weight: u32, lag_ms: Option<u64>, bytes: Option<u64>) -> NodeView {
+        let cfg = crate::config::NodeConfig {
+            name: "pg2".into(),
+            address: "10.0.0.2".parse().unwrap(),
+            dsn: "host=x".into(),
+            weight,
+            password_file: None,
+        };
+        let mut n = NodeView::unprobed(&cfg);
+        n.state = state;
+        n.role = Role::Replica;
+        n.lag = lag_ms.map(Duration::from_millis);
+        n.lag_bytes = bytes;
+        n
+    }
+
+    #[test]
+    fn eligibility_table() {
+        use Eligibility::*;
+        use NodeState::*;
+        let policy = Policy {
+            max_lag: Duration::from_millis(100),
+            max_lag_bytes: Some(1000),
+            answers: Answers::Count(1),
+            fallback: Fallback::Primary,
+        };
+        let mut primary = replica(Up, 100, None, None);
+        primary.role = Role::Primary;
+        let cases: Vec<(&str, NodeView, bool, Eligibility)> = vec![
+            ("healthy", replica(Up, 100, Some(5), Some(10)), true, Eligible),
+            ("at the bound", replica(Up, 100, Some(100), Some(1000)), true, Eligible),
+            ("not a member", replica(Up, 100, Some(5), Some(10)), false, Ineligible(Reason::NotMember)),
+            ("never probed", replica(Unknown, 100, None, None), true, Ineligible(Reason::NotProbed)),
+            ("down", replica(Down, 100, Some(0), Some(0)), true, Ineligible(Reason::Down)),
+            ("primary", primary, true, Ineligible(Reason::Primary)),
+            ("drained", replica(Up, 0, Some(0), Some(0)), true, Ineligible(Reason::Drained)),
+            ("lag unknown", replica(Up, 100, None, None), true, Ineligible(Reason::LagUnknown)),
+            (
+                "time lag over",
+                replica(Up, 100, Some(101), Some(0)),
+                true,
+                Ineligible(Reason::Lag { lag: Duration::from_millis(101), max: Duration::from_millis(100) }),
+            ),
+            (
+                "byte lag over",
+                replica(Up, 100, Some(0), Some(1001)),
+                true,
+                Ineligible(Reason::LagBytes { bytes: 1001, max: 1000 }),
+            ),
+        ];
+        for (name, node, member, want) in cases {
+            assert_eq!(evaluate(&node, member, &policy), want, "{name}");
+        }
+        let no_byte_bound = Policy { max_lag_bytes: None, ..policy };
+        assert_eq!(evaluate(&replica(Up, 1, Some(0), Some(u64::MAX)), true, &no_byte_bound), Eligible);
+    }
+}
