@@ -35,6 +35,7 @@ pub mod probe;
 pub mod publisher;
 pub mod select;
 pub mod snapshot;
+pub mod state;
 pub mod telemetry;
 pub mod topology;
 pub mod wal;

@@ -272,3 +272,46 @@ impl ClusterView {
             .collect()
     }
 }
+
+/// What the answers of one cluster are made of: when it differs between two snapshots,
+/// some answer set changed and the SOA serial goes up.
+#[derive(Debug, PartialEq)]
+struct AnswerKey {
+    write: (Option<usize>, bool, bool),
+    eligible: Vec<Vec<usize>>,
+    /// Up replicas, for `fallback = "open"`.
+    up_replicas: Vec<usize>,
+    /// Addresses and weights (a reload can change them).
+    nodes: Vec<(IpAddr, u32)>,
+}
+
+impl ClusterView {
+    fn answer_key(&self) -> AnswerKey {
+        let w = &self.write;
+        AnswerKey {
+            write: (w.node(), matches!(w, WriteTarget::Stale { .. }), matches!(w, WriteTarget::Conflict(_))),
+            eligible: self.endpoints.iter().map(|e| e.eligible.clone()).collect(),
+            up_replicas: (0..self.nodes.len())
+                .filter(|i| self.nodes[*i].state == NodeState::Up && self.nodes[*i].role == Role::Replica)
+                .collect(),
+            nodes: self.nodes.iter().map(|n| (n.address, n.weight)).collect(),
+        }
+    }
+}
+
+impl Snapshot {
+    /// The snapshot after `prev`: same serial unless an answer set changed (or
+    /// readiness did), then serial + 1.
+    pub fn next(prev: &Snapshot, config: Arc<Config>, clusters: Vec<ClusterView>, ready: bool, built: SystemTime) -> Snapshot {
+        let key = |cs: &[ClusterView]| cs.iter().map(|c| (c.name.clone(), c.answer_key())).collect::<Vec<_>>();
+        let changed = ready != prev.ready || key(&clusters) != key(&prev.clusters);
+        Snapshot {
+            serial: if changed { prev.serial.wrapping_add(1).max(1) } else { prev.serial },
+            ready,
+            built,
+            answer_changes: prev.answer_changes + u64::from(changed),
+            config,
+            clusters,
+        }
+    }
+}

@@ -1,0 +1,337 @@
+//! Cluster state: what the publisher knows of one cluster, folded from observations,
+//! and the [`ClusterView`] it renders into a snapshot. Pure: no IO, no clock (times
+//! come from the observations).
+
+use std::time::{Duration, Instant, SystemTime};
+
+use crate::config::{ClusterConfig, ProbeConfig};
+use crate::health::{Health, NodeState};
+use crate::lag::WalEvidence;
+use crate::probe::{Observation, Sample};
+use crate::snapshot::{ClusterView, Conflict, EndpointView, NodeView, WriteTarget};
+use crate::topology::{elect, evaluate, Claim, Eligibility, Election, Reason, Role};
+use crate::wal::SystemId;
+
+/// Everything the publisher remembers about one cluster.
+#[derive(Debug, Clone)]
+pub struct ClusterState {
+    cfg: ClusterConfig,
+    probe: ProbeConfig,
+    /// How much WAL evidence to keep.
+    horizon: Duration,
+    nodes: Vec<NodeTrack>,
+    evidence: WalEvidence,
+    /// The primary (node name, system) the evidence belongs to.
+    evidence_owner: Option<(String, SystemId)>,
+    write: WriteTarget,
+    last_primary: Option<usize>,
+    split_brain_events: u64,
+    /// `[endpoint][node]` re-admission gates.
+    gates: Vec<Vec<Gate>>,
+}
+
+#[derive(Debug, Clone, Default)]
+struct NodeTrack {
+    health: Health,
+    /// The last successful sample and when it was read.
+    sample: Option<(Instant, Sample)>,
+    /// Whether the last probe succeeded.
+    reachable: bool,
+    last_probe: Option<SystemTime>,
+    last_duration: Option<Duration>,
+    last_error: Option<String>,
+    probes: u64,
+    errors: u64,
+    seconds: f64,
+}
+
+/// Hysteresis for a node's eligibility on one endpoint: leaving is immediate, coming
+/// back takes `rise` consecutive good probes.
+#[derive(Debug, Clone, Copy, Default)]
+struct Gate {
+    /// `None` until the first verdict (which is taken as is).
+    open: Option<bool>,
+    /// Consecutive own probes that were good (judged as if the node were up).
+    streak: u32,
+}
+
+/// Something worth one log line.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Event {
+    NodeState { node: String, from: NodeState, to: NodeState },
+    Write { from: String, to: String },
+    SplitBrain { nodes: Vec<String>, why: String },
+    Eligibility { endpoint: String, node: String, verdict: String },
+}
+
+impl ClusterState {
+    pub fn new(cfg: &ClusterConfig, probe: &ProbeConfig, horizon: Duration) -> ClusterState {
+        ClusterState {
+            nodes: vec![NodeTrack::default(); cfg.nodes.len()],
+            gates: vec![vec![Gate::default(); cfg.nodes.len()]; cfg.endpoints.len()],
+            cfg: cfg.clone(),
+            probe: probe.clone(),
+            horizon,
+            evidence: WalEvidence::default(),
+            evidence_owner: None,
+            write: WriteTarget::Unknown,
+            last_primary: None,
+            split_brain_events: 0,
+        }
+    }
+
+    /// The same cluster under a new config: what is known of nodes and endpoints that
+    /// keep their names carries over.
+    pub fn reconfigure(&self, cfg: &ClusterConfig, probe: &ProbeConfig, horizon: Duration) -> ClusterState {
+        let mut next = ClusterState::new(cfg, probe, horizon);
+        let old_index = |name: &str| self.cfg.nodes.iter().position(|n| n.name == name);
+        let map: Vec<Option<usize>> = cfg.nodes.iter().map(|n| old_index(&n.name)).collect();
+        for (new, old) in map.iter().enumerate() {
+            if let Some(old) = old {
+                next.nodes[new] = self.nodes[*old].clone();
+            }
+        }
+        for (e, ep) in cfg.endpoints.iter().enumerate() {
+            let Some(old_e) = self.cfg.endpoints.iter().position(|o| o.label == ep.label) else { continue };
+            for (new, old) in map.iter().enumerate() {
+                if let Some(old) = old {
+                    next.gates[e][new] = self.gates[old_e][*old];
+                }
+            }
+        }
+        let remap = |old: usize| map.iter().position(|m| *m == Some(old));
+        next.last_primary = self.last_primary.and_then(remap);
+        next.evidence = self.evidence.clone();
+        next.evidence_owner = self.evidence_owner.clone();
+        next.split_brain_events = self.split_brain_events;
+        next.elect_write(SystemTime::now());
+        next
+    }
+
+    pub fn config(&self) -> &ClusterConfig {
+        &self.cfg
+    }
+
+    /// Index of a node by name.
+    pub fn node_index(&self, name: &str) -> Option<usize> {
+        self.cfg.nodes.iter().position(|n| n.name == name)
+    }
+
+    /// True once every node has been probed at least once.
+    pub fn probed_all(&self) -> bool {
+        self.nodes.iter().all(|n| n.probes > 0)
+    }
+
+    /// Folds one observation of `nodes[node]`; returns what changed, for the log.
+    pub fn observe(&mut self, node: usize, obs: &Observation) -> Vec<Event> {
+        let before = self.clone();
+        self.track(node, obs);
+        self.elect_write(obs.wall);
+        self.gather_evidence(node, obs);
+        self.refresh_gates(obs.result.is_ok().then_some(node));
+        self.events_since(&before)
+    }
+
+    fn track(&mut self, node: usize, obs: &Observation) {
+        let t = &mut self.nodes[node];
+        t.health = t.health.observe(obs.result.is_ok(), self.probe.fall, self.probe.rise);
+        t.reachable = obs.result.is_ok();
+        t.last_probe = Some(obs.wall);
+        t.last_duration = Some(obs.duration);
+        t.probes += 1;
+        t.seconds += obs.duration.as_secs_f64();
+        match &obs.result {
+            Ok(sample) => {
+                t.sample = Some((obs.at, sample.clone()));
+                t.last_error = None;
+            }
+            Err(e) => {
+                t.errors += 1;
+                t.last_error = Some(e.to_string());
+            }
+        }
+    }
+
+    fn claims(&self) -> Vec<Claim> {
+        let claim = |(i, t): (usize, &NodeTrack)| {
+            let (_, s) = t.sample.as_ref().filter(|_| t.reachable)?;
+            (!s.in_recovery).then_some(Claim { node: i, system_id: s.system_id, timeline: s.timeline })
+        };
+        self.nodes.iter().enumerate().filter_map(claim).collect()
+    }
+
+    fn elect_write(&mut self, now: SystemTime) {
+        self.write = match elect(&self.claims()) {
+            Election::Elected(i) => {
+                self.last_primary = Some(i);
+                WriteTarget::Primary(i)
+            }
+            Election::NoPrimary => match (self.last_primary, &self.write) {
+                (Some(i), WriteTarget::Stale { node, since }) if *node == i => {
+                    WriteTarget::Stale { node: i, since: *since }
+                }
+                (Some(i), _) => WriteTarget::Stale { node: i, since: now },
+                (None, _) => WriteTarget::Unknown,
+            },
+            Election::Conflict(nodes, why) => {
+                if !matches!(self.write, WriteTarget::Conflict(_)) {
+                    self.split_brain_events += 1;
+                }
+                WriteTarget::Conflict(Conflict { nodes, why })
+            }
+        };
+    }
+
+    /// Records where this observation proves the primary's WAL had been.
+    fn gather_evidence(&mut self, node: usize, obs: &Observation) {
+        let WriteTarget::Primary(p) = self.write else { return };
+        let Some((_, primary)) = &self.nodes[p].sample else { return };
+        let owner = (self.cfg.nodes[p].name.clone(), primary.system_id);
+        if self.evidence_owner.as_ref() != Some(&owner) {
+            self.evidence.clear();
+            self.evidence_owner = Some(owner);
+        }
+        let Ok(sample) = &obs.result else { return };
+        let proof = if node == p {
+            sample.current_lsn
+        } else if sample.in_recovery && sample.system_id == primary.system_id {
+            sample.receive_lsn
+        } else {
+            None
+        };
+        if let Some(lsn) = proof {
+            self.evidence.record(obs.at, lsn);
+            self.evidence.prune(obs.at.checked_sub(self.horizon).unwrap_or(obs.at));
+        }
+    }
+
+    fn refresh_gates(&mut self, own: Option<usize>) {
+        for e in 0..self.cfg.endpoints.len() {
+            for n in 0..self.nodes.len() {
+                let view = self.node_view(n);
+                let member = self.is_member(e, n);
+                let policy = self.cfg.endpoints[e].policy;
+                let actual = evaluate(&view, member, &policy);
+                let as_up = evaluate(&NodeView { state: NodeState::Up, ..view }, member, &policy);
+                let gate = &mut self.gates[e][n];
+                if own == Some(n) {
+                    gate.streak = if as_up.is_eligible() { gate.streak + 1 } else { 0 };
+                }
+                gate.open = match (actual, gate.open) {
+                    (Eligibility::Eligible, None) => Some(true),
+                    (Eligibility::Eligible, Some(false)) => Some(gate.streak >= self.probe.rise),
+                    (Eligibility::Eligible, open) => open,
+                    (Eligibility::Ineligible(Reason::NotProbed | Reason::LagUnknown), None) => None,
+                    (Eligibility::Ineligible(_), _) => Some(false),
+                };
+            }
+        }
+    }
+
+    fn is_member(&self, endpoint: usize, node: usize) -> bool {
+        self.cfg.endpoints[endpoint].nodes.contains(&self.cfg.nodes[node].name)
+    }
+
+    fn node_view(&self, i: usize) -> NodeView {
+        let t = &self.nodes[i];
+        let mut v = NodeView::unprobed(&self.cfg.nodes[i]);
+        v.state = t.health.state;
+        v.last_probe = t.last_probe;
+        v.last_probe_duration = t.last_duration;
+        v.last_error = t.last_error.clone();
+        v.probes = t.probes;
+        v.probe_errors = t.errors;
+        v.probe_seconds = t.seconds;
+        let Some((at, s)) = &t.sample else { return v };
+        v.role = if s.in_recovery { Role::Replica } else { Role::Primary };
+        v.system_id = Some(s.system_id);
+        v.timeline = s.timeline;
+        v.current_lsn = s.current_lsn;
+        v.replay_lsn = s.replay_lsn;
+        v.replay_paused = s.replay_paused;
+        if let (true, Some(replay)) = (s.in_recovery, s.replay_lsn) {
+            v.lag = self.evidence.time_lag(replay, *at);
+            v.lag_bytes = self.evidence.byte_lag(replay);
+        }
+        v
+    }
+
+    fn verdict(&self, e: usize, n: usize, view: &NodeView) -> Eligibility {
+        let actual = evaluate(view, self.is_member(e, n), &self.cfg.endpoints[e].policy);
+        let gate = self.gates[e][n];
+        match (actual, gate.open) {
+            (Eligibility::Eligible, Some(true)) => Eligibility::Eligible,
+            (Eligibility::Eligible, _) => {
+                Eligibility::Ineligible(Reason::Rising { seen: gate.streak, need: self.probe.rise })
+            }
+            (ineligible, _) => ineligible,
+        }
+    }
+
+    /// The cluster as the snapshot shows it.
+    pub fn view(&self) -> ClusterView {
+        let nodes: Vec<NodeView> = (0..self.nodes.len()).map(|i| self.node_view(i)).collect();
+        let endpoints = self
+            .cfg
+            .endpoints
+            .iter()
+            .enumerate()
+            .map(|(e, ep)| {
+                let verdicts: Vec<Eligibility> =
+                    nodes.iter().enumerate().map(|(n, view)| self.verdict(e, n, view)).collect();
+                let eligible = (0..nodes.len()).filter(|n| verdicts[*n].is_eligible()).collect();
+                EndpointView { label: ep.label.clone(), policy: ep.policy, verdicts, eligible }
+            })
+            .collect();
+        ClusterView {
+            name: self.cfg.name.clone(),
+            write: self.write.clone(),
+            primary_lsn: self.evidence.latest(),
+            split_brain_events: self.split_brain_events,
+            nodes,
+            endpoints,
+        }
+    }
+
+    fn events_since(&self, before: &ClusterState) -> Vec<Event> {
+        let mut events = Vec::new();
+        let name = |i: usize| self.cfg.nodes[i].name.clone();
+        for (i, (now, was)) in self.nodes.iter().zip(&before.nodes).enumerate() {
+            if now.health.state != was.health.state {
+                events.push(Event::NodeState { node: name(i), from: was.health.state, to: now.health.state });
+            }
+        }
+        if self.write != before.write {
+            if let WriteTarget::Conflict(c) = &self.write {
+                let nodes = c.nodes.iter().map(|i| name(*i)).collect();
+                events.push(Event::SplitBrain { nodes, why: c.why.to_string() });
+            }
+            let show = |s: &ClusterState| describe_write(&s.write, &s.cfg);
+            events.push(Event::Write { from: show(before), to: show(self) });
+        }
+        let (now, was) = (self.view(), before.view());
+        for (e, ep) in now.endpoints.iter().enumerate() {
+            for (n, v) in ep.verdicts.iter().enumerate() {
+                if v.is_eligible() != was.endpoints[e].verdicts[n].is_eligible() {
+                    let verdict = v.to_string();
+                    events.push(Event::Eligibility { endpoint: ep.label.clone(), node: name(n), verdict });
+                }
+            }
+        }
+        events
+    }
+}
+
+fn describe_write(w: &WriteTarget, cfg: &ClusterConfig) -> String {
+    let name = |i: &usize| cfg.nodes[*i].name.as_str();
+    match w {
+        WriteTarget::Unknown => "unknown".into(),
+        WriteTarget::Primary(i) => name(i).into(),
+        WriteTarget::Stale { node, .. } => format!("{} (stale)", name(node)),
+        WriteTarget::Conflict(c) => format!("split brain ({})", c.why),
+    }
+}
+
+#[cfg(test)]
+#[path = "state_tests.rs"]
+mod tests;
