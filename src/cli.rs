@@ -1,1 +1,52 @@
-//! Command-line interface: the commands and their flags.
+//! Command-line interface: the commands and their flags (SPEC §1).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+use crate::telemetry::LogFormat;
+
+#[derive(Debug, Parser)]
+#[command(name = "lagdns", version, about = "Authoritative DNS for PostgreSQL primaries and lag-aware read replicas")]
+pub struct Cli {
+    /// Log format.
+    #[arg(long, global = true, value_enum, default_value = "text")]
+    pub log_format: LogFormat,
+    /// Log level or filter directive (error, warn, info, debug, trace).
+    #[arg(long, global = true, default_value = "info")]
+    pub log_level: String,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the server: DNS over UDP and TCP, HTTP for status and metrics.
+    Serve {
+        /// The config file.
+        #[arg(long, env = "LAGDNS_CONFIG")]
+        config: PathBuf,
+    },
+    /// Validate the config and print the zone's names and the nodes.
+    Check {
+        /// The config file.
+        #[arg(long, env = "LAGDNS_CONFIG")]
+        config: PathBuf,
+    },
+    /// Print every cluster's nodes from a running server.
+    Status {
+        /// The server's HTTP address.
+        #[arg(long, default_value = "127.0.0.1:8053")]
+        http: String,
+    },
+    /// Start a local primary and two streaming replicas and serve them.
+    Demo {
+        /// DNS address (UDP and TCP).
+        #[arg(long, default_value = "127.0.0.1:5353")]
+        dns: SocketAddr,
+        /// HTTP address.
+        #[arg(long, default_value = "127.0.0.1:8053")]
+        http: SocketAddr,
+    },
+}

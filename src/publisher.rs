@@ -38,3 +38,122 @@ impl Published {
         self.changes.subscribe()
     }
 }
+
+use std::time::{Duration, SystemTime};
+
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Config;
+use crate::probe::Observation;
+use crate::state::{ClusterState, Event};
+
+/// The single writer of cluster state.
+pub struct Publisher {
+    config: Arc<Config>,
+    clusters: Vec<ClusterState>,
+    published: Arc<Published>,
+    /// Sticky: once every node has been probed, a reload adding nodes does not make
+    /// the endpoints SERVFAIL again.
+    ready: bool,
+}
+
+/// How long WAL evidence is kept: long enough to measure any configured `max_lag`
+/// (and `maxlag-N` queries up to that), with margin.
+pub fn horizon(config: &Config) -> Duration {
+    let longest = config
+        .clusters
+        .iter()
+        .flat_map(|c| c.endpoints.iter().map(|e| e.policy.max_lag))
+        .max()
+        .unwrap_or_default();
+    longest * 2 + Duration::from_secs(60)
+}
+
+impl Publisher {
+    pub fn new(config: Arc<Config>, published: Arc<Published>) -> Publisher {
+        let h = horizon(&config);
+        let clusters = config.clusters.iter().map(|c| ClusterState::new(c, &config.probe, h)).collect();
+        Publisher { config, clusters, published, ready: false }
+    }
+
+    /// Folds one observation and publishes the result. Observations of nodes no longer
+    /// configured (in flight across a reload) are ignored.
+    pub fn observe(&mut self, obs: &Observation) {
+        let Some(c) = self.clusters.iter().position(|c| c.config().name == *obs.node.cluster) else { return };
+        let Some(n) = self.clusters[c].node_index(&obs.node.node) else { return };
+        let events = self.clusters[c].observe(n, obs);
+        log_events(&self.clusters[c].config().name, &events);
+        self.publish(obs.wall);
+    }
+
+    /// Switches to a new config, keeping what is known of clusters and nodes that keep
+    /// their names, and publishes.
+    pub fn reload(&mut self, config: Arc<Config>) {
+        let h = horizon(&config);
+        let old = std::mem::take(&mut self.clusters);
+        self.clusters = config
+            .clusters
+            .iter()
+            .map(|c| match old.iter().find(|o| o.config().name == c.name) {
+                Some(o) => o.reconfigure(c, &config.probe, h),
+                None => ClusterState::new(c, &config.probe, h),
+            })
+            .collect();
+        self.config = config;
+        self.publish(SystemTime::now());
+    }
+
+    fn publish(&mut self, now: SystemTime) {
+        self.ready = self.ready || self.clusters.iter().all(ClusterState::probed_all);
+        let views = self.clusters.iter().map(ClusterState::view).collect();
+        let prev = self.published.load();
+        let next = crate::snapshot::Snapshot::next(&prev, self.config.clone(), views, self.ready, now);
+        if next.serial != prev.serial {
+            tracing::debug!(serial = next.serial, "answer set changed");
+        }
+        self.published.store(next);
+    }
+
+    /// Folds observations and config reloads until `cancel`. Each reload is applied
+    /// here first and then passed on to `forward` (the probe supervisor), so a new
+    /// node's state exists before its first observation arrives.
+    pub async fn run(
+        mut self,
+        mut observations: mpsc::Receiver<Observation>,
+        mut reloads: mpsc::Receiver<Arc<Config>>,
+        forward: Option<mpsc::Sender<Arc<Config>>>,
+        cancel: CancellationToken,
+    ) {
+        loop {
+            tokio::select! {
+                _ = cancel.cancelled() => return,
+                Some(obs) = observations.recv() => self.observe(&obs),
+                Some(config) = reloads.recv() => {
+                    self.reload(config.clone());
+                    if let Some(forward) = &forward {
+                        let _ = forward.send(config).await;
+                    }
+                }
+                else => return,
+            }
+        }
+    }
+}
+
+fn log_events(cluster: &str, events: &[Event]) {
+    for e in events {
+        match e {
+            Event::NodeState { node, from, to } => {
+                tracing::warn!(cluster, node = %node, %from, %to, "node state changed")
+            }
+            Event::Write { from, to } => tracing::warn!(cluster, %from, %to, "write target changed"),
+            Event::SplitBrain { nodes, why } => {
+                tracing::error!(cluster, nodes = ?nodes, why = %why, "split brain: several primaries, write fails closed")
+            }
+            Event::Eligibility { endpoint, node, verdict } => {
+                tracing::info!(cluster, endpoint = %endpoint, node = %node, verdict = %verdict, "eligibility changed")
+            }
+        }
+    }
+}

@@ -37,7 +37,11 @@ pub struct ClusterView {
     pub write: WriteTarget,
     /// The newest WAL position seen on the primary (kept while the primary is down).
     pub primary_lsn: Option<Lsn>,
-    /// How many times this cluster entered a split-brain conflict since start.
+    /// Nodes that also claim to be primary but lost the election to a strictly newer
+    /// timeline (an old primary back unfenced). Empty when there is no split brain.
+    pub rivals: Vec<usize>,
+    /// How many times this cluster entered split brain (two or more nodes out of
+    /// recovery, settled or not) since start.
     pub split_brain_events: u64,
     /// Index-aligned with the cluster's config `nodes`.
     pub nodes: Vec<NodeView>,
@@ -175,6 +179,7 @@ impl ClusterView {
             name: cfg.name.clone(),
             write: WriteTarget::Unknown,
             primary_lsn: None,
+            rivals: Vec::new(),
             split_brain_events: 0,
             nodes,
             endpoints,
@@ -218,7 +223,7 @@ pub struct NodeLine<'a> {
 /// the write name whether `write` answers it.
 pub enum Verdict<'a> {
     Read(Eligibility),
-    Write(&'a WriteTarget, usize),
+    Write { target: &'a WriteTarget, rivals: &'a [usize], me: usize },
 }
 
 impl fmt::Display for NodeLine<'_> {
@@ -233,12 +238,12 @@ impl fmt::Display for NodeLine<'_> {
         )?;
         match &self.verdict {
             Verdict::Read(e) => write!(f, "{e}"),
-            Verdict::Write(target, me) => write_verdict(f, target, *me),
+            Verdict::Write { target, rivals, me } => write_verdict(f, target, rivals, *me),
         }
     }
 }
 
-fn write_verdict(f: &mut fmt::Formatter<'_>, target: &WriteTarget, me: usize) -> fmt::Result {
+fn write_verdict(f: &mut fmt::Formatter<'_>, target: &WriteTarget, rivals: &[usize], me: usize) -> fmt::Result {
     match target {
         WriteTarget::Primary(i) if *i == me => f.write_str("write: answered"),
         WriteTarget::Stale { node, since } if *node == me => {
@@ -248,6 +253,7 @@ fn write_verdict(f: &mut fmt::Formatter<'_>, target: &WriteTarget, me: usize) ->
         WriteTarget::Conflict(c) if c.nodes.contains(&me) => {
             write!(f, "write: SERVFAIL, split brain ({})", c.why)
         }
+        _ if rivals.contains(&me) => f.write_str("write: not answered, split brain (older timeline)"),
         _ => f.write_str("write: not answered"),
     }
 }
@@ -257,7 +263,8 @@ impl ClusterView {
     pub fn write_lines(&self) -> Vec<String> {
         (0..self.nodes.len())
             .map(|i| {
-                NodeLine { node: &self.nodes[i], verdict: Verdict::Write(&self.write, i) }.to_string()
+                let verdict = Verdict::Write { target: &self.write, rivals: &self.rivals, me: i };
+                NodeLine { node: &self.nodes[i], verdict }.to_string()
             })
             .collect()
     }

@@ -24,6 +24,8 @@ pub struct ClusterState {
     /// The primary (node name, system) the evidence belongs to.
     evidence_owner: Option<(String, SystemId)>,
     write: WriteTarget,
+    /// Claimants that lost the election to a newer timeline.
+    rivals: Vec<usize>,
     last_primary: Option<usize>,
     split_brain_events: u64,
     /// `[endpoint][node]` re-admission gates.
@@ -75,6 +77,7 @@ impl ClusterState {
             evidence: WalEvidence::default(),
             evidence_owner: None,
             write: WriteTarget::Unknown,
+            rivals: Vec::new(),
             last_primary: None,
             split_brain_events: 0,
         }
@@ -161,8 +164,12 @@ impl ClusterState {
     }
 
     fn elect_write(&mut self, now: SystemTime) {
-        self.write = match elect(&self.claims()) {
+        let claims = self.claims();
+        let was_split = self.rivals.len() + matches!(self.write, WriteTarget::Conflict(_)) as usize > 0;
+        self.rivals.clear();
+        self.write = match elect(&claims) {
             Election::Elected(i) => {
+                self.rivals = claims.iter().map(|c| c.node).filter(|n| *n != i).collect();
                 self.last_primary = Some(i);
                 WriteTarget::Primary(i)
             }
@@ -173,13 +180,11 @@ impl ClusterState {
                 (Some(i), _) => WriteTarget::Stale { node: i, since: now },
                 (None, _) => WriteTarget::Unknown,
             },
-            Election::Conflict(nodes, why) => {
-                if !matches!(self.write, WriteTarget::Conflict(_)) {
-                    self.split_brain_events += 1;
-                }
-                WriteTarget::Conflict(Conflict { nodes, why })
-            }
+            Election::Conflict(nodes, why) => WriteTarget::Conflict(Conflict { nodes, why }),
         };
+        if claims.len() > 1 && !was_split {
+            self.split_brain_events += 1;
+        }
     }
 
     /// Records where this observation proves the primary's WAL had been.
@@ -287,6 +292,7 @@ impl ClusterState {
             name: self.cfg.name.clone(),
             write: self.write.clone(),
             primary_lsn: self.evidence.latest(),
+            rivals: self.rivals.clone(),
             split_brain_events: self.split_brain_events,
             nodes,
             endpoints,
@@ -301,11 +307,18 @@ impl ClusterState {
                 events.push(Event::NodeState { node: name(i), from: was.health.state, to: now.health.state });
             }
         }
+        if self.split_brain_events != before.split_brain_events {
+            let (nodes, why) = match &self.write {
+                WriteTarget::Conflict(c) => (c.nodes.clone(), format!("unresolved: {}; write fails closed", c.why)),
+                w => {
+                    let winner = w.node().map(name).unwrap_or_default();
+                    (self.rivals.clone(), format!("{winner} is on a newer timeline and keeps write"))
+                }
+            };
+            let nodes = nodes.into_iter().map(name).collect();
+            events.push(Event::SplitBrain { nodes, why });
+        }
         if self.write != before.write {
-            if let WriteTarget::Conflict(c) = &self.write {
-                let nodes = c.nodes.iter().map(|i| name(*i)).collect();
-                events.push(Event::SplitBrain { nodes, why: c.why.to_string() });
-            }
             let show = |s: &ClusterState| describe_write(&s.write, &s.cfg);
             events.push(Event::Write { from: show(before), to: show(self) });
         }

@@ -214,7 +214,13 @@ fn failover_follows_the_promoted_replica_and_never_returns_to_the_old_primary() 
     assert_eq!(s.state.view().write, WriteTarget::Primary(1));
     // the old primary comes back unfenced on timeline 1: the newer timeline wins
     let events = s.at(1000, "pg1", Ok(primary(1100, 1)));
-    assert_eq!(s.state.view().write, WriteTarget::Primary(1), "{events:?}");
+    let v = s.state.view();
+    assert_eq!(v.write, WriteTarget::Primary(1), "{events:?}");
+    assert_eq!(v.rivals, vec![0], "the old primary is reported as a rival");
+    assert_eq!(v.split_brain_events, 1);
+    assert!(events.iter().any(|e| matches!(e, Event::SplitBrain { .. })), "{events:?}");
+    assert!(v.write_lines()[0].ends_with("write: not answered, split brain (older timeline)"));
+    assert!(v.write_lines()[1].ends_with("write: answered"));
 }
 
 #[test]

@@ -1,1 +1,26 @@
-//! Logging setup: `--log-format json|text`, `--log-level`.
+//! Logging setup: `--log-format json|text`, `--log-level`. Logs go to stderr; the
+//! libraries' per-query chatter (hickory logs two lines per query at info) is capped at
+//! `warn` unless `RUST_LOG` says otherwise.
+
+use tracing_subscriber::EnvFilter;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+const QUIET_LIBRARIES: &str = "hickory_server=warn,hickory_proto=warn,hickory_net=warn,tokio_postgres=warn";
+
+/// Installs the global subscriber. `level` is a tracing level or filter directive.
+pub fn init(format: LogFormat, level: &str) -> anyhow::Result<()> {
+    let directives = std::env::var("RUST_LOG").unwrap_or_else(|_| format!("{level},{QUIET_LIBRARIES}"));
+    let filter = EnvFilter::try_new(&directives)
+        .map_err(|e| anyhow::anyhow!("invalid --log-level {level:?}: {e}"))?;
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let result = match format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+    };
+    result.map_err(|e| anyhow::anyhow!("cannot install the logger: {e}"))
+}

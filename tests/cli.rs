@@ -1,0 +1,178 @@
+//! The real binary: `lagdns check` exit codes and messages, `LAGDNS_CONFIG`, and
+//! `lagdns demo` starting real PostgreSQL, answering `dig`, and cleaning up on Ctrl-C.
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn lagdns() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_lagdns"))
+}
+
+/// A config file in a fresh temp directory.
+fn write_config(name: &str, text: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("lagdns-cli-{}-{name}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("lagdns.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+const VALID: &str = r#"[dns]
+zone = "db.internal"
+
+[[cluster]]
+name = "main"
+
+[[cluster.node]]
+name = "pg1"
+address = "10.0.0.11"
+dsn = "host=10.0.0.11 user=lagdns password=hunter2 dbname=postgres"
+"#;
+
+#[test]
+fn check_accepts_the_shipped_example_and_prints_names_and_nodes() {
+    let out = lagdns().args(["check", "--config", "config/lagdns.toml"]).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "stdout: {stdout}\nstderr: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("write.db.internal."), "{stdout}");
+    assert!(stdout.contains("read.db.internal."), "{stdout}");
+}
+
+#[test]
+fn check_never_prints_a_password() {
+    let path = write_config("secret", VALID);
+    let out = lagdns().arg("check").env("LAGDNS_CONFIG", &path).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "LAGDNS_CONFIG is read: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("main/pg1"), "{stdout}");
+    assert!(!stdout.contains("hunter2"), "{stdout}");
+}
+
+#[test]
+fn check_rejects_an_unknown_key_naming_file_line_and_key() {
+    let text = VALID.replace("name = \"pg1\"", "name = \"pg1\"\nweigth = 5");
+    let path = write_config("unknown", &text);
+    let out = lagdns().args(["check", "--config"]).arg(&path).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let want = format!("{}:9:", path.display());
+    assert!(stderr.contains(&want), "wants {want} in: {stderr}");
+    assert!(stderr.contains("weigth"), "{stderr}");
+}
+
+#[test]
+fn check_rejects_a_bad_value_naming_file_line_and_key() {
+    let text = VALID.replace("address = \"10.0.0.11\"", "address = \"not-an-ip\"");
+    let path = write_config("badaddr", &text);
+    let out = lagdns().args(["check", "--config"]).arg(&path).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains(&format!("{}:9:", path.display())), "{stderr}");
+    assert!(stderr.contains("address"), "{stderr}");
+}
+
+#[test]
+fn check_reports_a_missing_file() {
+    let out = lagdns().args(["check", "--config", "/nonexistent/lagdns.toml"]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr.contains("/nonexistent/lagdns.toml"), "{stderr}");
+}
+
+#[test]
+fn status_fails_clearly_when_no_server_runs() {
+    let port = free_port();
+    let out = lagdns().args(["status", "--http", &format!("127.0.0.1:{port}")]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains(&port.to_string()));
+}
+
+fn free_port() -> u16 {
+    let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let port = udp.local_addr().unwrap().port();
+    // also free over TCP, for the DNS TCP listener and HTTP
+    std::net::TcpListener::bind(("127.0.0.1", port)).map(|_| port).unwrap_or_else(|_| free_port())
+}
+
+/// Kills the child on drop, so a failing assertion never leaves a demo running.
+struct Child(std::process::Child);
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        if matches!(self.0.try_wait(), Ok(None)) {
+            unsafe { libc::kill(self.0.id() as i32, libc::SIGINT) };
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while Instant::now() < deadline && matches!(self.0.try_wait(), Ok(None)) {
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            let _ = self.0.kill();
+        }
+    }
+}
+
+fn dig(port: u16, args: &[&str]) -> String {
+    let out = Command::new("dig")
+        .args(["@127.0.0.1", "-p", &port.to_string(), "+short", "+time=2", "+tries=1"])
+        .args(args)
+        .output()
+        .expect("dig is installed (./dev test installs bind9-dnsutils)");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn demo_serves_real_postgres_and_cleans_up_on_ctrl_c() {
+    let (dns, http) = (free_port(), free_port());
+    let mut child = Child(
+        lagdns()
+            .args(["demo", "--dns", &format!("127.0.0.1:{dns}"), "--http", &format!("127.0.0.1:{http}")])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap(),
+    );
+    let stdout = child.0.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let mut config_path = None;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while config_path.is_none() {
+        let line = rx.recv_timeout(deadline.saturating_duration_since(Instant::now())).expect("demo prints its config path");
+        if let Some(p) = line.strip_prefix("config: ") {
+            config_path = Some(PathBuf::from(p.trim()));
+        }
+    }
+    let dir = config_path.unwrap().parent().unwrap().to_path_buf();
+    assert!(dir.exists());
+
+    // write answers the primary, read a replica, once the first round is done
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let (write, read) = loop {
+        let (w, r) = (dig(dns, &["write.db.internal"]), dig(dns, &["read.db.internal"]));
+        if (!w.trim().is_empty() && !r.trim().is_empty()) || Instant::now() > deadline {
+            break (w, r);
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert!(write.trim().ends_with(".1"), "write is pg1 (127.77.x.1): {write:?}");
+    assert!(!read.trim().is_empty() && !read.trim().ends_with(".1"), "read is a replica: {read:?}");
+    let txt = dig(dns, &["TXT", "read.db.internal"]);
+    assert_eq!(txt.lines().count(), 3, "one TXT string per node: {txt}");
+
+    unsafe { libc::kill(child.0.id() as i32, libc::SIGINT) };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(s) = child.0.try_wait().unwrap() {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "demo exits after Ctrl-C");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(status.success(), "{status:?}");
+    assert!(!dir.exists(), "demo removed {}", dir.display());
+}

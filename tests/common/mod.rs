@@ -1,0 +1,286 @@
+//! Shared helpers for the tests that run against real PostgreSQL: a DNS client over
+//! real UDP/TCP sockets, HTTP GET, polling with deadlines, and a running lagdns over a
+//! local cluster.
+#![allow(dead_code)]
+
+use std::net::{IpAddr, SocketAddr};
+use std::str::FromStr;
+use std::time::{Duration, Instant};
+
+use hickory_proto::op::{Message, Query, ResponseCode};
+use hickory_proto::rr::{Name, RData, RecordType};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use lagdns::cmd::serve::Server;
+use lagdns::config::Config;
+use lagdns::localpg::LocalCluster;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Proto {
+    Udp,
+    Tcp,
+}
+
+/// Sends one query and returns the decoded response.
+pub async fn query(server: SocketAddr, name: &str, qtype: RecordType, proto: Proto) -> Message {
+    let mut msg = Message::query();
+    msg.add_query(Query::query(Name::from_str(name).unwrap(), qtype));
+    let bytes = msg.to_vec().unwrap();
+    let deadline = Duration::from_secs(5);
+    let reply = match proto {
+        Proto::Udp => tokio::time::timeout(deadline, udp_exchange(server, &bytes)).await,
+        Proto::Tcp => tokio::time::timeout(deadline, tcp_exchange(server, &bytes)).await,
+    };
+    let reply = reply.unwrap_or_else(|_| panic!("no DNS answer for {name} {qtype} from {server} within 5 s"));
+    let resp = Message::from_vec(&reply).expect("a decodable DNS response");
+    assert_eq!(resp.metadata.id, msg.metadata.id, "response id matches");
+    resp
+}
+
+async fn udp_exchange(server: SocketAddr, bytes: &[u8]) -> Vec<u8> {
+    let sock = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    sock.send_to(bytes, server).await.unwrap();
+    let mut buf = vec![0u8; 65535];
+    let (n, _) = sock.recv_from(&mut buf).await.unwrap();
+    buf.truncate(n);
+    buf
+}
+
+async fn tcp_exchange(server: SocketAddr, bytes: &[u8]) -> Vec<u8> {
+    let mut s = tokio::net::TcpStream::connect(server).await.unwrap();
+    let mut framed = (bytes.len() as u16).to_be_bytes().to_vec();
+    framed.extend_from_slice(bytes);
+    s.write_all(&framed).await.unwrap();
+    let len = s.read_u16().await.unwrap() as usize;
+    let mut buf = vec![0u8; len];
+    s.read_exact(&mut buf).await.unwrap();
+    buf
+}
+
+/// The A/AAAA addresses in the answer section, in order.
+pub fn addrs(m: &Message) -> Vec<IpAddr> {
+    m.answers
+        .iter()
+        .filter_map(|r| match &r.data {
+            RData::A(a) => Some(IpAddr::V4(a.0)),
+            RData::AAAA(a) => Some(IpAddr::V6(a.0)),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Every TXT string in the answer section.
+pub fn txt(m: &Message) -> Vec<String> {
+    m.answers
+        .iter()
+        .filter_map(|r| match &r.data {
+            RData::TXT(t) => Some(t.txt_data.iter().map(|s| String::from_utf8_lossy(s).into_owned()).collect::<Vec<_>>()),
+            _ => None,
+        })
+        .flatten()
+        .collect()
+}
+
+pub fn rcode(m: &Message) -> ResponseCode {
+    m.metadata.response_code
+}
+
+/// `GET http://addr/path` → (status, body).
+pub async fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
+    let url = format!("http://{addr}{path}");
+    tokio::task::spawn_blocking(move || match ureq::get(&url).timeout(Duration::from_secs(5)).call() {
+        Ok(r) => (r.status(), r.into_string().unwrap()),
+        Err(ureq::Error::Status(code, r)) => (code, r.into_string().unwrap_or_default()),
+        Err(e) => panic!("GET {url}: {e}"),
+    })
+    .await
+    .unwrap()
+}
+
+/// Polls `check` every 50 ms until it returns `Some`, or panics after `within` with
+/// the last observed value described by `what`.
+pub async fn eventually<T, F, Fut>(within: Duration, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, String>>,
+{
+    let deadline = Instant::now() + within;
+    loop {
+        match check().await {
+            Ok(v) => return v,
+            Err(last) if Instant::now() >= deadline => panic!("timed out after {within:?} waiting for {what}; last: {last}"),
+            Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    }
+}
+
+/// Probe and policy settings a test writes into its config.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub interval_ms: u64,
+    pub timeout_ms: u64,
+    pub fall: u32,
+    pub rise: u32,
+    pub max_lag_ms: u64,
+    pub fallback: &'static str,
+    pub answers: &'static str,
+    /// Extra TOML appended to the `[[cluster]]` table (before the nodes).
+    pub cluster_extra: String,
+    /// Per-node weight overrides by node name.
+    pub weights: Vec<(&'static str, u32)>,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            interval_ms: 250,
+            timeout_ms: 1000,
+            fall: 2,
+            rise: 2,
+            max_lag_ms: 500,
+            fallback: "primary",
+            answers: "1",
+            cluster_extra: String::new(),
+            weights: Vec::new(),
+        }
+    }
+}
+
+impl Settings {
+    /// A generous deadline for `n` probe intervals (plus timeouts) on a loaded 2-core
+    /// machine.
+    pub fn rounds(&self, n: u64) -> Duration {
+        Duration::from_millis(n * (self.interval_ms + self.timeout_ms) + 5000)
+    }
+}
+
+/// A config for `cluster` served on ephemeral loopback ports.
+pub fn config_text(cluster: &LocalCluster, s: &Settings) -> String {
+    let mut t = format!(
+        r#"[dns]
+listen = ["127.0.0.1:0"]
+zone = "db.internal"
+ttl = "1s"
+negative_ttl = "1s"
+nameservers = [{{ name = "ns1.db.internal", address = "127.0.0.1" }}]
+nsid = "lagdns-test"
+
+[http]
+listen = "127.0.0.1:0"
+
+[probe]
+interval = "{}ms"
+timeout = "{}ms"
+fall = {}
+rise = {}
+
+[[cluster]]
+name = "main"
+max_lag = "{}ms"
+fallback = "{}"
+answers = {}
+{}
+"#,
+        s.interval_ms,
+        s.timeout_ms,
+        s.fall,
+        s.rise,
+        s.max_lag_ms,
+        s.fallback,
+        if s.answers == "all" { "\"all\"".to_string() } else { s.answers.to_string() },
+        s.cluster_extra
+    );
+    for n in cluster.nodes() {
+        let weight = s.weights.iter().find(|(name, _)| *name == n.name).map(|(_, w)| *w).unwrap_or(100);
+        t.push_str(&format!(
+            "\n[[cluster.node]]\nname = \"{}\"\naddress = \"{}\"\ndsn = \"{}\"\nweight = {}\n",
+            n.name,
+            n.address,
+            n.dsn(),
+            weight
+        ));
+    }
+    t
+}
+
+/// A real cluster (primary pg1 + replicas) with lagdns serving it in-process.
+pub struct Stack {
+    pub server: Option<Server>,
+    pub settings: Settings,
+    pub cluster: LocalCluster,
+}
+
+impl Stack {
+    pub async fn start(replicas: usize, settings: Settings) -> Stack {
+        let cluster = tokio::task::spawn_blocking(move || LocalCluster::start(replicas))
+            .await
+            .unwrap()
+            .expect("start a local PostgreSQL cluster (is PostgreSQL installed? ./dev test installs it)");
+        let text = config_text(&cluster, &settings);
+        let config = Config::parse(&text, "test.toml").expect("test config is valid");
+        let server = Server::start(config).await.expect("lagdns starts");
+        Stack { server: Some(server), settings, cluster }
+    }
+
+    pub fn server(&self) -> &Server {
+        self.server.as_ref().expect("server running")
+    }
+
+    pub fn dns(&self) -> SocketAddr {
+        self.server().dns_addrs[0]
+    }
+
+    pub fn http(&self) -> SocketAddr {
+        self.server().http_addr
+    }
+
+    pub fn addr_of(&self, node: &str) -> IpAddr {
+        IpAddr::V4(self.cluster.node(node).address)
+    }
+
+    pub fn name_of(&self, addr: IpAddr) -> String {
+        self.cluster
+            .nodes()
+            .iter()
+            .find(|n| IpAddr::V4(n.address) == addr)
+            .map(|n| n.name.clone())
+            .unwrap_or_else(|| addr.to_string())
+    }
+
+    /// Node names answered for `name` A (UDP).
+    pub async fn answer(&self, name: &str) -> (ResponseCode, Vec<String>) {
+        let m = query(self.dns(), name, RecordType::A, Proto::Udp).await;
+        let mut names: Vec<String> = addrs(&m).into_iter().map(|a| self.name_of(a)).collect();
+        names.sort();
+        (rcode(&m), names)
+    }
+
+    /// Waits until `name` answers exactly `want` (sorted node names, NOERROR).
+    pub async fn wait_answer(&self, name: &str, want: &[&str], within: Duration) {
+        let want: Vec<String> = want.iter().map(|s| s.to_string()).collect();
+        eventually(within, &format!("{name} → {want:?}"), || async {
+            let got = self.answer(name).await;
+            if got.0 == ResponseCode::NoError && got.1 == want {
+                Ok(())
+            } else {
+                Err(format!("{got:?}"))
+            }
+        })
+        .await
+    }
+
+    /// Every address `read` may answer, collected over `n` queries.
+    pub async fn read_set(&self, name: &str, n: usize) -> Vec<String> {
+        let mut all = std::collections::BTreeSet::new();
+        for _ in 0..n {
+            all.extend(self.answer(name).await.1);
+        }
+        all.into_iter().collect()
+    }
+
+    pub async fn shutdown(&mut self) {
+        if let Some(s) = self.server.take() {
+            s.shutdown().await;
+        }
+    }
+}
