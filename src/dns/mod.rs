@@ -1,2 +1,8 @@
 //! DNS: query-name parsing (`name`), the SPEC §5 answer table (`answer`), wire records
 //! derived from a snapshot (`records`), and the hickory-server adapter (`server`).
+
+pub mod answer;
+pub mod name;
+
+#[cfg(test)]
+mod testdata;
