@@ -3,6 +3,7 @@
 
 pub mod answer;
 pub mod name;
+pub mod records;
 
 #[cfg(test)]
 mod testdata;
