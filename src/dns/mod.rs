@@ -4,6 +4,9 @@
 pub mod answer;
 pub mod name;
 pub mod records;
+pub mod server;
+
+pub use server::DnsServer;
 
 #[cfg(test)]
 mod testdata;
