@@ -74,10 +74,12 @@ mod tests {
         count as f64 / DRAWS as f64
     }
 
+    /// (candidates, count, expected share of first pick per node index)
+    type Case<'a> = (&'a [(usize, u32)], Option<usize>, &'a [f64]);
+
     #[test]
     fn first_pick_is_proportional_to_weight() {
-        // (candidates, count, expected share of first pick per node index)
-        let cases: &[(&[(usize, u32)], Option<usize>, &[f64])] = &[
+        let cases: &[Case] = &[
             (&[(0, 100), (1, 100)], Some(1), &[0.5, 0.5]),
             (&[(0, 300), (1, 100)], Some(1), &[0.75, 0.25]),
             (&[(0, 1), (1, 0)], Some(1), &[1.0, 0.0]),
