@@ -1,2 +1,152 @@
 //! Weighted choice of read answers: `answers` distinct nodes drawn in proportion to
 //! weight, or every node in weighted random order.
+//!
+//! Efraimidis–Spirakis sampling without replacement: each candidate draws the key
+//! `ln(u) / weight` with `u` uniform in (0, 1]; the largest keys win. The first pick is
+//! node `i` with probability `w_i / Σw`, and sorting by key gives a weighted random order.
+
+use rand::Rng;
+
+/// Picks up to `count` distinct nodes from `candidates` (`(node, weight)`), in proportion
+/// to weight; `None` returns every candidate in weighted random order. Candidates with
+/// weight 0 are never picked.
+pub fn pick<R: Rng + ?Sized>(
+    candidates: &[(usize, u32)],
+    count: Option<usize>,
+    rng: &mut R,
+) -> Vec<usize> {
+    let want = count.unwrap_or(usize::MAX);
+    if want == 0 {
+        return Vec::new();
+    }
+    if want == 1 {
+        return pick_one(candidates, rng).into_iter().collect();
+    }
+    let mut keyed: Vec<(f64, usize)> = candidates
+        .iter()
+        .filter(|(_, w)| *w > 0)
+        .map(|&(node, w)| (key(w, rng), node))
+        .collect();
+    keyed.sort_by(|a, b| b.0.total_cmp(&a.0));
+    keyed.into_iter().take(want).map(|(_, node)| node).collect()
+}
+
+/// The common `answers = 1` case without allocating for keys.
+fn pick_one<R: Rng + ?Sized>(candidates: &[(usize, u32)], rng: &mut R) -> Option<usize> {
+    let mut best: Option<(f64, usize)> = None;
+    for &(node, w) in candidates.iter().filter(|(_, w)| *w > 0) {
+        let k = key(w, rng);
+        if best.is_none_or(|(b, _)| k > b) {
+            best = Some((k, node));
+        }
+    }
+    best.map(|(_, node)| node)
+}
+
+/// `ln(u) / w` for `u` in (0, 1]: larger is better, and ordering matches `u^(1/w)`.
+fn key<R: Rng + ?Sized>(weight: u32, rng: &mut R) -> f64 {
+    let u = 1.0 - rng.random::<f64>();
+    u.ln() / f64::from(weight)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::rngs::SmallRng;
+    use rand::SeedableRng;
+
+    const DRAWS: usize = 20_000;
+
+    /// How often each node comes first over many seeded draws.
+    fn first_counts(candidates: &[(usize, u32)], count: Option<usize>, seed: u64) -> Vec<usize> {
+        let mut rng = SmallRng::seed_from_u64(seed);
+        let size = candidates.iter().map(|c| c.0).max().unwrap_or(0) + 1;
+        let mut counts = vec![0; size];
+        for _ in 0..DRAWS {
+            if let Some(&first) = pick(candidates, count, &mut rng).first() {
+                counts[first] += 1;
+            }
+        }
+        counts
+    }
+
+    fn share(count: usize) -> f64 {
+        count as f64 / DRAWS as f64
+    }
+
+    /// (candidates, count, expected share of first pick per node index)
+    type Case<'a> = (&'a [(usize, u32)], Option<usize>, &'a [f64]);
+
+    #[test]
+    fn first_pick_is_proportional_to_weight() {
+        let cases: &[Case] = &[
+            (&[(0, 100), (1, 100)], Some(1), &[0.5, 0.5]),
+            (&[(0, 300), (1, 100)], Some(1), &[0.75, 0.25]),
+            (&[(0, 1), (1, 0)], Some(1), &[1.0, 0.0]),
+            (&[(0, 1), (1, 1), (2, 2)], Some(1), &[0.25, 0.25, 0.5]),
+            (&[(0, 300), (1, 100)], None, &[0.75, 0.25]),
+            (&[(0, 300), (1, 100), (2, 0)], Some(2), &[0.75, 0.25, 0.0]),
+            (
+                &[(4, 10), (7, 30)],
+                Some(1),
+                &[0.0, 0.0, 0.0, 0.0, 0.25, 0.0, 0.0, 0.75],
+            ),
+        ];
+        for (i, (candidates, count, expected)) in cases.iter().enumerate() {
+            let counts = first_counts(candidates, *count, 7 + i as u64);
+            for (node, want) in expected.iter().enumerate() {
+                let got = share(counts[node]);
+                assert!(
+                    (got - want).abs() < 0.02,
+                    "case {i} node {node}: share {got}, expected {want}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn never_duplicates_and_never_picks_weight_zero() {
+        let candidates = [(0, 5), (1, 0), (2, 50), (3, 500), (4, 1)];
+        let mut rng = SmallRng::seed_from_u64(42);
+        for count in [Some(1), Some(2), Some(3), Some(4), Some(10), None] {
+            for _ in 0..500 {
+                let got = pick(&candidates, count, &mut rng);
+                let mut sorted = got.clone();
+                sorted.sort_unstable();
+                sorted.dedup();
+                assert_eq!(sorted.len(), got.len(), "duplicate in {got:?}");
+                assert!(!got.contains(&1), "weight 0 picked: {got:?}");
+                let expected = count.unwrap_or(usize::MAX).min(4);
+                assert_eq!(got.len(), expected, "count {count:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn count_larger_than_candidates_returns_all_positive() {
+        let mut rng = SmallRng::seed_from_u64(1);
+        let mut got = pick(&[(3, 1), (9, 2)], Some(5), &mut rng);
+        got.sort_unstable();
+        assert_eq!(got, vec![3, 9]);
+        assert!(pick(&[], Some(1), &mut rng).is_empty());
+        assert!(pick(&[(0, 0)], None, &mut rng).is_empty());
+        assert!(pick(&[(0, 5)], Some(0), &mut rng).is_empty());
+    }
+
+    #[test]
+    fn second_pick_follows_remaining_weight() {
+        // Weights 2/1/1: when node 0 is first, nodes 1 and 2 share the second slot evenly;
+        // when node 1 is first, node 0 takes the second slot 2/3 of the time.
+        let mut rng = SmallRng::seed_from_u64(9);
+        let (mut after1, mut zero_second) = (0usize, 0usize);
+        for _ in 0..DRAWS {
+            let got = pick(&[(0, 2), (1, 1), (2, 1)], Some(2), &mut rng);
+            if got[0] == 1 {
+                after1 += 1;
+                zero_second += usize::from(got[1] == 0);
+            }
+        }
+        let ratio = zero_second as f64 / after1 as f64;
+        assert!((ratio - 2.0 / 3.0).abs() < 0.03, "ratio {ratio}");
+    }
+}
