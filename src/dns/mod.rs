@@ -16,7 +16,7 @@ mod layering {
     /// Only `dns/server.rs` may name the DNS server library.
     #[test]
     fn only_the_adapter_names_the_server_library() {
-        let needle = concat!("hickory", "_server");
+        let needle = concat!("hickory", "_server::");
         let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
         let mut offenders = Vec::new();
         let mut dirs = vec![src.clone()];

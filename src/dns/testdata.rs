@@ -180,6 +180,7 @@ fn cluster_view(cfg: &ClusterConfig, write: WriteTarget) -> ClusterView {
         name: cfg.name.clone(),
         write,
         primary_lsn: Some(Lsn(0x3000000)),
+        rivals: vec![],
         split_brain_events: 0,
         nodes,
         endpoints,
