@@ -270,6 +270,7 @@ fn cluster_view(cfg: &ClusterConfig, specs: &[NodeSpec], write: WriteTarget) -> 
         name: cfg.name.clone(),
         write,
         primary_lsn: Some(Lsn(0x3000000)),
+        rivals: vec![],
         split_brain_events: 1,
         nodes,
         endpoints,
