@@ -240,25 +240,27 @@ fn render_global(out: &mut Out, snap: &Snapshot, stats: &QueryStats) {
     }
 }
 
+/// A per-cluster or per-node metric family: name, help, type and the value (if any).
+type Family<T> = (&'static str, &'static str, &'static str, fn(&T) -> Option<f64>);
+
+const CLUSTER_METRICS: [Family<ClusterView>; 5] = [
+    (SPLIT_BRAIN, "1 while several nodes claim to be primary and write answers SERVFAIL.", "gauge", |c| {
+        Some(bool_f(matches!(c.write, WriteTarget::Conflict(_))))
+    }),
+    (SPLIT_BRAIN_EVENTS, "Times the cluster entered a split-brain conflict.", "counter", |c| {
+        Some(c.split_brain_events as f64)
+    }),
+    (WRITE_STALE, "1 while no primary is reachable and write answers the last known one.", "gauge", |c| {
+        Some(bool_f(matches!(c.write, WriteTarget::Stale { .. })))
+    }),
+    (WRITE_KNOWN, "1 while write answers a node (fresh or stale), 0 on SERVFAIL.", "gauge", |c| {
+        Some(bool_f(c.write.node().is_some()))
+    }),
+    (PRIMARY_LSN, "Newest WAL position seen on the primary, in bytes.", "gauge", |c| c.primary_lsn.map(|l| l.0 as f64)),
+];
+
 fn render_clusters(out: &mut Out, clusters: &[ClusterView]) {
-    let per_cluster: [(&str, &str, &str, fn(&ClusterView) -> Option<f64>); 5] = [
-        (SPLIT_BRAIN, "1 while several nodes claim to be primary and write answers SERVFAIL.", "gauge", |c| {
-            Some(bool_f(matches!(c.write, WriteTarget::Conflict(_))))
-        }),
-        (SPLIT_BRAIN_EVENTS, "Times the cluster entered a split-brain conflict.", "counter", |c| {
-            Some(c.split_brain_events as f64)
-        }),
-        (WRITE_STALE, "1 while no primary is reachable and write answers the last known one.", "gauge", |c| {
-            Some(bool_f(matches!(c.write, WriteTarget::Stale { .. })))
-        }),
-        (WRITE_KNOWN, "1 while write answers a node (fresh or stale), 0 on SERVFAIL.", "gauge", |c| {
-            Some(bool_f(c.write.node().is_some()))
-        }),
-        (PRIMARY_LSN, "Newest WAL position seen on the primary, in bytes.", "gauge", |c| {
-            c.primary_lsn.map(|l| l.0 as f64)
-        }),
-    ];
-    for (name, help, kind, value) in per_cluster {
+    for (name, help, kind, value) in CLUSTER_METRICS {
         out.family(name, help, kind);
         for c in clusters {
             if let Some(v) = value(c) {
@@ -278,9 +280,7 @@ fn render_clusters(out: &mut Out, clusters: &[ClusterView]) {
     }
 }
 
-type NodeMetric = (&'static str, &'static str, &'static str, fn(&NodeView) -> Option<f64>);
-
-const NODE_METRICS: [NodeMetric; 10] = [
+const NODE_METRICS: [Family<NodeView>; 10] = [
     (NODE_UP, "1 if the node is up (answered its last `rise` probes), else 0.", "gauge", |n| {
         Some(bool_f(n.state == NodeState::Up))
     }),
