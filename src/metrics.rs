@@ -1,7 +1,13 @@
 //! Metrics: every metric name (prefix `lagdns_`), the query counters the DNS handler
 //! bumps, and the Prometheus text rendering of a snapshot plus those counters.
 
+use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::UNIX_EPOCH;
+
+use crate::health::NodeState;
+use crate::snapshot::{ClusterView, NodeView, Snapshot, WriteTarget};
+use crate::topology::Role;
 
 /// What kind of name a query asked for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -177,5 +183,394 @@ impl QueryStats {
             }
         }
         out
+    }
+}
+
+// ---------------------------------------------------------------------------------
+// Metric names. Every metric lagdns exports is named here and nowhere else.
+
+pub const READY: &str = "lagdns_ready";
+pub const SOA_SERIAL: &str = "lagdns_soa_serial";
+pub const ANSWER_CHANGES: &str = "lagdns_answer_changes_total";
+pub const SNAPSHOT_TIMESTAMP: &str = "lagdns_snapshot_timestamp_seconds";
+pub const QUERIES: &str = "lagdns_queries_total";
+pub const SPLIT_BRAIN: &str = "lagdns_split_brain";
+pub const SPLIT_BRAIN_EVENTS: &str = "lagdns_split_brain_events_total";
+pub const WRITE_STALE: &str = "lagdns_write_stale";
+pub const WRITE_KNOWN: &str = "lagdns_write_known";
+pub const PRIMARY_LSN: &str = "lagdns_primary_lsn_bytes";
+pub const ENDPOINT_ELIGIBLE_NODES: &str = "lagdns_endpoint_eligible_nodes";
+pub const NODE_UP: &str = "lagdns_node_up";
+pub const NODE_STATE: &str = "lagdns_node_state";
+pub const NODE_IS_PRIMARY: &str = "lagdns_node_is_primary";
+pub const NODE_LAG_SECONDS: &str = "lagdns_node_lag_seconds";
+pub const NODE_LAG_BYTES: &str = "lagdns_node_lag_bytes";
+pub const NODE_REPLAY_PAUSED: &str = "lagdns_node_replay_paused";
+pub const NODE_WEIGHT: &str = "lagdns_node_weight";
+pub const NODE_ELIGIBLE: &str = "lagdns_node_eligible";
+pub const PROBES: &str = "lagdns_probes_total";
+pub const PROBE_ERRORS: &str = "lagdns_probe_errors_total";
+pub const PROBE_DURATION: &str = "lagdns_probe_duration_seconds_total";
+pub const PROBE_LAST_DURATION: &str = "lagdns_probe_last_duration_seconds";
+
+// ---------------------------------------------------------------------------------
+// Prometheus text exposition (format 0.0.4) of a snapshot plus the query counters.
+
+/// The `Content-Type` of [`render`]'s output.
+pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// Renders every metric; pure (reads only the snapshot and the counters).
+pub fn render(snap: &Snapshot, stats: &QueryStats) -> String {
+    let mut out = Out(String::with_capacity(8 * 1024));
+    render_global(&mut out, snap, stats);
+    render_clusters(&mut out, &snap.clusters);
+    render_nodes(&mut out, &snap.clusters);
+    out.0
+}
+
+fn render_global(out: &mut Out, snap: &Snapshot, stats: &QueryStats) {
+    let built = snap.built.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs_f64();
+    out.single(READY, "1 once the first full probe round has finished, else 0.", "gauge", bool_f(snap.ready));
+    out.single(SOA_SERIAL, "The zone's current SOA serial.", "gauge", f64::from(snap.serial));
+    out.single(ANSWER_CHANGES, "Times any endpoint's answer set changed.", "counter", snap.answer_changes as f64);
+    out.single(SNAPSHOT_TIMESTAMP, "Unix time the current snapshot was built.", "gauge", built);
+    out.family(QUERIES, "DNS queries answered, by name kind, query type and rcode.", "counter");
+    for (kind, qtype, rcode, n) in stats.nonzero() {
+        out.sample(QUERIES, &[("kind", kind.as_str()), ("qtype", qtype.as_str()), ("rcode", rcode.as_str())], n as f64);
+    }
+}
+
+/// A per-cluster or per-node metric family: name, help, type and the value (if any).
+type Family<T> = (&'static str, &'static str, &'static str, fn(&T) -> Option<f64>);
+
+const CLUSTER_METRICS: [Family<ClusterView>; 5] = [
+    (SPLIT_BRAIN, "1 while several nodes claim to be primary and write answers SERVFAIL.", "gauge", |c| {
+        Some(bool_f(matches!(c.write, WriteTarget::Conflict(_))))
+    }),
+    (SPLIT_BRAIN_EVENTS, "Times the cluster entered a split-brain conflict.", "counter", |c| {
+        Some(c.split_brain_events as f64)
+    }),
+    (WRITE_STALE, "1 while no primary is reachable and write answers the last known one.", "gauge", |c| {
+        Some(bool_f(matches!(c.write, WriteTarget::Stale { .. })))
+    }),
+    (WRITE_KNOWN, "1 while write answers a node (fresh or stale), 0 on SERVFAIL.", "gauge", |c| {
+        Some(bool_f(c.write.node().is_some()))
+    }),
+    (PRIMARY_LSN, "Newest WAL position seen on the primary, in bytes.", "gauge", |c| c.primary_lsn.map(|l| l.0 as f64)),
+];
+
+fn render_clusters(out: &mut Out, clusters: &[ClusterView]) {
+    for (name, help, kind, value) in CLUSTER_METRICS {
+        out.family(name, help, kind);
+        for c in clusters {
+            if let Some(v) = value(c) {
+                out.sample(name, &[("cluster", &c.name)], v);
+            }
+        }
+    }
+    out.family(ENDPOINT_ELIGIBLE_NODES, "Nodes eligible for a read endpoint.", "gauge");
+    for c in clusters {
+        for e in &c.endpoints {
+            out.sample(
+                ENDPOINT_ELIGIBLE_NODES,
+                &[("cluster", &c.name), ("endpoint", &e.label)],
+                e.eligible.len() as f64,
+            );
+        }
+    }
+}
+
+const NODE_METRICS: [Family<NodeView>; 10] = [
+    (NODE_UP, "1 if the node is up (answered its last `rise` probes), else 0.", "gauge", |n| {
+        Some(bool_f(n.state == NodeState::Up))
+    }),
+    (NODE_IS_PRIMARY, "1 if the node reported it is not in recovery.", "gauge", |n| {
+        Some(bool_f(n.role == Role::Primary))
+    }),
+    (NODE_LAG_SECONDS, "Replication lag in time (absent when not measurable).", "gauge", |n| {
+        n.lag.map(|d| d.as_secs_f64())
+    }),
+    (NODE_LAG_BYTES, "WAL bytes the replica has not replayed yet.", "gauge", |n| n.lag_bytes.map(|b| b as f64)),
+    (NODE_REPLAY_PAUSED, "1 if WAL replay is paused on the replica.", "gauge", |n| Some(bool_f(n.replay_paused))),
+    (NODE_WEIGHT, "Configured weight (0 = drained).", "gauge", |n| Some(f64::from(n.weight))),
+    (PROBES, "Probes finished.", "counter", |n| Some(n.probes as f64)),
+    (PROBE_ERRORS, "Probes failed.", "counter", |n| Some(n.probe_errors as f64)),
+    (PROBE_DURATION, "Total time spent probing.", "counter", |n| Some(n.probe_seconds)),
+    (PROBE_LAST_DURATION, "Duration of the last probe.", "gauge", |n| n.last_probe_duration.map(|d| d.as_secs_f64())),
+];
+
+fn render_nodes(out: &mut Out, clusters: &[ClusterView]) {
+    for (name, help, kind, value) in NODE_METRICS {
+        out.family(name, help, kind);
+        for c in clusters {
+            for n in &c.nodes {
+                if let Some(v) = value(n) {
+                    out.sample(name, &[("cluster", &c.name), ("node", &n.name)], v);
+                }
+            }
+        }
+    }
+    out.family(NODE_STATE, "1 for the node's current state (unknown, up, down).", "gauge");
+    for c in clusters {
+        for n in &c.nodes {
+            for s in [NodeState::Unknown, NodeState::Up, NodeState::Down] {
+                out.sample(
+                    NODE_STATE,
+                    &[("cluster", &c.name), ("node", &n.name), ("state", s.as_str())],
+                    bool_f(n.state == s),
+                );
+            }
+        }
+    }
+    out.family(NODE_ELIGIBLE, "1 if the node is eligible for the read endpoint.", "gauge");
+    for c in clusters {
+        for e in &c.endpoints {
+            for (n, v) in c.nodes.iter().zip(&e.verdicts) {
+                let labels = [("cluster", c.name.as_str()), ("node", &n.name), ("endpoint", &e.label)];
+                out.sample(NODE_ELIGIBLE, &labels, bool_f(v.is_eligible()));
+            }
+        }
+    }
+}
+
+fn bool_f(b: bool) -> f64 {
+    if b {
+        1.0
+    } else {
+        0.0
+    }
+}
+
+/// The output buffer with the exposition format's few rules.
+struct Out(String);
+
+impl Out {
+    fn family(&mut self, name: &str, help: &str, kind: &str) {
+        let _ = writeln!(self.0, "# HELP {name} {}", escape_help(help));
+        let _ = writeln!(self.0, "# TYPE {name} {kind}");
+    }
+
+    fn single(&mut self, name: &str, help: &str, kind: &str, value: f64) {
+        self.family(name, help, kind);
+        self.sample(name, &[], value);
+    }
+
+    fn sample(&mut self, name: &str, labels: &[(&str, &str)], value: f64) {
+        self.0.push_str(name);
+        if !labels.is_empty() {
+            self.0.push('{');
+            for (i, (k, v)) in labels.iter().enumerate() {
+                let sep = if i == 0 { "" } else { "," };
+                let _ = write!(self.0, "{sep}{k}=\"{}\"", escape_label(v));
+            }
+            self.0.push('}');
+        }
+        let _ = writeln!(self.0, " {}", format_value(value));
+    }
+}
+
+/// Label values escape `\`, `"` and newline.
+pub fn escape_label(v: &str) -> String {
+    let mut s = String::with_capacity(v.len());
+    for c in v.chars() {
+        match c {
+            '\\' => s.push_str("\\\\"),
+            '"' => s.push_str("\\\""),
+            '\n' => s.push_str("\\n"),
+            c => s.push(c),
+        }
+    }
+    s
+}
+
+/// HELP text escapes `\` and newline.
+fn escape_help(v: &str) -> String {
+    v.replace('\\', "\\\\").replace('\n', "\\n")
+}
+
+/// Go-style float text: `+Inf`, `-Inf`, `NaN`, otherwise Rust's shortest round-trip form.
+fn format_value(v: f64) -> String {
+    if v.is_nan() {
+        "NaN".into()
+    } else if v.is_infinite() {
+        if v > 0.0 { "+Inf" } else { "-Inf" }.into()
+    } else {
+        v.to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::http::fixture;
+    use std::collections::{BTreeMap, HashSet};
+
+    type Labels = BTreeMap<String, String>;
+
+    fn valid_name(s: &str) -> bool {
+        let mut chars = s.chars();
+        chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_' || c == ':')
+            && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')
+    }
+
+    /// Parses `name{k="v",...} value`, undoing label escapes.
+    fn parse_sample(line: &str) -> (String, Labels, f64) {
+        let name_end = line.find(['{', ' ']).expect("sample has a value");
+        let name = line[..name_end].to_string();
+        let mut labels = Labels::new();
+        let mut rest = &line[name_end..];
+        if let Some(body) = rest.strip_prefix('{') {
+            let mut chars = body.char_indices();
+            loop {
+                let (start, _) = chars.next().expect("label or }");
+                if body[start..].starts_with('}') {
+                    rest = &body[start + 1..];
+                    break;
+                }
+                let eq = start + body[start..].find("=\"").expect("label =\"");
+                let key = body[start..eq].to_string();
+                assert!(valid_name(&key) && !key.starts_with("__"), "label name {key:?}");
+                while chars.next().is_some_and(|(i, _)| i < eq + 1) {}
+                let mut value = String::new();
+                loop {
+                    match chars.next().expect("unterminated label value").1 {
+                        '\\' => match chars.next().unwrap().1 {
+                            'n' => value.push('\n'),
+                            c @ ('\\' | '"') => value.push(c),
+                            c => panic!("bad escape \\{c} in {line}"),
+                        },
+                        '"' => break,
+                        '\n' => panic!("raw newline in {line}"),
+                        c => value.push(c),
+                    }
+                }
+                labels.insert(key, value);
+                if chars.clone().next().is_some_and(|(_, c)| c == ',') {
+                    chars.next();
+                }
+            }
+        }
+        let value = rest.strip_prefix(' ').expect("space before value");
+        let value = match value {
+            "+Inf" => f64::INFINITY,
+            "-Inf" => f64::NEG_INFINITY,
+            v => v.parse().unwrap_or_else(|_| panic!("value {v:?} in {line}")),
+        };
+        (name, labels, value)
+    }
+
+    /// Checks the format rules and returns every sample.
+    fn parse(text: &str) -> Vec<(String, Labels, f64)> {
+        let (mut help, mut typed, mut seen) = (None::<String>, None::<String>, HashSet::new());
+        let mut samples = Vec::new();
+        for line in text.lines() {
+            if let Some(rest) = line.strip_prefix("# HELP ") {
+                let name = rest.split(' ').next().unwrap();
+                assert!(seen.insert(name.to_string()), "family {name} declared twice");
+                help = Some(name.to_string());
+            } else if let Some(rest) = line.strip_prefix("# TYPE ") {
+                let (name, kind) = rest.split_once(' ').unwrap();
+                assert_eq!(help.as_deref(), Some(name), "TYPE right after HELP");
+                assert!(["gauge", "counter"].contains(&kind), "{line}");
+                assert!(kind != "counter" || name.ends_with("_total"), "counter {name} ends in _total");
+                typed = Some(name.to_string());
+            } else {
+                let (name, labels, value) = parse_sample(line);
+                assert!(valid_name(&name) && name.starts_with("lagdns_"), "name {name}");
+                assert_eq!(typed.as_deref(), Some(name.as_str()), "sample {line} under its own HELP/TYPE");
+                samples.push((name, labels, value));
+            }
+        }
+        let keys: HashSet<_> = samples.iter().map(|(n, l, _)| (n.clone(), l.clone())).collect();
+        assert_eq!(keys.len(), samples.len(), "duplicate series");
+        samples
+    }
+
+    fn value(samples: &[(String, Labels, f64)], name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+        let want: Labels = labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        samples.iter().find(|(n, l, _)| n == name && *l == want).map(|s| s.2)
+    }
+
+    #[test]
+    fn fixture_renders_well_formed_text_with_the_snapshot_values() {
+        let stats = QueryStats::default();
+        stats.record(QueryKind::Read, QueryType::A, Rcode::NoError);
+        stats.record(QueryKind::Read, QueryType::A, Rcode::NoError);
+        stats.record(QueryKind::OutOfZone, QueryType::Txt, Rcode::Refused);
+        let s = parse(&render(&fixture::snapshot(), &stats));
+        let node = |n: &'static str| [("cluster", "main"), ("node", n)];
+        assert_eq!(value(&s, READY, &[]), Some(1.0));
+        assert_eq!(value(&s, SOA_SERIAL, &[]), Some(7.0));
+        assert_eq!(value(&s, ANSWER_CHANGES, &[]), Some(3.0));
+        assert_eq!(value(&s, NODE_LAG_SECONDS, &node("pg3")), Some(2.5));
+        assert_eq!(value(&s, NODE_LAG_SECONDS, &node("pg1")), None, "no lag on the primary");
+        assert_eq!(value(&s, NODE_LAG_BYTES, &node("pg3")), Some(4096.0));
+        assert_eq!(value(&s, NODE_UP, &node("pg4")), Some(0.0));
+        assert_eq!(value(&s, NODE_UP, &node("pg2")), Some(1.0));
+        assert_eq!(value(&s, NODE_STATE, &[("cluster", "main"), ("node", "pg4"), ("state", "down")]), Some(1.0));
+        assert_eq!(value(&s, NODE_STATE, &[("cluster", "main"), ("node", "pg4"), ("state", "up")]), Some(0.0));
+        assert_eq!(value(&s, NODE_IS_PRIMARY, &node("pg1")), Some(1.0));
+        assert_eq!(value(&s, NODE_REPLAY_PAUSED, &node("pg3")), Some(1.0));
+        assert_eq!(value(&s, PROBE_ERRORS, &node("pg4")), Some(5.0));
+        assert_eq!(value(&s, PROBES, &node("pg3")), Some(42.0));
+        assert_eq!(value(&s, PROBE_LAST_DURATION, &node("pg1")), Some(0.0015));
+        let elig = |n, e| value(&s, NODE_ELIGIBLE, &[("cluster", "main"), ("node", n), ("endpoint", e)]);
+        assert_eq!(
+            (elig("pg2", "read"), elig("pg3", "read"), elig("pg3", "analytics")),
+            (Some(1.0), Some(0.0), Some(1.0))
+        );
+        assert_eq!(value(&s, ENDPOINT_ELIGIBLE_NODES, &[("cluster", "main"), ("endpoint", "read")]), Some(1.0));
+        let main = [("cluster", "main")];
+        assert_eq!(value(&s, SPLIT_BRAIN_EVENTS, &main), Some(1.0));
+        assert_eq!(value(&s, SPLIT_BRAIN, &main), Some(0.0));
+        assert_eq!(value(&s, WRITE_STALE, &main), Some(0.0));
+        assert_eq!(value(&s, PRIMARY_LSN, &main), Some(12288.0));
+        let q = |k, t, r| value(&s, QUERIES, &[("kind", k), ("qtype", t), ("rcode", r)]);
+        assert_eq!(q("read", "A", "NOERROR"), Some(2.0));
+        assert_eq!(q("out_of_zone", "TXT", "REFUSED"), Some(1.0));
+        assert_eq!(q("write", "A", "NOERROR"), None);
+    }
+
+    #[test]
+    fn write_conflict_and_stale_are_flagged() {
+        use crate::snapshot::{Conflict, ConflictKind};
+        let mut snap = fixture::snapshot();
+        snap.clusters.push(snap.clusters[0].clone());
+        snap.clusters[0].write = WriteTarget::Conflict(Conflict { nodes: vec![0, 1], why: ConflictKind::SameTimeline });
+        snap.clusters[1].name = "other".into();
+        snap.clusters[1].write = WriteTarget::Stale { node: 0, since: snap.built };
+        let s = parse(&render(&snap, &QueryStats::default()));
+        let (a, b) = ([("cluster", "main")], [("cluster", "other")]);
+        assert_eq!((value(&s, SPLIT_BRAIN, &a), value(&s, SPLIT_BRAIN, &b)), (Some(1.0), Some(0.0)));
+        assert_eq!((value(&s, WRITE_STALE, &a), value(&s, WRITE_STALE, &b)), (Some(0.0), Some(1.0)));
+        assert_eq!((value(&s, WRITE_KNOWN, &a), value(&s, WRITE_KNOWN, &b)), (Some(0.0), Some(1.0)));
+    }
+
+    #[test]
+    fn label_values_are_escaped_and_round_trip() {
+        let mut snap = fixture::snapshot();
+        let odd = "we\"ird\\name\nx";
+        snap.clusters[0].name = odd.into();
+        let text = render(&snap, &QueryStats::default());
+        assert!(text.contains(r#"cluster="we\"ird\\name\nx""#), "{text}");
+        let s = parse(&text);
+        assert_eq!(value(&s, NODE_LAG_BYTES, &[("cluster", odd), ("node", "pg3")]), Some(4096.0));
+    }
+
+    #[test]
+    fn empty_stats_still_declare_every_family() {
+        let text = render(&fixture::snapshot(), &QueryStats::default());
+        for name in [QUERIES, READY, NODE_LAG_SECONDS, PROBE_DURATION, SPLIT_BRAIN_EVENTS, NODE_ELIGIBLE] {
+            assert!(text.contains(&format!("# TYPE {name} ")), "{name} missing");
+        }
+    }
+
+    #[test]
+    fn special_values_use_prometheus_spelling() {
+        assert_eq!(format_value(f64::INFINITY), "+Inf");
+        assert_eq!(format_value(f64::NEG_INFINITY), "-Inf");
+        assert_eq!(format_value(f64::NAN), "NaN");
+        assert_eq!(format_value(0.25), "0.25");
+        assert_eq!(format_value(3.0), "3");
     }
 }

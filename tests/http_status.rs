@@ -1,0 +1,265 @@
+//! The HTTP server over real TCP: `/healthz`, `/status` and `/metrics` render the
+//! published snapshot, `lagdns status` reads it back, and shutdown is graceful.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, UNIX_EPOCH};
+
+use lagdns::config::{
+    Answers, ClusterConfig, Config, DnsConfig, EndpointConfig, Fallback, HttpConfig, NodeConfig, Policy, ProbeConfig,
+};
+use lagdns::health::NodeState;
+use lagdns::http::status::{StatusDoc, WriteState};
+use lagdns::metrics::{QueryKind, QueryStats, QueryType, Rcode};
+use lagdns::publisher::Published;
+use lagdns::snapshot::{Snapshot, WriteTarget};
+use lagdns::topology::{evaluate, Eligibility, Reason, Role};
+use lagdns::wal::{Lsn, Timeline};
+use serde_json::Value;
+use tokio_util::sync::CancellationToken;
+
+const SECRET: &str = "hunter2";
+
+fn config() -> Config {
+    let policy = Policy {
+        max_lag: Duration::from_millis(100),
+        max_lag_bytes: Some(1 << 20),
+        answers: Answers::All,
+        fallback: Fallback::Primary,
+    };
+    let names = ["pg1", "pg2", "pg3", "pg4", "pg5"];
+    let node = |(name, last): (&&str, u8)| NodeConfig {
+        name: name.to_string(),
+        address: IpAddr::from([127, 0, 0, last]),
+        dsn: format!("host=127.0.0.{last} user=lagdns password={SECRET}"),
+        weight: if *name == "pg5" { 0 } else { 50 },
+        password_file: None,
+    };
+    Config {
+        dns: DnsConfig {
+            listen: vec!["127.0.0.1:0".parse().unwrap()],
+            zone: "db.internal".into(),
+            ttl: Duration::from_secs(1),
+            negative_ttl: Duration::from_secs(1),
+            nameservers: vec![],
+            nsid: None,
+        },
+        http: HttpConfig { listen: "127.0.0.1:0".parse().unwrap() },
+        probe: ProbeConfig { interval: Duration::from_millis(250), timeout: Duration::from_secs(1), fall: 2, rise: 2 },
+        clusters: vec![ClusterConfig {
+            name: "main".into(),
+            write: "write".into(),
+            endpoints: vec![
+                EndpointConfig { label: "read".into(), nodes: names.map(String::from).to_vec(), policy },
+                EndpointConfig {
+                    label: "batch".into(),
+                    nodes: vec!["pg3".into(), "pg4".into()],
+                    policy: Policy { max_lag: Duration::from_secs(300), fallback: Fallback::None, ..policy },
+                },
+            ],
+            nodes: names.iter().zip(11..).map(node).collect(),
+        }],
+    }
+}
+
+/// pg1 primary; pg2 caught up; pg3 lagging 1.5s; pg4 down with an error; pg5 drained.
+fn snapshot(serial: u32) -> Snapshot {
+    let built = UNIX_EPOCH + Duration::from_secs(1_750_000_000);
+    let mut snap = Snapshot::initial(Arc::new(config()), serial);
+    snap.ready = true;
+    snap.built = built;
+    snap.answer_changes = 4;
+    let c = &mut snap.clusters[0];
+    c.write = WriteTarget::Primary(0);
+    c.primary_lsn = Some(Lsn(0x1_0000_5000));
+    for (i, n) in c.nodes.iter_mut().enumerate() {
+        n.state = NodeState::Up;
+        n.role = Role::Replica;
+        n.timeline = Some(Timeline(2));
+        n.last_probe = Some(built - Duration::from_millis(50));
+        n.last_probe_duration = Some(Duration::from_millis(2));
+        n.probes = 100 + i as u64;
+        n.probe_seconds = 0.5;
+        n.lag = Some(Duration::ZERO);
+        n.lag_bytes = Some(0);
+        n.replay_lsn = Some(Lsn(0x1_0000_5000));
+    }
+    let [pg1, _, pg3, pg4, _] = &mut c.nodes[..] else { unreachable!() };
+    pg1.role = Role::Primary;
+    (pg1.lag, pg1.lag_bytes, pg1.replay_lsn, pg1.current_lsn) = (None, None, None, Some(Lsn(0x1_0000_5000)));
+    (pg3.lag, pg3.lag_bytes, pg3.replay_lsn) =
+        (Some(Duration::from_millis(1500)), Some(8192), Some(Lsn(0x1_0000_3000)));
+    pg4.state = NodeState::Down;
+    pg4.last_error = Some("connect: connection refused".into());
+    pg4.probe_errors = 7;
+    // The verdicts are computed the way the publisher does (without rise debouncing).
+    let cfg = snap.config.clone();
+    let c = &mut snap.clusters[0];
+    for (e, ecfg) in c.endpoints.iter_mut().zip(&cfg.clusters[0].endpoints) {
+        e.verdicts = c.nodes.iter().map(|n| evaluate(n, ecfg.nodes.contains(&n.name), &ecfg.policy)).collect();
+        e.eligible = (0..c.nodes.len()).filter(|&i| e.verdicts[i].is_eligible()).collect();
+    }
+    snap
+}
+
+struct Server {
+    addr: SocketAddr,
+    published: Arc<Published>,
+    cancel: CancellationToken,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+async fn start(stats: Arc<QueryStats>) -> Server {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let published = Published::new(snapshot(9));
+    let cancel = CancellationToken::new();
+    let task = tokio::spawn(lagdns::http::serve(listener, published.clone(), stats, cancel.clone()));
+    Server { addr, published, cancel, task }
+}
+
+/// (status, content type, body) of a GET, over a real TCP connection.
+async fn get(addr: SocketAddr, path: &str) -> (u16, String, String) {
+    let url = format!("http://{addr}{path}");
+    tokio::task::spawn_blocking(move || {
+        let resp = match ureq::get(&url).timeout(Duration::from_secs(5)).call() {
+            Ok(r) => r,
+            Err(ureq::Error::Status(_, r)) => r,
+            Err(e) => panic!("GET {url}: {e}"),
+        };
+        let (code, ctype) = (resp.status(), resp.header("content-type").unwrap_or_default().to_string());
+        (code, ctype, resp.into_string().unwrap())
+    })
+    .await
+    .unwrap()
+}
+
+fn reason(e: Eligibility) -> Option<String> {
+    match e {
+        Eligibility::Eligible => None,
+        Eligibility::Ineligible(r) => Some(r.to_string()),
+    }
+}
+
+fn metric(text: &str, series: &str) -> Option<f64> {
+    text.lines().find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn endpoints_render_the_published_snapshot() {
+    let stats = Arc::new(QueryStats::default());
+    stats.record(QueryKind::Write, QueryType::A, Rcode::NoError);
+    let server = start(stats.clone()).await;
+    let snap = server.published.load();
+
+    let (code, _, body) = get(server.addr, "/healthz").await;
+    assert_eq!((code, body.trim()), (200, "ok"));
+    assert_eq!(get(server.addr, "/nope").await.0, 404);
+
+    let (code, ctype, body) = get(server.addr, "/status").await;
+    assert_eq!(code, 200);
+    assert!(ctype.starts_with("application/json"), "{ctype}");
+    let json: Value = serde_json::from_str(&body).unwrap();
+    let doc: StatusDoc = serde_json::from_str(&body).unwrap();
+    assert_eq!(doc, StatusDoc::from_snapshot(&snap));
+    assert_eq!((json["serial"].as_u64(), json["ready"].as_bool()), (Some(9), Some(true)));
+    let cluster = &json["clusters"][0];
+    assert_eq!((cluster["name"].as_str(), cluster["primary"].as_str()), (Some("main"), Some("pg1")));
+    assert_eq!(cluster["write_state"], "primary");
+    assert_eq!(cluster["primary_lsn"], "1/5000");
+    assert_eq!(doc.clusters[0].write_state, WriteState::Primary);
+    let view = &snap.clusters[0];
+    for (i, node) in json["clusters"][0]["nodes"].as_array().unwrap().iter().enumerate() {
+        let n = &view.nodes[i];
+        assert_eq!(node["name"], n.name.as_str());
+        assert_eq!(node["address"], n.address.to_string());
+        assert_eq!((node["role"].as_str(), node["state"].as_str()), (Some(n.role.as_str()), Some(n.state.as_str())));
+        assert_eq!(node["lag_ms"].as_u64(), n.lag.map(|d| d.as_millis() as u64));
+        assert_eq!(node["lag_bytes"].as_u64(), n.lag_bytes);
+        assert_eq!(node["replay_lsn"].as_str(), n.replay_lsn.map(|l| l.to_string()).as_deref());
+        assert_eq!(node["weight"].as_u64(), Some(u64::from(n.weight)));
+        assert_eq!(node["last_error"].as_str(), n.last_error.as_deref());
+        assert_eq!(node["last_probe_ms"].as_f64(), Some(2.0));
+        assert_eq!(node["eligible"].as_bool(), Some(view.endpoints[0].verdicts[i].is_eligible()));
+        for (e, verdict) in view.endpoints.iter().zip(node["endpoints"].as_array().unwrap()) {
+            assert_eq!(verdict["endpoint"], e.label.as_str());
+            assert_eq!(verdict["eligible"].as_bool(), Some(e.verdicts[i].is_eligible()));
+            assert_eq!(verdict["reason"].as_str(), reason(e.verdicts[i]).as_deref(), "{} {}", n.name, e.label);
+        }
+    }
+    // The fixture covers every interesting verdict, so the loop above compared them all.
+    let read: Vec<_> = view.endpoints[0].verdicts.iter().map(|v| reason(*v)).collect();
+    let lag = Reason::Lag { lag: Duration::from_millis(1500), max: Duration::from_millis(100) };
+    let want = [Some(Reason::Primary), None, Some(lag), Some(Reason::Down), Some(Reason::Drained)];
+    assert_eq!(read, want.map(|r| r.map(|r| r.to_string())));
+    assert_eq!(json["clusters"][0]["endpoints"][0]["eligible"], serde_json::json!(["pg2"]));
+    assert_eq!(json["clusters"][0]["endpoints"][1]["eligible"], serde_json::json!(["pg3"]));
+
+    let (code, ctype, text) = get(server.addr, "/metrics").await;
+    assert_eq!(code, 200);
+    assert!(ctype.starts_with("text/plain; version=0.0.4"), "{ctype}");
+    assert_eq!(metric(&text, r#"lagdns_node_lag_seconds{cluster="main",node="pg3"}"#), Some(1.5));
+    assert_eq!(metric(&text, r#"lagdns_node_lag_bytes{cluster="main",node="pg3"}"#), Some(8192.0));
+    assert_eq!(metric(&text, r#"lagdns_node_up{cluster="main",node="pg4"}"#), Some(0.0));
+    assert_eq!(metric(&text, r#"lagdns_node_is_primary{cluster="main",node="pg1"}"#), Some(1.0));
+    assert_eq!(metric(&text, r#"lagdns_node_eligible{cluster="main",node="pg2",endpoint="read"}"#), Some(1.0));
+    assert_eq!(metric(&text, r#"lagdns_node_eligible{cluster="main",node="pg5",endpoint="read"}"#), Some(0.0));
+    assert_eq!(metric(&text, r#"lagdns_probe_errors_total{cluster="main",node="pg4"}"#), Some(7.0));
+    assert_eq!(metric(&text, r#"lagdns_queries_total{kind="write",qtype="A",rcode="NOERROR"}"#), Some(1.0));
+    assert_eq!(metric(&text, "lagdns_soa_serial"), Some(9.0));
+    assert_eq!(metric(&text, "lagdns_ready"), Some(1.0));
+    assert_eq!(metric(&text, r#"lagdns_split_brain{cluster="main"}"#), Some(0.0));
+
+    for body in [&body, &text] {
+        assert!(!body.contains(SECRET) && !body.contains("host=127") && !body.contains("dsn"), "a DSN leaked");
+    }
+
+    // Each request loads the current snapshot.
+    let mut next = snapshot(10);
+    next.clusters[0].write = WriteTarget::Stale { node: 0, since: next.built - Duration::from_secs(2) };
+    server.published.store(next);
+    stats.record(QueryKind::Write, QueryType::A, Rcode::NoError);
+    let doc: StatusDoc = serde_json::from_str(&get(server.addr, "/status").await.2).unwrap();
+    assert_eq!(
+        (doc.serial, doc.clusters[0].write_state, doc.clusters[0].stale_for_ms),
+        (10, WriteState::Stale, Some(2000))
+    );
+    let text = get(server.addr, "/metrics").await.2;
+    assert_eq!(metric(&text, r#"lagdns_write_stale{cluster="main"}"#), Some(1.0));
+    assert_eq!(metric(&text, r#"lagdns_queries_total{kind="write",qtype="A",rcode="NOERROR"}"#), Some(2.0));
+
+    server.cancel.cancel();
+    let stopped = tokio::time::timeout(Duration::from_secs(5), server.task).await;
+    assert!(matches!(stopped, Ok(Ok(Ok(())))), "serve stops cleanly on cancel: {stopped:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_command_reads_the_server() {
+    let server = start(Arc::new(QueryStats::default())).await;
+    let addr = server.addr;
+    let (doc, printed) = tokio::task::spawn_blocking(move || {
+        let doc = lagdns::cmd::status::fetch(&format!("http://{addr}/")).unwrap();
+        lagdns::cmd::status::run(&addr.to_string()).map(|()| doc)
+    })
+    .await
+    .unwrap()
+    .map(|doc| {
+        let table = lagdns::cmd::status::render_table(&doc);
+        (doc, table)
+    })
+    .expect("lagdns status succeeds against a running server");
+    assert_eq!(doc, StatusDoc::from_snapshot(&server.published.load()));
+    assert!(printed.contains("cluster main: write.db.internal: pg1 (primary)"), "{printed}");
+    let row =
+        |name: &str| printed.lines().find(|l| l.split_whitespace().take(2).eq(["main", name])).unwrap().to_string();
+    assert!(row("pg3").contains("lag 1500ms > max_lag 100ms"), "{printed}");
+    assert!(row("pg5").contains("drained (weight 0)"), "{printed}");
+    assert!(row("pg2").contains("eligible"), "{printed}");
+    assert!(printed.contains("pg4: last error: connect: connection refused"), "{printed}");
+    assert!(!printed.contains(SECRET));
+
+    server.cancel.cancel();
+    let _ = tokio::time::timeout(Duration::from_secs(5), server.task).await.expect("serve stops");
+    let err = tokio::task::spawn_blocking(move || lagdns::cmd::status::run(&addr.to_string())).await.unwrap();
+    assert!(err.unwrap_err().to_string().contains("cannot reach lagdns"), "a stopped server is a clear error");
+}
