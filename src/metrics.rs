@@ -196,6 +196,7 @@ pub const SNAPSHOT_TIMESTAMP: &str = "lagdns_snapshot_timestamp_seconds";
 pub const QUERIES: &str = "lagdns_queries_total";
 pub const SPLIT_BRAIN: &str = "lagdns_split_brain";
 pub const SPLIT_BRAIN_EVENTS: &str = "lagdns_split_brain_events_total";
+pub const SPLIT_BRAIN_RIVALS: &str = "lagdns_split_brain_rivals";
 pub const WRITE_STALE: &str = "lagdns_write_stale";
 pub const WRITE_KNOWN: &str = "lagdns_write_known";
 pub const PRIMARY_LSN: &str = "lagdns_primary_lsn_bytes";
@@ -243,11 +244,14 @@ fn render_global(out: &mut Out, snap: &Snapshot, stats: &QueryStats) {
 /// A per-cluster or per-node metric family: name, help, type and the value (if any).
 type Family<T> = (&'static str, &'static str, &'static str, fn(&T) -> Option<f64>);
 
-const CLUSTER_METRICS: [Family<ClusterView>; 5] = [
+const CLUSTER_METRICS: [Family<ClusterView>; 6] = [
     (SPLIT_BRAIN, "1 while several nodes claim to be primary and write answers SERVFAIL.", "gauge", |c| {
         Some(bool_f(matches!(c.write, WriteTarget::Conflict(_))))
     }),
-    (SPLIT_BRAIN_EVENTS, "Times the cluster entered a split-brain conflict.", "counter", |c| {
+    (SPLIT_BRAIN_RIVALS, "Nodes also out of recovery that lost the election to a newer timeline.", "gauge", |c| {
+        Some(c.rivals.len() as f64)
+    }),
+    (SPLIT_BRAIN_EVENTS, "Times two or more nodes claimed to be primary at once (settled or not).", "counter", |c| {
         Some(c.split_brain_events as f64)
     }),
     (WRITE_STALE, "1 while no primary is reachable and write answers the last known one.", "gauge", |c| {

@@ -91,6 +91,10 @@ fn write_line(c: &ClusterDoc, zone: &str) -> String {
         n => format!(" [{n} split-brain event(s) since start]"),
     };
     let state = match c.write_state {
+        WriteState::Primary if !c.rivals.is_empty() => format!(
+            "{name}: {primary} (primary; SPLIT BRAIN settled by timeline: {} also out of recovery)",
+            c.rivals.join(", ")
+        ),
         WriteState::Primary => format!("{name}: {primary} (primary)"),
         WriteState::Stale => {
             let age = c.stale_for_ms.map(|ms| format_duration(Duration::from_millis(ms))).unwrap_or_else(|| "?".into());
@@ -201,6 +205,7 @@ mod tests {
                 stale_since: None,
                 stale_for_ms: None,
                 conflict: None,
+                rivals: vec![],
                 split_brain_events: 0,
                 primary_lsn: Some("0/3000".into()),
                 endpoints: vec![endpoint("read", &["pg2"]), endpoint("analytics", &[])],

@@ -40,6 +40,10 @@ pub struct ClusterDoc {
     /// While `write_state` is `split_brain`: who claims to be primary, and why the
     /// election could not settle it.
     pub conflict: Option<ConflictDoc>,
+    /// Nodes also out of recovery that lost the election to a strictly newer timeline
+    /// (e.g. an old primary back unfenced); `write` keeps the winner.
+    #[serde(default)]
+    pub rivals: Vec<String>,
     pub split_brain_events: u64,
     /// Newest WAL position seen on the primary, `X/Y`.
     pub primary_lsn: Option<String>,
@@ -183,6 +187,7 @@ fn cluster_doc(c: &ClusterView, write: String, built: SystemTime) -> ClusterDoc 
         stale_since: stale_since.map(rfc3339),
         stale_for_ms: stale_since.map(|s| millis(built.duration_since(s).unwrap_or_default())),
         conflict,
+        rivals: c.rivals.iter().map(|&i| name_of(i)).collect(),
         split_brain_events: c.split_brain_events,
         primary_lsn: c.primary_lsn.map(|l| l.to_string()),
         endpoints: c.endpoints.iter().map(|e| endpoint_doc(c, e)).collect(),
