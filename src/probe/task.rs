@@ -95,14 +95,14 @@ impl Prober {
     async fn run(mut self, tx: mpsc::Sender<Observation>, cancel: CancellationToken) {
         let mut ticker = tokio::time::interval(self.probe.interval);
         ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
-        let mut next_connect = tokio::time::Instant::now();
+        let mut next_connect: Option<tokio::time::Instant> = None;
         loop {
             let tick = tokio::select! {
                 biased;
                 _ = cancel.cancelled() => break,
                 tick = ticker.tick() => tick,
             };
-            if self.conn.is_none() && tick < next_connect {
+            if self.conn.is_none() && next_connect.is_some_and(|at| tick < at) {
                 continue; // backing off: no attempt, no observation
             }
             let observation = tokio::select! {
@@ -111,7 +111,7 @@ impl Prober {
                 o = self.attempt() => o,
             };
             if self.conn.is_none() && self.connect_failures > 0 {
-                next_connect = tick + backoff(self.probe.interval, self.connect_failures);
+                next_connect = Some(tick + backoff(self.probe.interval, self.connect_failures));
             }
             let sent = tokio::select! {
                 biased;
