@@ -248,6 +248,70 @@ async fn replica_sample_follows_a_writing_primary() {
     probes.stop().await;
 }
 
+/// The production role is a LOGIN member of `pg_monitor`: it reads everything. A plain
+/// role still probes, but cannot see the replica's receive timeline.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pg_monitor_member_reads_every_field_plain_role_misses_the_replica_timeline() {
+    let cluster = Cluster::start(1);
+    let [primary, replica] = [&cluster.nodes()[0], &cluster.nodes()[1]];
+    tokio::task::block_in_place(|| {
+        primary.sql("CREATE ROLE lagdns_monitor LOGIN IN ROLE pg_monitor");
+        primary.sql("CREATE ROLE lagdns_plain LOGIN");
+    });
+    let as_role = |node: &Node, role: &str| NodeConfig {
+        dsn: node.dsn().replace("user=postgres", &format!("user={role}")),
+        ..node_config(node)
+    };
+    assert!(
+        as_role(replica, "x").dsn.contains("user=x"),
+        "dsn shape: {}",
+        replica.dsn()
+    );
+    let (tx, mut rx) = mpsc::channel(64);
+    let cancel = CancellationToken::new();
+    for (name, node, role) in [
+        ("primary-monitor", primary, "lagdns_monitor"),
+        ("replica-monitor", replica, "lagdns_monitor"),
+        ("replica-plain", replica, "lagdns_plain"),
+    ] {
+        tokio::spawn(task::run(
+            NodeId::new("c", name),
+            as_role(node, role),
+            probe_config(),
+            tx.clone(),
+            cancel.clone(),
+        ));
+    }
+    let mut samples = std::collections::HashMap::new();
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    while samples.len() < 3 {
+        // The role reaches the replica by replication; until then connects may fail.
+        let o = tokio::time::timeout_at(deadline, rx.recv())
+            .await
+            .expect("samples from all three")
+            .unwrap();
+        if let Ok(s) = o.result {
+            samples.insert(o.node.node.to_string(), s);
+        }
+    }
+    cancel.cancel();
+    let p = &samples["primary-monitor"];
+    assert!(
+        !p.in_recovery && p.current_lsn.is_some() && p.timeline.is_some(),
+        "{p:?}"
+    );
+    let r = &samples["replica-monitor"];
+    assert!(r.in_recovery && r.replay_lsn.is_some(), "{r:?}");
+    assert_eq!(r.timeline, p.timeline, "pg_monitor sees received_tli");
+    let plain = &samples["replica-plain"];
+    assert!(plain.in_recovery && plain.replay_lsn.is_some(), "{plain:?}");
+    assert_eq!(plain.system_id, r.system_id);
+    assert_eq!(
+        plain.timeline, None,
+        "received_tli is hidden without pg_read_all_stats"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn frozen_node_times_out_without_delaying_others_and_leaves_no_query() {
     let cluster = Cluster::start(1);
