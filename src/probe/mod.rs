@@ -53,7 +53,7 @@ pub struct Sample {
     /// `pg_control_system().system_identifier`.
     pub system_id: SystemId,
     /// On a primary, the timeline of `pg_current_wal_lsn()`; on a replica, the timeline
-    /// it replays (`pg_control_checkpoint().timeline_id`), if known.
+    /// it receives (`pg_stat_wal_receiver.received_tli`), if known (see `sql`).
     pub timeline: Option<Timeline>,
     /// On a primary: `pg_current_wal_lsn()`.
     pub current_lsn: Option<Lsn>,

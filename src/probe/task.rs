@@ -1,2 +1,363 @@
 //! The probe task for one node: a persistent connection, one query per tick, an
 //! [`Observation`](super::Observation) sent for every tick, reconnect with backoff.
+//!
+//! Transport is plain TCP (`NoTls`) for now; TLS via `tokio-postgres-rustls` (rustls
+//! 0.23, `MakeRustlsConnect`) is a later enhancement and would replace `NoTls` both in
+//! `connect` and in the cancel request.
+
+use std::time::{Duration, Instant, SystemTime};
+
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio::time::{timeout, MissedTickBehavior};
+use tokio_postgres::{Client, NoTls, Statement};
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn, Instrument};
+
+use super::secret::{password_for, redact_dsn};
+use super::sql::{sample_from_row, PROBE_SQL};
+use super::{NodeId, Observation, ProbeFailure, Sample};
+use crate::config::{NodeConfig, ProbeConfig};
+
+/// Longest wait between reconnect attempts after repeated connect failures.
+const MAX_BACKOFF: Duration = Duration::from_secs(1);
+/// TCP keepalive and `TCP_USER_TIMEOUT`: turn a silent partition into a connection
+/// error (a hung-but-reachable server is caught by the probe timeout instead).
+const KEEPALIVE_IDLE: Duration = Duration::from_secs(5);
+const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(2);
+const KEEPALIVE_RETRIES: u32 = 3;
+const TCP_USER_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Probes `node` every `probe.interval` until `cancel` fires (or the receiver is gone),
+/// sending one [`Observation`] per attempt on `tx`.
+pub async fn run(
+    id: NodeId,
+    node: NodeConfig,
+    probe: ProbeConfig,
+    tx: mpsc::Sender<Observation>,
+    cancel: CancellationToken,
+) {
+    let span = tracing::info_span!("probe", node = %id);
+    let prober = Prober {
+        id,
+        node,
+        probe,
+        conn: None,
+        connect_failures: 0,
+    };
+    prober.run(tx, cancel).instrument(span).await
+}
+
+struct Prober {
+    id: NodeId,
+    node: NodeConfig,
+    probe: ProbeConfig,
+    conn: Option<Conn>,
+    /// Consecutive failed connects (0 while connected).
+    connect_failures: u32,
+}
+
+/// A live connection: the client, the prepared probe statement and the task driving
+/// the socket. Dropping it closes the connection.
+struct Conn {
+    client: Client,
+    statement: Statement,
+    driver: Driver,
+}
+
+/// The spawned `Connection` future; aborted (socket closed) when dropped.
+struct Driver(Option<JoinHandle<()>>);
+
+impl Driver {
+    /// Waits up to `limit` for the connection future to finish on its own.
+    async fn finish(mut self, limit: Duration) {
+        if let Some(handle) = self.0.as_mut() {
+            let _ = timeout(limit, handle).await;
+        }
+    }
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        if let Some(handle) = self.0.take() {
+            handle.abort();
+        }
+    }
+}
+
+/// How an attempt went wrong, before it becomes a [`ProbeFailure`].
+enum Failed {
+    Connect(String),
+    Query(String),
+}
+
+impl Prober {
+    async fn run(mut self, tx: mpsc::Sender<Observation>, cancel: CancellationToken) {
+        let mut ticker = tokio::time::interval(self.probe.interval);
+        ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let mut next_connect: Option<tokio::time::Instant> = None;
+        loop {
+            let tick = tokio::select! {
+                biased;
+                _ = cancel.cancelled() => break,
+                tick = ticker.tick() => tick,
+            };
+            if self.conn.is_none() && next_connect.is_some_and(|at| tick < at) {
+                continue; // backing off: no attempt, no observation
+            }
+            let observation = tokio::select! {
+                biased;
+                _ = cancel.cancelled() => break,
+                o = self.attempt() => o,
+            };
+            if self.conn.is_none() && self.connect_failures > 0 {
+                next_connect = Some(tick + backoff(self.probe.interval, self.connect_failures));
+            }
+            let sent = tokio::select! {
+                biased;
+                _ = cancel.cancelled() => break,
+                sent = tx.send(observation) => sent,
+            };
+            if sent.is_err() {
+                debug!("observation receiver gone; stopping");
+                break;
+            }
+        }
+        self.close().await;
+    }
+
+    /// One probe: connect if needed, run the query; bounded by `probe.timeout` as a whole.
+    async fn attempt(&mut self) -> Observation {
+        let started = Instant::now();
+        let limit = self.probe.timeout;
+        let outcome = match timeout(limit, self.connect_and_query()).await {
+            Ok(outcome) => outcome,
+            Err(_) => {
+                self.on_timeout();
+                Err(ProbeFailure::Timeout(limit))
+            }
+        };
+        let (result, at) = match outcome {
+            Ok((sample, at)) => (Ok(sample), at),
+            Err(failure) => (Err(failure), Instant::now()),
+        };
+        let (now, wall_now) = (Instant::now(), SystemTime::now());
+        Observation {
+            node: self.id.clone(),
+            at,
+            wall: wall_now - now.saturating_duration_since(at),
+            duration: now - started,
+            result,
+        }
+    }
+
+    /// Returns the sample and the instant it was read (send time + RTT/2).
+    async fn connect_and_query(&mut self) -> Result<(Sample, Instant), ProbeFailure> {
+        if self.conn.as_ref().is_some_and(|c| c.client.is_closed()) {
+            warn!("connection lost; reconnecting");
+            self.conn = None;
+        }
+        if self.conn.is_none() {
+            match self.connect().await {
+                Ok(conn) => {
+                    info!(
+                        dsn = %redact_dsn(&self.node.dsn),
+                        after_failures = self.connect_failures,
+                        "connected"
+                    );
+                    self.conn = Some(conn);
+                    self.connect_failures = 0;
+                }
+                Err(message) => {
+                    self.note_connect_failure(&message);
+                    return Err(ProbeFailure::Connect(message));
+                }
+            }
+        }
+        let conn = self.conn.as_ref().expect("connected above");
+        let sent = Instant::now();
+        let result = conn.client.query_one(&conn.statement, &[]).await;
+        let received = Instant::now();
+        let failed = match result {
+            Ok(row) => match sample_from_row(&row) {
+                Ok(sample) => return Ok((sample, sent + (received - sent) / 2)),
+                Err(e) => Failed::Query(describe(&e)),
+            },
+            Err(e) if e.is_closed() => Failed::Connect(describe(&e)),
+            Err(e) => Failed::Query(describe(&e)),
+        };
+        // Any error: drop the connection and start afresh on the next tick.
+        self.conn = None;
+        match failed {
+            Failed::Connect(m) => {
+                warn!(error = %m, "connection lost");
+                Err(ProbeFailure::Connect(m))
+            }
+            Failed::Query(m) => {
+                warn!(error = %m, "probe query failed; dropping connection");
+                Err(ProbeFailure::Query(m))
+            }
+        }
+    }
+
+    /// Opens a connection and prepares the probe statement (the error text is safe to show).
+    async fn connect(&self) -> Result<Conn, String> {
+        let config = self.pg_config()?;
+        let (client, connection) = config.connect(NoTls).await.map_err(|e| describe(&e))?;
+        // From here on, an error or a timeout drops `driver`, which closes the socket.
+        let driver = Driver(Some(tokio::spawn(
+            async move {
+                if let Err(e) = connection.await {
+                    debug!(error = %describe(&e), "connection ended");
+                }
+            }
+            .in_current_span(),
+        )));
+        let statement = client.prepare(PROBE_SQL).await.map_err(|e| describe(&e))?;
+        Ok(Conn {
+            client,
+            statement,
+            driver,
+        })
+    }
+
+    fn pg_config(&self) -> Result<tokio_postgres::Config, String> {
+        let mut config: tokio_postgres::Config = self
+            .node
+            .dsn
+            .parse()
+            .map_err(|e: tokio_postgres::Error| format!("dsn: {}", describe(&e)))?;
+        if let Some(secret) = password_for(&self.node).map_err(|e| e.to_string())? {
+            config.password(secret.expose());
+        }
+        if config.get_application_name().is_none() {
+            config.application_name("lagdns");
+        }
+        // The server stops a query lagdns already gave up on.
+        let statement_timeout = format!(
+            "-c statement_timeout={}",
+            self.probe.timeout.as_millis().max(1)
+        );
+        let options = match config.get_options() {
+            Some(existing) if !existing.trim().is_empty() => {
+                format!("{existing} {statement_timeout}")
+            }
+            _ => statement_timeout,
+        };
+        config.options(options);
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(self.probe.timeout);
+        }
+        config
+            .keepalives(true)
+            .keepalives_idle(KEEPALIVE_IDLE)
+            .keepalives_interval(KEEPALIVE_INTERVAL)
+            .keepalives_retries(KEEPALIVE_RETRIES);
+        if config.get_tcp_user_timeout().is_none() {
+            config.tcp_user_timeout(TCP_USER_TIMEOUT);
+        }
+        Ok(config)
+    }
+
+    /// The attempt hit `probe.timeout`: if a query was in flight, ask the server to cancel
+    /// it (detached, bounded) and drop the connection; otherwise the connect hung.
+    fn on_timeout(&mut self) {
+        match self.conn.take() {
+            Some(conn) => {
+                warn!(timeout = ?self.probe.timeout, "probe timed out; dropping connection");
+                let token = conn.client.cancel_token();
+                let limit = self.probe.timeout;
+                drop(conn);
+                tokio::spawn(
+                    async move {
+                        match timeout(limit, token.cancel_query(NoTls)).await {
+                            Ok(Ok(())) => debug!("cancel request sent"),
+                            Ok(Err(e)) => debug!(error = %describe(&e), "cancel request failed"),
+                            Err(_) => debug!("cancel request timed out"),
+                        }
+                    }
+                    .in_current_span(),
+                );
+            }
+            None => self
+                .note_connect_failure(&format!("connect timed out after {:?}", self.probe.timeout)),
+        }
+    }
+
+    fn note_connect_failure(&mut self, message: &str) {
+        self.connect_failures += 1;
+        if self.connect_failures == 1 {
+            warn!(error = %message, "connect failed");
+        } else {
+            debug!(error = %message, failures = self.connect_failures, "connect failed again");
+        }
+    }
+
+    /// Closes the connection politely (Terminate), waiting only briefly for it.
+    async fn close(&mut self) {
+        if let Some(Conn {
+            client,
+            statement,
+            driver,
+        }) = self.conn.take()
+        {
+            drop(statement);
+            drop(client); // the driver sends Terminate and finishes
+            driver.finish(Duration::from_millis(200)).await;
+            info!("stopped; connection closed");
+        } else {
+            info!("stopped");
+        }
+    }
+}
+
+/// Wait before the next connect after `failures` consecutive failures:
+/// `interval × 2^(failures-1)`, at most [`MAX_BACKOFF`] (never less than one interval).
+fn backoff(interval: Duration, failures: u32) -> Duration {
+    let factor = 1u32 << failures.saturating_sub(1).min(16);
+    interval
+        .saturating_mul(factor)
+        .min(MAX_BACKOFF.max(interval))
+}
+
+/// Error text that is useful and never contains a password: the server's severity,
+/// SQLSTATE and message for database errors, the cause chain otherwise.
+fn describe(e: &tokio_postgres::Error) -> String {
+    if let Some(db) = e.as_db_error() {
+        return format!("{} {}: {}", db.severity(), db.code().code(), db.message());
+    }
+    let mut text = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_from_one_interval_and_caps_at_a_second() {
+        let ms = Duration::from_millis;
+        let cases = [
+            (ms(250), 1, ms(250)),
+            (ms(250), 2, ms(500)),
+            (ms(250), 3, ms(1000)),
+            (ms(250), 4, ms(1000)),
+            (ms(100), 4, ms(800)),
+            (ms(100), 40, ms(1000)),
+            (ms(2000), 3, ms(2000)),
+        ];
+        for (interval, failures, want) in cases {
+            assert_eq!(
+                backoff(interval, failures),
+                want,
+                "{interval:?} × {failures}"
+            );
+        }
+    }
+}
