@@ -128,6 +128,12 @@ pub struct Settings {
     pub cluster_extra: String,
     /// Per-node weight overrides by node name.
     pub weights: Vec<(&'static str, u32)>,
+    /// Nodes of the cluster left out of the config.
+    pub skip: Vec<&'static str>,
+    /// Extra `[[cluster.node]]` tables appended verbatim.
+    pub extra_nodes: String,
+    /// Fixed DNS and HTTP ports (for the real binary); 0 = ephemeral.
+    pub ports: (u16, u16),
 }
 
 impl Default for Settings {
@@ -142,6 +148,9 @@ impl Default for Settings {
             answers: "1",
             cluster_extra: String::new(),
             weights: Vec::new(),
+            skip: Vec::new(),
+            extra_nodes: String::new(),
+            ports: (0, 0),
         }
     }
 }
@@ -158,7 +167,7 @@ impl Settings {
 pub fn config_text(cluster: &LocalCluster, s: &Settings) -> String {
     let mut t = format!(
         r#"[dns]
-listen = ["127.0.0.1:0"]
+listen = ["127.0.0.1:{dns_port}"]
 zone = "db.internal"
 ttl = "1s"
 negative_ttl = "1s"
@@ -166,7 +175,7 @@ nameservers = [{{ name = "ns1.db.internal", address = "127.0.0.1" }}]
 nsid = "lagdns-test"
 
 [http]
-listen = "127.0.0.1:0"
+listen = "127.0.0.1:{http_port}"
 
 [probe]
 interval = "{}ms"
@@ -188,9 +197,11 @@ answers = {}
         s.max_lag_ms,
         s.fallback,
         if s.answers == "all" { "\"all\"".to_string() } else { s.answers.to_string() },
-        s.cluster_extra
+        s.cluster_extra,
+        dns_port = s.ports.0,
+        http_port = s.ports.1,
     );
-    for n in cluster.nodes() {
+    for n in cluster.nodes().iter().filter(|n| !s.skip.contains(&n.name.as_str())) {
         let weight = s.weights.iter().find(|(name, _)| *name == n.name).map(|(_, w)| *w).unwrap_or(100);
         t.push_str(&format!(
             "\n[[cluster.node]]\nname = \"{}\"\naddress = \"{}\"\ndsn = \"{}\"\nweight = {}\n",
@@ -200,7 +211,26 @@ answers = {}
             weight
         ));
     }
+    t.push_str(&s.extra_nodes);
     t
+}
+
+/// A free loopback port (UDP and TCP).
+pub fn free_port() -> u16 {
+    let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let port = udp.local_addr().unwrap().port();
+    match std::net::TcpListener::bind(("127.0.0.1", port)) {
+        Ok(_) => port,
+        Err(_) => free_port(),
+    }
+}
+
+/// Starts a local cluster (off the async runtime's worker).
+pub async fn start_cluster(replicas: usize) -> LocalCluster {
+    tokio::task::spawn_blocking(move || LocalCluster::start(replicas))
+        .await
+        .unwrap()
+        .expect("start a local PostgreSQL cluster (is PostgreSQL installed? ./dev test installs it)")
 }
 
 /// A real cluster (primary pg1 + replicas) with lagdns serving it in-process.
@@ -212,10 +242,11 @@ pub struct Stack {
 
 impl Stack {
     pub async fn start(replicas: usize, settings: Settings) -> Stack {
-        let cluster = tokio::task::spawn_blocking(move || LocalCluster::start(replicas))
-            .await
-            .unwrap()
-            .expect("start a local PostgreSQL cluster (is PostgreSQL installed? ./dev test installs it)");
+        Stack::serve(start_cluster(replicas).await, settings).await
+    }
+
+    /// Serves an already started cluster (to inject a fault before lagdns starts).
+    pub async fn serve(cluster: LocalCluster, settings: Settings) -> Stack {
         let text = config_text(&cluster, &settings);
         let config = Config::parse(&text, "test.toml").expect("test config is valid");
         let server = Server::start(config).await.expect("lagdns starts");
@@ -283,4 +314,96 @@ impl Stack {
             s.shutdown().await;
         }
     }
+}
+
+/// `lagdns serve` as a real process (for signals), killed on drop if still running.
+pub struct ServeProcess {
+    pub child: std::process::Child,
+    pub config: std::path::PathBuf,
+    pub log: std::path::PathBuf,
+    pub dns: SocketAddr,
+    pub http: SocketAddr,
+}
+
+impl ServeProcess {
+    /// Writes `text` to a config file in `dir` and starts `lagdns serve` on it; `text`
+    /// must listen on the fixed `ports`.
+    pub fn spawn(dir: &std::path::Path, text: &str, ports: (u16, u16)) -> ServeProcess {
+        let config = dir.join("lagdns-serve.toml");
+        let log = dir.join("lagdns-serve.log");
+        std::fs::write(&config, text).unwrap();
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_lagdns"))
+            .args(["--log-level", "info", "serve", "--config"])
+            .arg(&config)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        let at = |p: u16| SocketAddr::from(([127, 0, 0, 1], p));
+        ServeProcess { child, config, log, dns: at(ports.0), http: at(ports.1) }
+    }
+
+    pub fn signal(&self, sig: i32) {
+        unsafe { libc::kill(self.child.id() as i32, sig) };
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Waits for the process to exit, up to `within`.
+    pub async fn wait_exit(&mut self, within: Duration) -> std::process::ExitStatus {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "lagdns did not exit within {within:?}; log:\n{}", self.log_text());
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Node names (via `name_of`) answered for `name` A.
+    pub async fn answer(&self, name: &str, cluster: &LocalCluster) -> (ResponseCode, Vec<String>) {
+        let m = query(self.dns, name, RecordType::A, Proto::Udp).await;
+        let mut names: Vec<String> = addrs(&m)
+            .into_iter()
+            .map(|a| {
+                cluster.nodes().iter().find(|n| IpAddr::V4(n.address) == a).map(|n| n.name.clone()).unwrap_or(a.to_string())
+            })
+            .collect();
+        names.sort();
+        (rcode(&m), names)
+    }
+}
+
+impl Drop for ServeProcess {
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// Number of lagdns probe connections the node currently has.
+pub fn probe_connections(node: &lagdns::localpg::LocalNode) -> usize {
+    node.sql("SELECT count(*) FROM pg_stat_activity WHERE application_name = 'lagdns'")
+        .map(|s| s.trim().parse().unwrap_or(usize::MAX))
+        .unwrap_or(usize::MAX)
+}
+
+/// One TCP query that reports connection errors instead of panicking.
+pub async fn try_query(server: SocketAddr, name: &str) -> std::io::Result<Message> {
+    let mut msg = Message::query();
+    msg.add_query(Query::query(Name::from_str(name).unwrap(), RecordType::A));
+    let bytes = msg.to_vec().unwrap();
+    let mut s = tokio::net::TcpStream::connect(server).await?;
+    let mut framed = (bytes.len() as u16).to_be_bytes().to_vec();
+    framed.extend_from_slice(&bytes);
+    s.write_all(&framed).await?;
+    let len = s.read_u16().await? as usize;
+    let mut buf = vec![0u8; len];
+    s.read_exact(&mut buf).await?;
+    Message::from_vec(&buf).map_err(|e| std::io::Error::other(e.to_string()))
 }
