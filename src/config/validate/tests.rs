@@ -1,7 +1,12 @@
 //! Table tests for config validation: defaults, and the exact `file:line: key: message`
 //! of each kind of error.
 
-use super::*;
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use super::parse;
+use crate::config::*;
 
 /// The smallest valid config: one cluster with one node (4 lines per block below).
 const MIN: &str = r#"[[cluster]]
