@@ -269,7 +269,19 @@ const ERRORS: &[(&str, &str)] = &[
     ("[probe]\ntimeout = \"250\"\n", "t.toml:2: probe.timeout: \"250\" has no unit: use ms, s, m or h, like \"250ms\""),
     ("[probe]\ntimeout = \"-1s\"\n", "t.toml:2: probe.timeout: \"-1s\" is not a duration: expected a number and a unit, like \"250ms\""),
     ("[probe]\nrise = 0\n", "t.toml:2: probe.rise: must be an integer of at least 1, not 0"),
+    (
+        "[dns]\nlisten = [\"127.0.0.1:53\", \"127.0.0.1:53\"]\n",
+        "t.toml:2: dns.listen[1]: 127.0.0.1:53 is listed twice",
+    ),
+    (
+        "[dns]\nnameservers = [\n  { name = \"ns1.db.internal\", address = \"127.0.0.1\" },\n  { name = \"NS1.db.internal.\", address = \"::1\" },\n]\n",
+        "t.toml:4: dns.nameservers[NS1.db.internal.].name: \"ns1.db.internal\" is listed twice",
+    ),
     // clusters
+    (
+        "# main\n\n[[cluster]] # primary site\nname = \"main\"\n",
+        "t.toml:3: cluster[main].node: a cluster needs at least one [[cluster.node]]",
+    ),
     ("[dns]\nzone = \"db.internal\"\n", "t.toml:1: cluster: at least one [[cluster]] is required"),
     ("[[cluster]]\nread = \"read\"\n", "t.toml:1: cluster[0].name: is required"),
     ("[[cluster]]\nname = \"main\"\n", "t.toml:1: cluster[main].node: a cluster needs at least one [[cluster.node]]"),
@@ -364,4 +376,14 @@ fn nameservers_outside_the_zone_take_no_label() {
         "[dns]\nnameservers = [{{ name = \"read.other.test\", address = \"127.0.0.1\" }}]\n{MIN}"
     );
     assert_eq!(ok(&text).clusters[0].endpoints[0].label, "read");
+}
+
+#[test]
+fn nsid_is_at_most_128_bytes() {
+    let cfg = |n: usize| format!("[dns]\nnsid = \"{}\"\n{MIN}", "a".repeat(n));
+    assert_eq!(ok(&cfg(128)).dns.nsid.map(|s| s.len()), Some(128));
+    assert_eq!(
+        err(&cfg(129)),
+        "t.toml:2: dns.nsid: is longer than 128 bytes"
+    );
 }
