@@ -251,6 +251,8 @@ const ERRORS: &[(&str, &str)] = &[
     ("[dns]\nzone = \"db.internal\n", "t.toml:2: dns.zone: invalid basic string"),
     ("[dns]\nttl = \"1s\"\nttl = \"2s\"\n", "t.toml:3: dns.ttl: duplicate key `ttl` in table `dns`"),
     ("[http]\n[http]\n", "t.toml:2: http: invalid table header; duplicate key `http` in document root"),
+    ("[http] # web\n[http]\n", "t.toml:2: http: invalid table header; duplicate key `http` in document root"),
+    ("[[cluster]] # c\nname = \"é\"\nname = 1\n", "t.toml:3: cluster.name: duplicate key `name` in table `cluster`"),
     // [dns]
     ("[dns]\nlisten = []\n", "t.toml:2: dns.listen: needs at least one address"),
     ("[dns]\nlisten = [\"127.0.0.1:53\", \"127.0.0.1\"]\n", "t.toml:2: dns.listen[1]: \"127.0.0.1\" is not an address with a port, like \"127.0.0.1:5353\" or \"[::1]:5353\""),

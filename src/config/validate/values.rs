@@ -57,15 +57,20 @@ impl Cx<'_> {
 /// Best-effort key for text that does not parse as TOML: the last table header before
 /// `offset` and the key on the offending line.
 pub(super) fn syntax_key(text: &str, offset: usize) -> String {
-    let offset = offset.min(text.len());
+    let mut offset = offset.min(text.len());
+    while !text.is_char_boundary(offset) {
+        offset -= 1;
+    }
     let line_start = text[..offset].rfind('\n').map_or(0, |i| i + 1);
     let line_end = text[offset..].find('\n').map_or(text.len(), |i| offset + i);
     let header = text[..line_end]
         .lines()
         .map(str::trim)
-        .filter(|l| l.starts_with('['))
-        .last()
-        .map(|l| l.trim_matches(|c| c == '[' || c == ']').trim().to_owned());
+        .rfind(|l| l.starts_with('['))
+        .map(|l| {
+            let l = l.trim_start_matches('[');
+            l.split(']').next().unwrap_or(l).trim().to_owned()
+        });
     let line = text[line_start..line_end].trim();
     let key = line
         .split_once('=')
