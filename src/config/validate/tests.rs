@@ -1,0 +1,391 @@
+//! Table tests for config validation: defaults, and the exact `file:line: key: message`
+//! of each kind of error.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use super::parse;
+use crate::config::*;
+
+/// The smallest valid config: one cluster with one node (4 lines per block below).
+const MIN: &str = r#"[[cluster]]
+name = "main"
+[[cluster.node]]
+name = "pg1"
+address = "127.0.0.11"
+dsn = "host=127.0.0.11"
+"#;
+
+fn ok(text: &str) -> Config {
+    parse(text, "t.toml").unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn err(text: &str) -> String {
+    match parse(text, "t.toml") {
+        Ok(cfg) => panic!("parsed, expected an error: {cfg:?}"),
+        Err(e) => e.to_string(),
+    }
+}
+
+fn ms(n: u64) -> Duration {
+    Duration::from_millis(n)
+}
+
+#[test]
+fn minimal_config_gets_every_default() {
+    let cfg = ok(MIN);
+    let want = Config {
+        dns: DnsConfig {
+            listen: vec!["127.0.0.1:5353".parse().unwrap()],
+            zone: "db.internal".into(),
+            ttl: ms(1000),
+            negative_ttl: ms(1000),
+            nameservers: vec![Nameserver {
+                name: "ns1.db.internal".into(),
+                address: "127.0.0.1".parse().unwrap(),
+            }],
+            nsid: None,
+        },
+        http: HttpConfig {
+            listen: "127.0.0.1:8053".parse().unwrap(),
+        },
+        probe: ProbeConfig {
+            interval: ms(250),
+            timeout: ms(1000),
+            fall: 2,
+            rise: 2,
+        },
+        clusters: vec![ClusterConfig {
+            name: "main".into(),
+            write: "write".into(),
+            endpoints: vec![EndpointConfig {
+                label: "read".into(),
+                nodes: vec!["pg1".into()],
+                policy: Policy {
+                    max_lag: ms(1000),
+                    max_lag_bytes: None,
+                    answers: Answers::Count(1),
+                    fallback: Fallback::Primary,
+                },
+            }],
+            nodes: vec![NodeConfig {
+                name: "pg1".into(),
+                address: "127.0.0.11".parse().unwrap(),
+                dsn: "host=127.0.0.11".into(),
+                weight: 100,
+                password_file: None,
+            }],
+        }],
+    };
+    assert_eq!(cfg, want);
+}
+
+#[test]
+fn default_nameserver_follows_zone_and_first_listen_address() {
+    let table = [
+        (
+            r#"listen = ["127.0.0.2:53", "[::1]:53"]"#,
+            "ns1.example.test",
+            "127.0.0.2",
+        ),
+        (r#"listen = ["[::1]:53"]"#, "ns1.example.test", "::1"),
+        (
+            r#"listen = ["0.0.0.0:53"]"#,
+            "ns1.example.test",
+            "127.0.0.1",
+        ),
+        (r#"listen = ["[::]:53"]"#, "ns1.example.test", "127.0.0.1"),
+    ];
+    for (listen, name, address) in table {
+        let cfg = ok(&format!("[dns]\nzone = \"Example.Test.\"\n{listen}\n{MIN}"));
+        assert_eq!(cfg.dns.zone, "example.test");
+        assert_eq!(cfg.dns.nameservers.len(), 1, "{listen}");
+        assert_eq!(cfg.dns.nameservers[0].name, name, "{listen}");
+        assert_eq!(
+            cfg.dns.nameservers[0].address.to_string(),
+            address,
+            "{listen}"
+        );
+    }
+}
+
+#[test]
+fn endpoints_inherit_the_cluster_policy_and_follow_read_in_file_order() {
+    let text = r#"[[cluster]]
+name = "main"
+read = "Reads"
+max_lag = "100ms"
+max_lag_bytes = "16MiB"
+answers = "all"
+fallback = "open"
+read_nodes = ["pg2", "pg1"]
+[[cluster.endpoint]]
+name = "analytics"
+nodes = ["pg2"]
+max_lag = "5m"
+fallback = "none"
+[[cluster.endpoint]]
+name = "batch"
+answers = 2
+max_lag_bytes = 4096
+[[cluster.node]]
+name = "pg1"
+address = "127.0.0.11"
+dsn = "host=a"
+weight = 0
+password_file = "/run/secrets/pg"
+[[cluster.node]]
+name = "pg2"
+address = "::1"
+dsn = "host=b"
+"#;
+    let c = &ok(text).clusters[0];
+    let summary: Vec<_> = c
+        .endpoints
+        .iter()
+        .map(|e| (e.label.as_str(), e.nodes.join(","), e.policy))
+        .collect();
+    let policy = |max_lag, bytes, answers, fallback| Policy {
+        max_lag,
+        max_lag_bytes: bytes,
+        answers,
+        fallback,
+    };
+    assert_eq!(
+        summary,
+        vec![
+            (
+                "reads",
+                "pg2,pg1".into(),
+                policy(ms(100), Some(16 << 20), Answers::All, Fallback::Open)
+            ),
+            (
+                "analytics",
+                "pg2".into(),
+                policy(ms(300_000), Some(16 << 20), Answers::All, Fallback::None)
+            ),
+            (
+                "batch",
+                "pg1,pg2".into(),
+                policy(ms(100), Some(4096), Answers::Count(2), Fallback::Open)
+            ),
+        ]
+    );
+    assert_eq!(c.nodes[0].weight, 0);
+    assert_eq!(
+        c.nodes[0].password_file,
+        Some(PathBuf::from("/run/secrets/pg"))
+    );
+    assert_eq!(c.nodes[1].address, "::1".parse::<IpAddr>().unwrap());
+    assert_eq!(c.nodes[1].weight, 100);
+}
+
+#[test]
+fn several_clusters_share_the_zone() {
+    let second = MIN.replace("\"main\"", "\"other\"");
+    let second = second.replacen(
+        "name = \"other\"",
+        "name = \"other\"\nread = \"read2\"\nwrite = \"write2\"",
+        1,
+    );
+    let cfg = ok(&format!("{MIN}{second}"));
+    let labels: Vec<_> = cfg
+        .clusters
+        .iter()
+        .map(|c| (c.write.as_str(), c.endpoints[0].label.as_str()))
+        .collect();
+    assert_eq!(labels, [("write", "read"), ("write2", "read2")]);
+}
+
+#[test]
+fn dns_http_probe_keys_are_read() {
+    let text = format!(
+        r#"[dns]
+listen = ["127.0.0.1:5354", "[::1]:5354"]
+ttl = "5s"
+negative_ttl = "0s"
+nameservers = [{{ name = "NS1.db.internal.", address = "127.0.0.1" }}, {{ name = "ns.other.test", address = "::1" }}]
+nsid = "lagdns-a"
+[http]
+listen = "[::1]:9000"
+[probe]
+interval = "100ms"
+timeout = "1.5s"
+fall = 3
+rise = 1
+{MIN}"#
+    );
+    let cfg = ok(&text);
+    assert_eq!(cfg.dns.listen.len(), 2);
+    assert_eq!((cfg.dns.ttl, cfg.dns.negative_ttl), (ms(5000), ms(0)));
+    let ns: Vec<_> = cfg
+        .dns
+        .nameservers
+        .iter()
+        .map(|n| n.name.as_str())
+        .collect();
+    assert_eq!(ns, ["ns1.db.internal", "ns.other.test"]);
+    assert_eq!(cfg.dns.nsid.as_deref(), Some("lagdns-a"));
+    assert_eq!(cfg.http.listen, "[::1]:9000".parse().unwrap());
+    assert_eq!(
+        cfg.probe,
+        ProbeConfig {
+            interval: ms(100),
+            timeout: ms(1500),
+            fall: 3,
+            rise: 1
+        }
+    );
+}
+
+/// `(config text, exact error)`. Line numbers count from the first line of the text.
+const ERRORS: &[(&str, &str)] = &[
+    // syntax and unknown keys (from the TOML parser, with the key found by span)
+    ("colour = 1\n", "t.toml:1: colour: unknown field `colour`, expected one of `dns`, `http`, `probe`, `cluster`"),
+    ("[dns]\nzone = \"db.internal\"\nzonee = \"x\"\n", "t.toml:3: dns.zonee: unknown field `zonee`, expected one of `listen`, `zone`, `ttl`, `negative_ttl`, `nameservers`, `nsid`"),
+    ("[[cluster]]\nname = \"main\"\n[[cluster.node]]\nname = \"pg1\"\nweigth = 5\n", "t.toml:5: cluster[main].node[pg1].weigth: unknown field `weigth`, expected one of `name`, `address`, `dsn`, `weight`, `password_file`"),
+    ("[dns]\nnameservers = [{ name = \"ns1.db.internal\", adress = \"127.0.0.1\" }]\n", "t.toml:2: dns.nameservers[ns1.db.internal].adress: unknown field `adress`, expected `name` or `address`"),
+    ("[[cluster]]\nname = \"main\"\n[[cluster.endpoint]]\nname = \"a\"\nmax_lagg = \"1s\"\n", "t.toml:5: cluster[main].endpoint[a].max_lagg: unknown field `max_lagg`, expected one of `name`, `nodes`, `max_lag`, `max_lag_bytes`, `answers`, `fallback`"),
+    ("[probe]\nfall = \"2\"\n", "t.toml:2: probe.fall: invalid type: string \"2\", expected an integer"),
+    ("[dns]\nzone = \"db.internal\n", "t.toml:2: dns.zone: invalid basic string"),
+    ("[dns]\nttl = \"1s\"\nttl = \"2s\"\n", "t.toml:3: dns.ttl: duplicate key `ttl` in table `dns`"),
+    ("[http]\n[http]\n", "t.toml:2: http: invalid table header; duplicate key `http` in document root"),
+    ("[http] # web\n[http]\n", "t.toml:2: http: invalid table header; duplicate key `http` in document root"),
+    ("[[cluster]] # c\nname = \"é\"\nname = 1\n", "t.toml:3: cluster.name: duplicate key `name` in table `cluster`"),
+    // [dns]
+    ("[dns]\nlisten = []\n", "t.toml:2: dns.listen: needs at least one address"),
+    ("[dns]\nlisten = [\"127.0.0.1:53\", \"127.0.0.1\"]\n", "t.toml:2: dns.listen[1]: \"127.0.0.1\" is not an address with a port, like \"127.0.0.1:5353\" or \"[::1]:5353\""),
+    ("[dns]\nzone = \"db..internal\"\n", "t.toml:2: dns.zone: \"db..internal\" is not a domain name like \"db.internal\""),
+    ("[dns]\nzone = \"db_internal\"\n", "t.toml:2: dns.zone: \"db_internal\" is not a domain name like \"db.internal\""),
+    ("[dns]\nttl = \"1500ms\"\n", "t.toml:2: dns.ttl: must be a whole number of seconds (DNS TTLs are in seconds)"),
+    ("[dns]\nnegative_ttl = \"2d\"\n", "t.toml:2: dns.negative_ttl: \"2d\" has an unknown unit: use ms, s, m or h, like \"250ms\""),
+    ("[dns]\nttl = \"25h\"\n", "t.toml:2: dns.ttl: must be at most 1 day (24h)"),
+    ("[dns]\nttl = 5\n", "t.toml:2: dns.ttl: a duration needs a unit: write \"5ms\" or \"5s\""),
+    ("[dns]\nnameservers = [{ name = \"ns1.db.internal\", address = \"localhost\" }]\n", "t.toml:2: dns.nameservers[ns1.db.internal].address: \"localhost\" is not an IPv4 or IPv6 address"),
+    ("[dns]\nnameservers = [{ name = \"ns1.db.internal\" }]\n", "t.toml:2: dns.nameservers[ns1.db.internal].address: is required"),
+    ("[dns]\nnsid = \"\"\n", "t.toml:2: dns.nsid: must not be empty (leave it out to use the host name)"),
+    // [http], [probe]
+    ("[http]\nlisten = \"8053\"\n", "t.toml:2: http.listen: \"8053\" is not an address with a port, like \"127.0.0.1:5353\" or \"[::1]:5353\""),
+    ("[probe]\ninterval = \"0s\"\n", "t.toml:2: probe.interval: must be more than 0"),
+    ("[probe]\ntimeout = \"250\"\n", "t.toml:2: probe.timeout: \"250\" has no unit: use ms, s, m or h, like \"250ms\""),
+    ("[probe]\ntimeout = \"-1s\"\n", "t.toml:2: probe.timeout: \"-1s\" is not a duration: expected a number and a unit, like \"250ms\""),
+    ("[probe]\nrise = 0\n", "t.toml:2: probe.rise: must be an integer of at least 1, not 0"),
+    (
+        "[dns]\nlisten = [\"127.0.0.1:53\", \"127.0.0.1:53\"]\n",
+        "t.toml:2: dns.listen[1]: 127.0.0.1:53 is listed twice",
+    ),
+    (
+        "[dns]\nnameservers = [\n  { name = \"ns1.db.internal\", address = \"127.0.0.1\" },\n  { name = \"NS1.db.internal.\", address = \"::1\" },\n]\n",
+        "t.toml:4: dns.nameservers[NS1.db.internal.].name: \"ns1.db.internal\" is listed twice",
+    ),
+    // clusters
+    (
+        "# main\n\n[[cluster]] # primary site\nname = \"main\"\n",
+        "t.toml:3: cluster[main].node: a cluster needs at least one [[cluster.node]]",
+    ),
+    ("[dns]\nzone = \"db.internal\"\n", "t.toml:1: cluster: at least one [[cluster]] is required"),
+    ("[[cluster]]\nread = \"read\"\n", "t.toml:1: cluster[0].name: is required"),
+    ("[[cluster]]\nname = \"main\"\n", "t.toml:1: cluster[main].node: a cluster needs at least one [[cluster.node]]"),
+];
+
+/// Errors in a config built from [`MIN`] by replacing one line (MIN's line numbers:
+/// 1 `[[cluster]]`, 2 name, 3 `[[cluster.node]]`, 4 name, 5 address, 6 dsn).
+const MIN_ERRORS: &[(&str, &str, &str)] = &[
+    ("name = \"main\"\n", "name = \"main\"\nmax_lag = \"fast\"\n", "t.toml:3: cluster[main].max_lag: \"fast\" is not a duration: expected a number and a unit, like \"250ms\""),
+    ("name = \"main\"\n", "name = \"main\"\nmax_lag_bytes = \"16MB/s\"\n", "t.toml:3: cluster[main].max_lag_bytes: \"16MB/s\" has an unknown unit: use B, KiB, MiB, GiB, kB, MB or GB"),
+    ("name = \"main\"\n", "name = \"main\"\nmax_lag_bytes = -1\n", "t.toml:3: cluster[main].max_lag_bytes: must not be negative"),
+    ("name = \"main\"\n", "name = \"main\"\nanswers = 0\n", "t.toml:3: cluster[main].answers: must be an integer of at least 1 or \"all\", not 0"),
+    ("name = \"main\"\n", "name = \"main\"\nanswers = \"every\"\n", "t.toml:3: cluster[main].answers: must be an integer of at least 1 or \"all\", not \"every\""),
+    ("name = \"main\"\n", "name = \"main\"\nanswers = 1.5\n", "t.toml:3: cluster[main].answers: invalid type: floating point `1.5`, expected a string or an integer"),
+    ("name = \"main\"\n", "name = \"main\"\nfallback = \"replica\"\n", "t.toml:3: cluster[main].fallback: must be \"primary\", \"none\" or \"open\", not \"replica\""),
+    ("name = \"main\"\n", "name = \"main\"\nread_nodes = [\"pg1\", \"pg9\"]\n", "t.toml:3: cluster[main].read_nodes: no node named \"pg9\" in this cluster"),
+    ("name = \"main\"\n", "name = \"main\"\nread_nodes = [\"pg1\", \"pg1\"]\n", "t.toml:3: cluster[main].read_nodes: node \"pg1\" is listed twice"),
+    ("name = \"main\"\n", "name = \"main\"\nread_nodes = []\n", "t.toml:3: cluster[main].read_nodes: must name at least one node (leave it out for all nodes)"),
+    ("name = \"main\"\n", "name = \"main\"\nread = \"read.db\"\n", "t.toml:3: cluster[main].read: \"read.db\" is not a DNS label (letters, digits and inner hyphens, at most 63 characters)"),
+    ("name = \"main\"\n", "name = \"main\"\nwrite = \"-write\"\n", "t.toml:3: cluster[main].write: \"-write\" is not a DNS label (letters, digits and inner hyphens, at most 63 characters)"),
+    ("name = \"main\"\n", "name = \"main\"\nread = \"maxlag-read\"\n", "t.toml:3: cluster[main].read: must not start with \"maxlag-\" (reserved for queries)"),
+    ("name = \"main\"\n", "name = \"main\"\nwrite = \"LSN-w\"\n", "t.toml:3: cluster[main].write: must not start with \"lsn-\" (reserved for queries)"),
+    ("name = \"main\"\n", "name = \"main\"\nwrite = \"Read\"\n", "t.toml:2: cluster[main].read: \"read\" is already used by cluster[main].write"),
+    ("name = \"main\"\n", "name = \"main\"\nread = \"ns1\"\n", "t.toml:3: cluster[main].read: \"ns1\" is already used by dns.nameservers"),
+    ("name = \"main\"\n", "name = \"main two\"\n", "t.toml:2: cluster[0].name: \"main two\" must be non-empty and without spaces"),
+    ("name = \"pg1\"\n", "name = \"\"\n", "t.toml:4: cluster[main].node[0].name: \"\" must be non-empty and without spaces"),
+    ("address = \"127.0.0.11\"\n", "address = \"10.0.0\"\n", "t.toml:5: cluster[main].node[pg1].address: \"10.0.0\" is not an IPv4 or IPv6 address"),
+    ("address = \"127.0.0.11\"\n", "address = \"0.0.0.0\"\n", "t.toml:5: cluster[main].node[pg1].address: 0.0.0.0 cannot be answered to clients"),
+    ("address = \"127.0.0.11\"\n", "", "t.toml:3: cluster[main].node[pg1].address: is required"),
+    ("dsn = \"host=127.0.0.11\"\n", "", "t.toml:3: cluster[main].node[pg1].dsn: is required"),
+    ("dsn = \"host=127.0.0.11\"\n", "dsn = \" \"\n", "t.toml:6: cluster[main].node[pg1].dsn: must not be empty"),
+    ("dsn = \"host=127.0.0.11\"\n", "dsn = \"x\"\nweight = -1\n", "t.toml:7: cluster[main].node[pg1].weight: must be an integer of at least 0, not -1"),
+    ("dsn = \"host=127.0.0.11\"\n", "dsn = \"x\"\npassword_file = \"\"\n", "t.toml:7: cluster[main].node[pg1].password_file: must not be empty"),
+    // a second node named like the first
+    ("dsn = \"host=127.0.0.11\"\n", "dsn = \"x\"\n[[cluster.node]]\nname = \"pg1\"\naddress = \"127.0.0.12\"\ndsn = \"y\"\n", "t.toml:8: cluster[main].node[pg1].name: node \"pg1\" is defined twice"),
+    // endpoints
+    ("name = \"main\"\n", "name = \"main\"\n[[cluster.endpoint]]\nname = \"write\"\n", "t.toml:4: cluster[main].endpoint[write].name: \"write\" is already used by cluster[main].write"),
+    ("name = \"main\"\n", "name = \"main\"\n[[cluster.endpoint]]\nnodes = [\"pg1\"]\n", "t.toml:3: cluster[main].endpoint[0].name: is required"),
+    ("name = \"main\"\n", "name = \"main\"\n[[cluster.endpoint]]\nname = \"bi\"\nnodes = [\"pg2\"]\n", "t.toml:5: cluster[main].endpoint[bi].nodes: no node named \"pg2\" in this cluster"),
+    ("name = \"main\"\n", "name = \"main\"\n[[cluster.endpoint]]\nname = \"bi\"\nfallback = \"all\"\n", "t.toml:5: cluster[main].endpoint[bi].fallback: must be \"primary\", \"none\" or \"open\", not \"all\""),
+];
+
+#[test]
+fn errors_name_file_line_and_key() {
+    for (text, want) in ERRORS {
+        assert_eq!(err(text), *want, "config:\n{text}");
+    }
+}
+
+#[test]
+fn errors_in_a_cluster_name_the_cluster_and_node() {
+    for (from, to, want) in MIN_ERRORS {
+        assert!(MIN.contains(from), "{from}");
+        let text = MIN.replacen(from, to, 1);
+        assert_eq!(err(&text), *want, "config:\n{text}");
+    }
+}
+
+#[test]
+fn clusters_collide_by_name_and_by_label() {
+    let second = |name: &str, extra: &str| {
+        MIN.replace("name = \"main\"\n", &format!("name = \"{name}\"\n{extra}"))
+    };
+    let table = [
+        // a second cluster with the default labels: reported at its name (line 8)
+        (
+            second("other", ""),
+            "t.toml:8: cluster[other].write: \"write\" is already used by cluster[main].write",
+        ),
+        (
+            second("other", "write = \"w2\"\n"),
+            "t.toml:8: cluster[other].read: \"read\" is already used by cluster[main].read",
+        ),
+        (
+            second("other", "write = \"w2\"\nread = \"READ\"\n"),
+            "t.toml:10: cluster[other].read: \"read\" is already used by cluster[main].read",
+        ),
+        (
+            second("main", "write = \"w2\"\n"),
+            "t.toml:8: cluster[main].name: cluster \"main\" is defined twice",
+        ),
+    ];
+    for (tail, want) in table {
+        let text = format!("{MIN}{tail}");
+        assert_eq!(err(&text), want, "config:\n{text}");
+    }
+}
+
+#[test]
+fn nameservers_outside_the_zone_take_no_label() {
+    let text = format!(
+        "[dns]\nnameservers = [{{ name = \"read.other.test\", address = \"127.0.0.1\" }}]\n{MIN}"
+    );
+    assert_eq!(ok(&text).clusters[0].endpoints[0].label, "read");
+}
+
+#[test]
+fn nsid_is_at_most_128_bytes() {
+    let cfg = |n: usize| format!("[dns]\nnsid = \"{}\"\n{MIN}", "a".repeat(n));
+    assert_eq!(ok(&cfg(128)).dns.nsid.map(|s| s.len()), Some(128));
+    assert_eq!(
+        err(&cfg(129)),
+        "t.toml:2: dns.nsid: is longer than 128 bytes"
+    );
+}
