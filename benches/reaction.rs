@@ -105,7 +105,7 @@ fn main() {
     let (a2, a3) = (IpAddr::V4(pg2.address), IpAddr::V4(pg3.address));
     let both = |g: &[IpAddr]| g.contains(&a2) && g.contains(&a3);
     client.watch("read.db.internal.", a2, Instant::now(), Duration::from_secs(30), both);
-    let _writer = cluster.node("pg1").start_writer(Duration::from_millis(10)).expect("writer");
+    let _writer = cluster.node("pg1").start_writer(Duration::from_millis(10));
 
     let mut lag = Vec::new();
     for _ in 0..reps {

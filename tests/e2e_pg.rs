@@ -46,7 +46,7 @@ async fn paused_replay_leaves_read_while_the_primary_writes_and_comes_back_on_re
     let mut stack = Stack::start(2, all_answers()).await;
     let within = stack.settings.rounds(6);
     stack.wait_answer("read.db.internal.", &["pg2", "pg3"], within).await;
-    let _writer = stack.cluster.node("pg1").start_writer(Duration::from_millis(50)).unwrap();
+    let _writer = stack.cluster.node("pg1").start_writer(Duration::from_millis(50));
     stack.cluster.node("pg2").pause_replay().unwrap();
     stack.wait_answer("read.db.internal.", &["pg3"], within).await;
     let t = txt(&query(stack.dns(), "read.db.internal.", RecordType::TXT, Proto::Udp).await);
@@ -98,7 +98,7 @@ async fn status_and_metrics_agree_with_the_dns_answers() {
     let mut stack = Stack::start(2, all_answers()).await;
     let within = stack.settings.rounds(6);
     stack.wait_answer("read.db.internal.", &["pg2", "pg3"], within).await;
-    let _writer = stack.cluster.node("pg1").start_writer(Duration::from_millis(50)).unwrap();
+    let _writer = stack.cluster.node("pg1").start_writer(Duration::from_millis(50));
     stack.cluster.node("pg3").pause_replay().unwrap();
     stack.wait_answer("read.db.internal.", &["pg2"], within).await;
     let (code, body) = http_get(stack.http(), "/status").await;

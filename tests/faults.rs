@@ -43,7 +43,7 @@ async fn paused_replay_is_never_answered_while_lagging() {
     let mut stack = Stack::start(2, all()).await;
     let within = stack.settings.rounds(6);
     stack.wait_answer(READ, &["pg2", "pg3"], within).await;
-    let _writer = stack.cluster.node("pg1").start_writer(Duration::from_millis(20)).unwrap();
+    let _writer = stack.cluster.node("pg1").start_writer(Duration::from_millis(20));
     stack.cluster.node("pg2").pause_replay().unwrap();
     stack.wait_answer(READ, &["pg3"], within).await;
     never_answers(&stack, READ, "pg2", Duration::from_secs(3)).await;
@@ -59,7 +59,7 @@ async fn a_replica_cut_off_from_the_primary_shows_growing_lag_and_is_removed() {
     let mut stack = Stack::start(2, all()).await;
     let within = stack.settings.rounds(6);
     stack.wait_answer(READ, &["pg2", "pg3"], within).await;
-    let _writer = stack.cluster.node("pg1").start_writer(Duration::from_millis(20)).unwrap();
+    let _writer = stack.cluster.node("pg1").start_writer(Duration::from_millis(20));
     stack.cluster.node("pg3").disconnect_upstream().unwrap();
     stack.wait_answer(READ, &["pg2"], within).await;
     let first = node(&status(&stack).await, "pg3")["lag_ms"].as_u64().unwrap();
@@ -222,7 +222,7 @@ async fn a_drained_replica_is_answered_only_through_the_open_fallback() {
     never_answers(&stack, READ, "pg3", Duration::from_secs(1)).await;
     stack.wait_answer("open.db.internal.", &["pg2"], s.rounds(2)).await;
     // pg2 falls behind: nobody qualifies, `open` answers every up replica, pg3 included
-    let _writer = stack.cluster.node("pg1").start_writer(Duration::from_millis(20)).unwrap();
+    let _writer = stack.cluster.node("pg1").start_writer(Duration::from_millis(20));
     stack.cluster.node("pg2").pause_replay().unwrap();
     stack.wait_answer("open.db.internal.", &["pg2", "pg3"], s.rounds(6)).await;
     stack.wait_answer(READ, &["pg1"], s.rounds(2)).await;
@@ -236,7 +236,7 @@ async fn every_fallback_mode_when_no_replica_qualifies() {
     let mut stack = Stack::start(2, Settings { cluster_extra: extra, ..all() }).await;
     let s = stack.settings.clone();
     stack.wait_answer(READ, &["pg2", "pg3"], s.rounds(4)).await;
-    let _writer = stack.cluster.node("pg1").start_writer(Duration::from_millis(20)).unwrap();
+    let _writer = stack.cluster.node("pg1").start_writer(Duration::from_millis(20));
     stack.cluster.node("pg2").pause_replay().unwrap();
     stack.cluster.node("pg3").pause_replay().unwrap();
     stack.wait_answer(READ, &["pg1"], s.rounds(6)).await; // fallback = "primary"
@@ -275,6 +275,15 @@ async fn starting_with_a_node_down_servfails_only_until_the_first_round_ends() {
     stack.cluster.node("pg2").thaw().unwrap();
     stack.wait_answer(READ, &["pg2"], stack.settings.rounds(6)).await;
     stack.shutdown().await;
+}
+
+/// Waits until the real binary's `read` answers exactly `want`.
+async fn wait_read(p: &ServeProcess, cluster: &lagdns::localpg::LocalCluster, want: &[&str], within: Duration) {
+    eventually(within, &format!("read → {want:?}"), || async {
+        let got = p.answer(READ, cluster).await;
+        if got.1 == want { Ok(()) } else { Err(format!("{got:?}")) }
+    })
+    .await
 }
 
 /// A config for the real binary on fixed free ports.
@@ -316,28 +325,19 @@ async fn sighup_adds_removes_and_reweights_nodes_within_an_interval() {
     let s = Settings { skip: vec!["pg3"], ..all() };
     let (text, ports) = serve_config(&cluster, &s);
     let mut p = ServeProcess::spawn(cluster.dir(), &text, ports);
-    let wait = |want: Vec<&'static str>| {
-        let (p, cluster) = (&p, &cluster);
-        async move {
-            eventually(s.rounds(6), &format!("read → {want:?}"), || async {
-                let got = p.answer(READ, cluster).await;
-                if got.1 == want { Ok(()) } else { Err(format!("{got:?}")) }
-            })
-            .await
-        }
-    };
-    wait(vec!["pg2"]).await;
+    let within = s.rounds(6);
+    wait_read(&p, &cluster, &["pg2"], within).await;
     assert_eq!(probe_connections(cluster.node("pg3")), 0);
     // add pg3
     let with_all = common::config_text(&cluster, &Settings { ports, ..all() });
     std::fs::write(&p.config, &with_all).unwrap();
     p.signal(libc::SIGHUP);
-    wait(vec!["pg2", "pg3"]).await;
+    wait_read(&p, &cluster, &["pg2", "pg3"], within).await;
     // remove pg2: its probe stops and its connection closes
     let without_pg2 = common::config_text(&cluster, &Settings { ports, skip: vec!["pg2"], ..all() });
     std::fs::write(&p.config, &without_pg2).unwrap();
     p.signal(libc::SIGHUP);
-    wait(vec!["pg3"]).await;
+    wait_read(&p, &cluster, &["pg3"], within).await;
     eventually(s.rounds(4), "pg2's probe connection closed", || async {
         match probe_connections(cluster.node("pg2")) {
             0 => Ok(()),
@@ -349,7 +349,7 @@ async fn sighup_adds_removes_and_reweights_nodes_within_an_interval() {
     let drained = common::config_text(&cluster, &Settings { ports, skip: vec!["pg2"], weights: vec![("pg3", 0)], ..all() });
     std::fs::write(&p.config, &drained).unwrap();
     p.signal(libc::SIGHUP);
-    wait(vec!["pg1"]).await;
+    wait_read(&p, &cluster, &["pg1"], within).await;
     p.signal(libc::SIGTERM);
     assert!(p.wait_exit(Duration::from_secs(10)).await.success());
 }

@@ -33,7 +33,7 @@ async fn serve(cluster: &LocalCluster, dns: SocketAddr, http: SocketAddr, stop: 
     let path = cluster.dir().join("lagdns.toml");
     std::fs::write(&path, &text).with_context(|| format!("cannot write {}", path.display()))?;
     let config = Config::parse(&text, &path.display().to_string())?;
-    let writer = cluster.node("pg1").start_writer(Duration::from_millis(200))?;
+    let writer = cluster.node("pg1").start_writer(Duration::from_millis(200));
     let server = Server::start(config).await?;
     println!("{}", instructions(cluster, &server, &path));
     stop.cancelled().await;
