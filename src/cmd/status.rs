@@ -252,7 +252,7 @@ mod tests {
         let c = &mut d.clusters[0];
         c.write_state = WriteState::Stale;
         c.stale_for_ms = Some(3000);
-        assert!(render_table(&d).contains("write.db.internal: pg1 (STALE: no primary reachable for 3000ms)"));
+        assert!(render_table(&d).contains("write.db.internal: pg1 (STALE: no primary reachable for 3s)"));
         let c = &mut d.clusters[0];
         c.write_state = WriteState::SplitBrain;
         c.primary = None;
