@@ -343,6 +343,21 @@ impl ServeProcess {
         ServeProcess { child, config, log, dns: at(ports.0), http: at(ports.1) }
     }
 
+    /// Waits until the server accepts HTTP connections (its sockets are bound).
+    pub async fn wait_listening(&mut self, within: Duration) {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                panic!("lagdns exited early ({status:?}); log:\n{}", self.log_text());
+            }
+            if tokio::net::TcpStream::connect(self.http).await.is_ok() {
+                return;
+            }
+            assert!(Instant::now() < deadline, "lagdns not listening within {within:?}; log:\n{}", self.log_text());
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     pub fn signal(&self, sig: i32) {
         unsafe { libc::kill(self.child.id() as i32, sig) };
     }
