@@ -79,7 +79,9 @@ async fn lsn_names_answer_only_replicas_that_replayed_the_position() {
     pg2.pause_replay().unwrap();
     let pg1 = stack.cluster.node("pg1");
     pg1.sql("CREATE TABLE IF NOT EXISTS lsn_probe (x int); INSERT INTO lsn_probe VALUES (1)").unwrap();
-    let lsn = pg1.current_lsn().unwrap();
+    // the position just after the write (the insert position: the test cluster runs
+    // with synchronous_commit = off, so the flushed position may not include it yet)
+    let lsn: lagdns::wal::Lsn = pg1.sql("SELECT pg_current_wal_insert_lsn()").unwrap().trim().parse().unwrap();
     let name = format!("lsn-{}.read.db.internal.", lsn.to_string().replace('/', "-"));
     // pg3 replays it; pg2 never does while paused
     stack.wait_answer(&name, &["pg3"], within).await;
