@@ -347,7 +347,7 @@ impl LocalNode {
                     log: log_tail(&self.log_path()),
                 });
             }
-            std::thread::sleep(Duration::from_millis(25));
+            std::thread::sleep(Duration::from_millis(40));
         }
     }
 
