@@ -216,6 +216,25 @@ fn disconnected_replica_stops_receiving_until_reconnected() {
         has_marker(replica, "while-cut-off").then_some(())
     });
     assert!(replica.replay_lsn().unwrap() >= target);
+
+    // The writer survives a restart of its server: psql is restarted and inserts resume.
+    let writer = primary.start_writer(Duration::from_millis(20));
+    let rows = || {
+        primary
+            .sql("SELECT count(*) FROM lagdns_writes")
+            .unwrap()
+            .parse::<u64>()
+            .unwrap()
+    };
+    let before = eventually("the writer writes", || Some(rows()).filter(|&n| n > 2));
+    primary.stop().unwrap();
+    primary.start().unwrap();
+    let after = rows();
+    assert!(after >= before);
+    eventually("the writer writes again after the restart", || {
+        (rows() > after + 2).then_some(())
+    });
+    drop(writer);
 }
 
 #[test]
