@@ -216,6 +216,25 @@ fn disconnected_replica_stops_receiving_until_reconnected() {
         has_marker(replica, "while-cut-off").then_some(())
     });
     assert!(replica.replay_lsn().unwrap() >= target);
+
+    // The writer survives a restart of its server: psql is restarted and inserts resume.
+    let writer = primary.start_writer(Duration::from_millis(20));
+    let rows = || {
+        primary
+            .sql("SELECT count(*) FROM lagdns_writes")
+            .unwrap()
+            .parse::<u64>()
+            .unwrap()
+    };
+    let before = eventually("the writer writes", || Some(rows()).filter(|&n| n > 2));
+    primary.stop().unwrap();
+    primary.start().unwrap();
+    let after = rows();
+    assert!(after >= before);
+    eventually("the writer writes again after the restart", || {
+        (rows() > after + 2).then_some(())
+    });
+    drop(writer);
 }
 
 #[test]
@@ -250,7 +269,21 @@ fn frozen_node_times_out_new_connections_and_thaw_restores() {
     assert_eq!(replica.sql("SELECT 1").unwrap(), "1");
     replica.wait_streaming(DEADLINE).unwrap();
     assert!(writer.sent() > 0, "the writer kept writing");
+
+    // Dropping a cluster with a frozen node (and a live writer) still cleans up, promptly.
+    let pid = replica.postmaster_pid().unwrap();
+    replica.freeze().unwrap();
+    let dir = cluster.dir().to_path_buf();
+    let t = Instant::now();
+    drop(cluster);
     drop(writer);
+    assert!(
+        t.elapsed() < Duration::from_secs(20),
+        "teardown took {:?}",
+        t.elapsed()
+    );
+    assert!(!dir.exists());
+    assert!(!running(pid), "frozen postmaster {pid} was stopped");
 }
 
 #[test]
@@ -328,4 +361,167 @@ fn concurrent_clusters_do_not_collide() {
     );
     assert!(!has_marker(b.node("pg2"), "cluster-0"), "no cross-talk");
     assert!(!has_marker(a.node("pg2"), "cluster-1"), "no cross-talk");
+}
+
+/// Helper for `a_crashed_owner_is_cleaned_up`: run in a child process (this test binary),
+/// starts a cluster, reports it, and waits to be SIGKILLed. A no-op unless asked for.
+#[test]
+#[ignore = "only run as a child process by a_crashed_owner_is_cleaned_up"]
+fn crash_helper() {
+    let Some(report) = std::env::var_os("LAGDNS_LOCALPG_CRASH_REPORT") else {
+        return;
+    };
+    let cluster = LocalCluster::start(1).unwrap();
+    let pids: Vec<String> = cluster
+        .nodes()
+        .iter()
+        .map(|n| n.postmaster_pid().unwrap().to_string())
+        .collect();
+    let tmp = PathBuf::from(&report).with_extension("tmp");
+    std::fs::write(
+        &tmp,
+        format!("{}\n{}", cluster.dir().display(), pids.join(" ")),
+    )
+    .unwrap();
+    std::fs::rename(&tmp, &report).unwrap();
+    loop {
+        std::thread::sleep(Duration::from_secs(1));
+    }
+}
+
+#[test]
+fn a_crashed_owner_is_cleaned_up() {
+    let report = std::env::temp_dir().join(format!("lagdns-crash-report-{}", std::process::id()));
+    let _ = std::fs::remove_file(&report);
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "crash_helper",
+            "--exact",
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env("LAGDNS_LOCALPG_CRASH_REPORT", &report)
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let text = eventually("the child reports its cluster", || {
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("crash helper exited early: {status}");
+        }
+        std::fs::read_to_string(&report).ok()
+    });
+    let _ = std::fs::remove_file(&report);
+    let (dir, pids) = text.split_once('\n').unwrap();
+    let dir = PathBuf::from(dir);
+    let pids: Vec<u32> = pids
+        .split_whitespace()
+        .map(|p| p.parse().unwrap())
+        .collect();
+
+    child.kill().unwrap(); // SIGKILL: no Drop runs, the postmasters are orphaned
+    child.wait().unwrap();
+    assert!(
+        pids.iter().all(|&p| running(p)),
+        "orphaned postmasters outlive their owner"
+    );
+    assert!(dir.exists());
+
+    lagdns::localpg::reclaim_stale_slots();
+    assert!(!dir.exists(), "{} removed", dir.display());
+    assert!(slot_dirs_pointing_at(&dir).is_empty(), "slot freed");
+    for pid in pids {
+        eventually(&format!("postmaster {pid} is gone"), || {
+            (!running(pid)).then_some(())
+        });
+    }
+}
+
+/// Helper for `a_failed_start_leaves_nothing_behind`: run in a child process whose
+/// LAGDNS_PG_BIN has a pg_basebackup that always fails. A no-op unless asked for.
+#[test]
+#[ignore = "only run as a child process by a_failed_start_leaves_nothing_behind"]
+fn half_built_helper() {
+    if std::env::var_os("LAGDNS_LOCALPG_HALF_BUILT").is_none() {
+        return;
+    }
+    let err = LocalCluster::start(1)
+        .expect_err("pg_basebackup is broken")
+        .to_string();
+    println!("ERROR MESSAGE: {err}");
+    assert!(err.contains("pg_basebackup"), "names the command: {err}");
+    assert!(err.contains("exit status: 3"), "gives the status: {err}");
+    assert!(
+        err.contains("boom: simulated failure"),
+        "quotes stderr: {err}"
+    );
+    let mine = format!("/tmp/lagdns-pg-{}-", std::process::id());
+    let leftovers: Vec<_> = std::fs::read_dir("/tmp")
+        .unwrap()
+        .flatten()
+        .filter(|e| e.path().to_string_lossy().starts_with(&mine))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+        let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+        let pid: u32 = entry
+            .file_name()
+            .to_str()
+            .and_then(|p| p.parse().ok())
+            .unwrap_or(0);
+        assert!(
+            !(cmdline.contains(&mine) && running(pid)),
+            "left running: {cmdline}"
+        );
+    }
+}
+
+#[test]
+fn a_failed_start_leaves_nothing_behind() {
+    use std::os::unix::fs::{symlink, PermissionsExt};
+    let real = lagdns::localpg::bin_dir().unwrap();
+    let fake = std::env::temp_dir().join(format!("lagdns-fake-bin-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&fake);
+    std::fs::create_dir(&fake).unwrap();
+    std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+    for tool in ["initdb", "pg_ctl", "postgres", "psql"] {
+        symlink(real.join(tool), fake.join(tool)).unwrap();
+    }
+    let script = fake.join("pg_basebackup");
+    std::fs::write(
+        &script,
+        "#!/bin/sh\necho 'boom: simulated failure' >&2\nexit 3\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+
+    let out = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "half_built_helper",
+            "--exact",
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env("LAGDNS_LOCALPG_HALF_BUILT", "1")
+        .env("LAGDNS_PG_BIN", &fake)
+        .output()
+        .unwrap();
+    let _ = std::fs::remove_dir_all(&fake);
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success() && text.contains("ERROR MESSAGE"),
+        "{text}"
+    );
+    eprintln!(
+        "{}",
+        text.lines()
+            .find(|l| l.contains("ERROR MESSAGE"))
+            .unwrap_or("")
+    );
 }

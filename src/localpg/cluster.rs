@@ -124,7 +124,13 @@ impl LocalCluster {
         }
         self.nodes.clear();
         if self.dir.to_string_lossy().starts_with(CLUSTER_DIR_PREFIX) {
-            let _ = std::fs::remove_dir_all(&self.dir);
+            // Retried: a straggling client (e.g. a Writer's psql) may still touch it.
+            for _ in 0..5 {
+                if std::fs::remove_dir_all(&self.dir).is_ok() || !self.dir.exists() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
         }
         self.slot.take(); // releases the slot last, once nothing of ours uses its addresses
     }

@@ -40,7 +40,10 @@ pub enum LocalPgError {
     #[error("no free cluster slot under {0} (all in use by live processes)")]
     NoFreeSlot(PathBuf),
 
-    #[error("timed out after {after:?} waiting until {what} (last seen: {last}){}", tails(&String::new(), log))]
+    #[error(
+        "timed out after {after:?} waiting until {what} (last seen: {last}){}",
+        tails("", log)
+    )]
     WaitTimeout {
         what: String,
         after: Duration,

@@ -63,6 +63,13 @@ pub fn bin_dir() -> Result<PathBuf, LocalPgError> {
     ))
 }
 
+/// Cleans up after processes that died holding clusters (killed test runs): kills the
+/// postmasters they recorded, removes their directories, frees their slots. Runs
+/// automatically whenever a cluster is started; safe to call any time.
+pub fn reclaim_stale_slots() {
+    slot::sweep();
+}
+
 /// The port nodes listen on: `$LAGDNS_PG_PORT` or [`DEFAULT_PORT`].
 pub fn port() -> Result<u16, LocalPgError> {
     match std::env::var("LAGDNS_PG_PORT") {

@@ -150,7 +150,9 @@ impl LocalNode {
         self.pg_ctl(&["promote", "-w", "-t", "60", "-s"])
     }
 
-    /// SIGSTOPs the postmaster and all its children: the server is up but answers nothing.
+    /// SIGSTOPs the postmaster and all its children: the server is up but answers nothing
+    /// (TCP handshakes still complete in the kernel backlog, then nothing). `sql`, `stop`
+    /// etc. block until their timeout on a frozen node: thaw first. Drop handles it.
     pub fn freeze(&self) -> Result<(), LocalPgError> {
         procs::stop_tree(self.running_pid()?);
         Ok(())
@@ -347,7 +349,7 @@ impl LocalNode {
                     log: log_tail(&self.log_path()),
                 });
             }
-            std::thread::sleep(Duration::from_millis(25));
+            std::thread::sleep(Duration::from_millis(40));
         }
     }
 

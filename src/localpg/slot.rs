@@ -44,15 +44,10 @@ impl Slot {
         // Shared by every user of the machine: world-writable and sticky, like /tmp.
         let _ =
             std::fs::set_permissions(&root, std::os::unix::fs::PermissionsExt::from_mode(0o1777));
+        sweep();
         for n in FIRST..=LAST {
             if let Some(slot) = Slot::try_claim(n)? {
                 return Ok(slot);
-            }
-            if owner_is_dead(&root.join(n.to_string())) {
-                reclaim(&root.join(n.to_string()));
-                if let Some(slot) = Slot::try_claim(n)? {
-                    return Ok(slot);
-                }
             }
         }
         Err(LocalPgError::NoFreeSlot(root))
@@ -114,6 +109,29 @@ impl Drop for Slot {
     }
 }
 
+/// Reclaims every slot whose owner died, and scratch directories of dead processes.
+pub(crate) fn sweep() {
+    let Ok(entries) = std::fs::read_dir(root()) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let dead = match name.strip_prefix('.') {
+            // .claim-<pid>-<k>, .free-<pid>-<k>, .dead-<pid>-<k>
+            Some(scratch) => scratch
+                .split('-')
+                .nth(1)
+                .and_then(|pid| pid.parse::<u32>().ok())
+                .is_some_and(|pid| !procs::alive(pid)),
+            None => owner_is_dead(&path),
+        };
+        if dead {
+            reclaim(&path);
+        }
+    }
+}
+
 fn owner_is_dead(slot: &Path) -> bool {
     let Ok(text) = std::fs::read_to_string(slot.join("owner")) else {
         return false; // being created or released right now: not ours to judge
@@ -126,7 +144,8 @@ fn owner_is_dead(slot: &Path) -> bool {
     !procs::alive(pid) || procs::start_time(pid) != Some(started)
 }
 
-/// Takes over a dead owner's slot: kills its recorded postmasters, removes its cluster dir.
+/// Takes over a dead owner's slot (or scratch directory): kills the postmasters recorded
+/// in it, removes the cluster directory it names, then the slot itself.
 fn reclaim(slot: &Path) {
     let tomb = unique("dead");
     if std::fs::rename(slot, &tomb).is_err() {

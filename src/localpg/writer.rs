@@ -43,15 +43,16 @@ impl LocalNode {
         let child: Shared = Arc::new(Mutex::new(None));
         let sent = Arc::new(AtomicU64::new(0));
         let spawn = {
-            let log = self.dir().join("writer.log");
+            // Opened once: respawns must never create files (the cluster may be gone).
+            let log = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(self.dir().join("writer.log"))
+                .ok();
             let mut cmd = self.psql();
             cmd.args(["-v", "ON_ERROR_STOP=0"]);
             move || -> Option<(Child, ChildStdin)> {
-                let err = std::fs::OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(&log)
-                    .ok();
+                let err = log.as_ref().and_then(|f| f.try_clone().ok());
                 cmd.stdin(Stdio::piped()).stdout(Stdio::null());
                 cmd.stderr(err.map(Stdio::from).unwrap_or_else(Stdio::null));
                 let mut child = cmd.spawn().ok()?;
