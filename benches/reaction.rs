@@ -112,8 +112,11 @@ fn main() {
         client.watch("read.db.internal.", a2, Instant::now(), Duration::from_secs(30), both);
         std::thread::sleep(Duration::from_millis(300 + (lag.len() as u64 * 37) % 250)); // vary the phase
         let paused = Instant::now();
-        pg2.pause_replay().unwrap();
-        let (last, _) = client.watch("read.db.internal.", a2, paused, Duration::from_secs(10), |g| !g.contains(&a2) && !g.is_empty());
+        // pause in the background and watch at once (the pause command itself takes time)
+        let (last, _) = std::thread::scope(|sc| {
+            sc.spawn(|| pg2.pause_replay().unwrap());
+            client.watch("read.db.internal.", a2, paused, Duration::from_secs(10), |g| !g.contains(&a2) && !g.is_empty())
+        });
         let crossed = paused + Duration::from_millis(MAX_LAG_MS);
         lag.push(last.saturating_duration_since(crossed).as_secs_f64() * 1e3);
         pg2.resume_replay().unwrap();
@@ -125,8 +128,10 @@ fn main() {
         client.watch("read.db.internal.", a2, Instant::now(), Duration::from_secs(30), both);
         std::thread::sleep(Duration::from_millis(300 + (freeze.len() as u64 * 37) % 250));
         let frozen = Instant::now();
-        pg2.freeze().unwrap();
-        let (last, _) = client.watch("read.db.internal.", a2, frozen, Duration::from_secs(15), |g| !g.contains(&a2) && !g.is_empty());
+        let (last, _) = std::thread::scope(|sc| {
+            sc.spawn(|| pg2.freeze().unwrap());
+            client.watch("read.db.internal.", a2, frozen, Duration::from_secs(15), |g| !g.contains(&a2) && !g.is_empty())
+        });
         freeze.push(last.saturating_duration_since(frozen).as_secs_f64() * 1e3);
         pg2.thaw().unwrap();
     }

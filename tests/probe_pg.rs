@@ -55,6 +55,7 @@ impl Probes {
                     id,
                     node_config(n),
                     probe_config(),
+                    Duration::ZERO,
                     tx.clone(),
                     cancel.clone(),
                 ))
@@ -278,6 +279,7 @@ async fn pg_monitor_member_reads_every_field_plain_role_misses_the_replica_timel
             NodeId::new("c", name),
             as_role(node, role),
             probe_config(),
+            Duration::ZERO,
             tx.clone(),
             cancel.clone(),
         ));

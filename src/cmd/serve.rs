@@ -149,15 +149,15 @@ async fn apply(
     tx: &mpsc::Sender<Observation>,
     cancel: &CancellationToken,
 ) {
-    let mut wanted: HashMap<NodeId, &NodeConfig> = HashMap::new();
+    let mut wanted: HashMap<NodeId, (&NodeConfig, Duration)> = HashMap::new();
     for c in &config.clusters {
-        for n in &c.nodes {
-            wanted.insert(NodeId::new(&c.name, &n.name), n);
+        for (k, n) in c.nodes.iter().enumerate() {
+            wanted.insert(NodeId::new(&c.name, &n.name), (n, phase(config.probe.interval, k, c.nodes.len())));
         }
     }
     let stale: Vec<NodeId> = running
         .iter()
-        .filter(|(id, task)| wanted.get(*id).is_none_or(|n| task.key != key(n, &config.probe)))
+        .filter(|(id, task)| wanted.get(*id).is_none_or(|(n, _)| task.key != key(n, &config.probe)))
         .map(|(id, _)| id.clone())
         .collect();
     for id in stale {
@@ -167,7 +167,7 @@ async fn apply(
             let _ = task.handle.await;
         }
     }
-    for (id, node) in wanted {
+    for (id, (node, phase)) in wanted {
         if running.contains_key(&id) {
             continue;
         }
@@ -176,11 +176,20 @@ async fn apply(
             id.clone(),
             node.clone(),
             config.probe.clone(),
+            phase,
             tx.clone(),
             token.clone(),
         ));
         running.insert(id, ProbeTask { key: key(node, &config.probe), cancel: token, handle });
     }
+}
+
+/// Spreads a cluster's probes over the interval (node `k` of `n` starts `k/n` of an
+/// interval late): every node is still probed once per interval, but evidence of the
+/// primary's WAL position (its own probe, and the replicas' receive positions) arrives
+/// `n` times per interval, which shortens how long a lagging replica goes unnoticed.
+fn phase(interval: Duration, k: usize, n: usize) -> Duration {
+    interval.mul_f64(k as f64 / n.max(1) as f64)
 }
 
 fn key(node: &NodeConfig, probe: &ProbeConfig) -> ProbeKey {

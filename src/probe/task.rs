@@ -34,6 +34,7 @@ pub async fn run(
     id: NodeId,
     node: NodeConfig,
     probe: ProbeConfig,
+    phase: Duration,
     tx: mpsc::Sender<Observation>,
     cancel: CancellationToken,
 ) {
@@ -42,6 +43,7 @@ pub async fn run(
         id,
         node,
         probe,
+        phase,
         conn: None,
         connect_failures: 0,
     };
@@ -52,6 +54,8 @@ struct Prober {
     id: NodeId,
     node: NodeConfig,
     probe: ProbeConfig,
+    /// Offset of this node's ticks within the interval (see `run`).
+    phase: Duration,
     conn: Option<Conn>,
     /// Consecutive failed connects (0 while connected).
     connect_failures: u32,
@@ -93,7 +97,8 @@ enum Failed {
 
 impl Prober {
     async fn run(mut self, tx: mpsc::Sender<Observation>, cancel: CancellationToken) {
-        let mut ticker = tokio::time::interval(self.probe.interval);
+        let start = tokio::time::Instant::now() + self.phase;
+        let mut ticker = tokio::time::interval_at(start, self.probe.interval);
         ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
         let mut next_connect: Option<tokio::time::Instant> = None;
         loop {
