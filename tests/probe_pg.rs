@@ -1,6 +1,7 @@
 //! The probe task against real PostgreSQL: samples from a primary and a replica, one
 //! persistent connection, timeouts on a frozen node that never delay another node,
-//! fast failures on a stopped node, cleanup on cancel and after a timeout.
+//! fast failures on a stopped node, cleanup on cancel and after a timeout. Clusters come
+//! from `lagdns::localpg::LocalCluster` (real servers on loopback, torn down on drop).
 
 use std::time::{Duration, Instant};
 
@@ -9,7 +10,7 @@ use lagdns::probe::{task, NodeId, Observation, ProbeFailure};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use fixture::{Cluster, Node};
+use lagdns::localpg::{LocalCluster, LocalNode};
 
 const INTERVAL: Duration = Duration::from_millis(200);
 const TIMEOUT: Duration = Duration::from_millis(1500);
@@ -25,10 +26,10 @@ fn probe_config() -> ProbeConfig {
     }
 }
 
-fn node_config(node: &Node) -> NodeConfig {
+fn node_config(node: &LocalNode) -> NodeConfig {
     NodeConfig {
         name: node.name.clone(),
-        address: "127.0.0.1".parse().unwrap(),
+        address: node.address.into(),
         dsn: node.dsn(),
         weight: 1,
         password_file: None,
@@ -44,7 +45,7 @@ struct Probes {
 }
 
 impl Probes {
-    fn start(nodes: &[&Node]) -> Probes {
+    fn start(nodes: &[&LocalNode]) -> Probes {
         let (tx, rx) = mpsc::channel(256);
         let cancel = CancellationToken::new();
         let tasks = nodes
@@ -116,7 +117,7 @@ fn is_ok(o: &Observation) -> bool {
 }
 
 /// Backend pids of lagdns connections on `node`, optionally only those in `state`.
-fn lagdns_backends(node: &Node, state: Option<&str>) -> Vec<i32> {
+fn lagdns_backends(node: &LocalNode, state: Option<&str>) -> Vec<i32> {
     let filter = state
         .map(|s| format!(" AND state = '{s}'"))
         .unwrap_or_default();
@@ -124,7 +125,8 @@ fn lagdns_backends(node: &Node, state: Option<&str>) -> Vec<i32> {
         node.sql(&format!(
             "SELECT pid FROM pg_stat_activity WHERE application_name = 'lagdns'{filter} ORDER BY pid"
         ))
-    });
+    })
+    .unwrap();
     out.lines()
         .filter(|l| !l.trim().is_empty())
         .map(|l| l.trim().parse().unwrap())
@@ -142,7 +144,7 @@ async fn eventually(what: &str, mut f: impl FnMut() -> bool) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn samples_primary_and_replica_over_one_persistent_connection() {
-    let cluster = Cluster::start(1);
+    let cluster = LocalCluster::start(1).unwrap();
     let [primary, replica] = [&cluster.nodes()[0], &cluster.nodes()[1]];
     let mut probes = Probes::start(&[primary, replica]);
 
@@ -216,7 +218,7 @@ async fn samples_primary_and_replica_over_one_persistent_connection() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replica_sample_follows_a_writing_primary() {
-    let cluster = Cluster::start(1);
+    let cluster = LocalCluster::start(1).unwrap();
     let [primary, replica] = [&cluster.nodes()[0], &cluster.nodes()[1]];
     let mut probes = Probes::start(&[primary, replica]);
     let first = probes
@@ -225,7 +227,9 @@ async fn replica_sample_follows_a_writing_primary() {
         .result
         .unwrap();
     tokio::task::block_in_place(|| {
-        primary.sql("CREATE TABLE t AS SELECT g FROM generate_series(1, 10000) g");
+        primary
+            .sql("CREATE TABLE t AS SELECT g FROM generate_series(1, 10000) g")
+            .unwrap();
     });
     let moved = probes
         .until(&replica.name, "replay LSN to advance", |o| {
@@ -246,21 +250,57 @@ async fn replica_sample_follows_a_writing_primary() {
         p.current_lsn >= moved.replay_lsn,
         "primary {p:?} replica {moved:?}"
     );
+
+    // Paused replay: the replica keeps receiving, replay stands still, and says so.
+    tokio::task::block_in_place(|| replica.pause_replay()).unwrap();
+    eventually("replay actually paused", || {
+        tokio::task::block_in_place(|| replica.sql("SELECT pg_get_wal_replay_pause_state()"))
+            .unwrap()
+            == "paused"
+    })
+    .await;
+    let confirmed = Instant::now();
+    let paused = probes
+        .until(&replica.name, "replay_paused", |o| {
+            o.at > confirmed && o.result.as_ref().is_ok_and(|s| s.replay_paused)
+        })
+        .await
+        .result
+        .unwrap();
+    let _writer = primary.start_writer(Duration::from_millis(20));
+    let behind = probes
+        .until(&replica.name, "receive ahead of a paused replay", |o| {
+            o.result
+                .as_ref()
+                .is_ok_and(|s| s.receive_lsn > paused.receive_lsn)
+        })
+        .await
+        .result
+        .unwrap();
+    assert!(behind.replay_paused, "{behind:?}");
+    assert_eq!(behind.replay_lsn, paused.replay_lsn, "replay is paused");
+    assert!(behind.receive_lsn > behind.replay_lsn, "{behind:?}");
     probes.stop().await;
 }
 
-/// The production role is a LOGIN member of `pg_monitor`: it reads everything. A plain
-/// role still probes, but cannot see the replica's receive timeline.
+/// The production role is a LOGIN member of `pg_monitor` (the harness's `lagdns` role):
+/// it reads everything. A plain role still probes, but cannot see the replica's receive
+/// timeline.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pg_monitor_member_reads_every_field_plain_role_misses_the_replica_timeline() {
-    let cluster = Cluster::start(1);
+    let cluster = LocalCluster::start(1).unwrap();
     let [primary, replica] = [&cluster.nodes()[0], &cluster.nodes()[1]];
-    tokio::task::block_in_place(|| {
-        primary.sql("CREATE ROLE lagdns_monitor LOGIN IN ROLE pg_monitor");
-        primary.sql("CREATE ROLE lagdns_plain LOGIN");
+    tokio::task::block_in_place(|| primary.sql("CREATE ROLE lagdns_plain LOGIN")).unwrap();
+    let monitor = tokio::task::block_in_place(|| {
+        primary.sql("SELECT pg_has_role('lagdns', 'pg_monitor', 'MEMBER')")
     });
-    let as_role = |node: &Node, role: &str| NodeConfig {
-        dsn: node.dsn().replace("user=postgres", &format!("user={role}")),
+    assert_eq!(
+        monitor.unwrap(),
+        "t",
+        "the harness's lagdns role is the production role"
+    );
+    let as_role = |node: &LocalNode, role: &str| NodeConfig {
+        dsn: node.dsn().replace("user=lagdns", &format!("user={role}")),
         ..node_config(node)
     };
     assert!(
@@ -271,8 +311,8 @@ async fn pg_monitor_member_reads_every_field_plain_role_misses_the_replica_timel
     let (tx, mut rx) = mpsc::channel(64);
     let cancel = CancellationToken::new();
     for (name, node, role) in [
-        ("primary-monitor", primary, "lagdns_monitor"),
-        ("replica-monitor", replica, "lagdns_monitor"),
+        ("primary-monitor", primary, "lagdns"),
+        ("replica-monitor", replica, "lagdns"),
         ("replica-plain", replica, "lagdns_plain"),
     ] {
         tokio::spawn(task::run(
@@ -316,7 +356,7 @@ async fn pg_monitor_member_reads_every_field_plain_role_misses_the_replica_timel
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn frozen_node_times_out_without_delaying_others_and_leaves_no_query() {
-    let cluster = Cluster::start(1);
+    let cluster = LocalCluster::start(1).unwrap();
     let [primary, replica] = [&cluster.nodes()[0], &cluster.nodes()[1]];
     let mut probes = Probes::start(&[primary, replica]);
     probes.until(&primary.name, "a primary sample", is_ok).await;
@@ -324,7 +364,7 @@ async fn frozen_node_times_out_without_delaying_others_and_leaves_no_query() {
     let old_pids = lagdns_backends(primary, None);
     assert_eq!(old_pids.len(), 1);
 
-    tokio::task::block_in_place(|| primary.freeze());
+    tokio::task::block_in_place(|| primary.freeze().unwrap());
     let frozen_at = probes.seen.len();
     let t = probes
         .until(&primary.name, "a timeout", |o| {
@@ -379,7 +419,7 @@ async fn frozen_node_times_out_without_delaying_others_and_leaves_no_query() {
         "replica gap {worst_gap:?} while the primary hung"
     );
 
-    tokio::task::block_in_place(|| primary.thaw());
+    tokio::task::block_in_place(|| primary.thaw().unwrap());
     probes
         .until(&primary.name, "recovery after thaw", is_ok)
         .await;
@@ -399,12 +439,12 @@ async fn frozen_node_times_out_without_delaying_others_and_leaves_no_query() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stopped_node_fails_fast_and_recovers_after_start() {
-    let cluster = Cluster::start(0);
+    let cluster = LocalCluster::start(0).unwrap();
     let primary = &cluster.nodes()[0];
     let mut probes = Probes::start(&[primary]);
     probes.until(&primary.name, "a sample", is_ok).await;
 
-    tokio::task::block_in_place(|| primary.stop());
+    tokio::task::block_in_place(|| primary.stop().unwrap());
     // The first failure may be the query racing the shutdown; the rest are refused connects.
     let mut failures = Vec::new();
     while failures.len() < 5 {
@@ -432,7 +472,7 @@ async fn stopped_node_fails_fast_and_recovers_after_start() {
         );
     }
 
-    tokio::task::block_in_place(|| primary.start());
+    tokio::task::block_in_place(|| primary.start().unwrap());
     probes
         .until(&primary.name, "recovery after start", is_ok)
         .await;
@@ -442,244 +482,4 @@ async fn stopped_node_fails_fast_and_recovers_after_start() {
         lagdns_backends(primary, None).is_empty()
     })
     .await;
-}
-
-/// A throwaway primary (+ streaming replicas) in a temp dir, on loopback free ports.
-/// Stands in until `lagdns::localpg::LocalCluster` lands; same method names.
-mod fixture {
-    use std::path::{Path, PathBuf};
-    use std::process::Command;
-
-    const BIN: &str = "/usr/lib/postgresql/15/bin";
-
-    pub struct Cluster {
-        dir: PathBuf,
-        nodes: Vec<Node>,
-    }
-
-    pub struct Node {
-        pub name: String,
-        pub port: u16,
-        data: PathBuf,
-        log: PathBuf,
-    }
-
-    fn free_port() -> u16 {
-        std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port()
-    }
-
-    fn is_root() -> bool {
-        unsafe { libc::geteuid() == 0 }
-    }
-
-    /// Runs a PostgreSQL binary as the `postgres` user when we are root.
-    fn pg_command(bin: &str) -> Command {
-        let exe = Path::new(BIN).join(bin);
-        let mut cmd = if is_root() {
-            let mut c = Command::new("runuser");
-            c.args(["-u", "postgres", "--"]).arg(&exe);
-            c
-        } else {
-            Command::new(&exe)
-        };
-        cmd.current_dir("/tmp");
-        cmd
-    }
-
-    fn pg(bin: &str, args: &[&str]) -> String {
-        let out = pg_command(bin).args(args).output().unwrap();
-        assert!(
-            out.status.success(),
-            "{bin} {args:?}: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
-    }
-
-    impl Cluster {
-        pub fn start(replicas: usize) -> Cluster {
-            let dir = std::env::temp_dir().join(format!(
-                "lagdns-probe-pg-{}-{}",
-                std::process::id(),
-                free_port()
-            ));
-            std::fs::create_dir_all(&dir).unwrap();
-            if is_root() {
-                assert!(Command::new("chown")
-                    .arg("postgres")
-                    .arg(&dir)
-                    .status()
-                    .unwrap()
-                    .success());
-            }
-            let mut cluster = Cluster {
-                dir: dir.clone(),
-                nodes: Vec::new(),
-            };
-            let primary = cluster.node("pg0");
-            pg(
-                "initdb",
-                &[
-                    "-D",
-                    s(&primary.data),
-                    "-U",
-                    "postgres",
-                    "-A",
-                    "trust",
-                    "--no-sync",
-                ],
-            );
-            let conf = format!(
-                "listen_addresses = '127.0.0.1'\nport = {}\nunix_socket_directories = '{}'\n\
-                 wal_level = replica\nfsync = off\nmax_wal_senders = 10\n",
-                primary.port,
-                dir.display()
-            );
-            append(&primary.data.join("postgresql.conf"), &conf);
-            primary.start();
-            let primary_port = primary.port.to_string();
-            cluster.nodes.push(primary);
-            for i in 1..=replicas {
-                let replica = cluster.node(&format!("pg{i}"));
-                pg(
-                    "pg_basebackup",
-                    &[
-                        "-h",
-                        "127.0.0.1",
-                        "-p",
-                        &primary_port,
-                        "-U",
-                        "postgres",
-                        "-D",
-                        s(&replica.data),
-                        "-R",
-                        "-c",
-                        "fast",
-                    ],
-                );
-                append(
-                    &replica.data.join("postgresql.conf"),
-                    &format!("port = {}\n", replica.port),
-                );
-                replica.start();
-                cluster.nodes.push(replica);
-            }
-            cluster
-        }
-
-        fn node(&self, name: &str) -> Node {
-            Node {
-                name: name.to_string(),
-                port: free_port(),
-                data: self.dir.join(name),
-                log: self.dir.join(format!("{name}.log")),
-            }
-        }
-
-        pub fn nodes(&self) -> &[Node] {
-            &self.nodes
-        }
-    }
-
-    impl Drop for Cluster {
-        fn drop(&mut self) {
-            for n in self.nodes.iter().rev() {
-                if let Some(pids) = n.pids() {
-                    signal(&pids, "-CONT");
-                    let _ = pg_command("pg_ctl")
-                        .args(["-D", s(&n.data), "-m", "immediate", "-w", "stop"])
-                        .output();
-                }
-            }
-            let _ = std::fs::remove_dir_all(&self.dir);
-        }
-    }
-
-    impl Node {
-        pub fn dsn(&self) -> String {
-            format!(
-                "host=127.0.0.1 port={} user=postgres dbname=postgres",
-                self.port
-            )
-        }
-
-        /// Runs `q` with psql; rows unaligned, one per line.
-        pub fn sql(&self, q: &str) -> String {
-            let port = self.port.to_string();
-            pg(
-                "psql",
-                &[
-                    "-X",
-                    "-At",
-                    "-h",
-                    "127.0.0.1",
-                    "-p",
-                    &port,
-                    "-U",
-                    "postgres",
-                    "-d",
-                    "postgres",
-                    "-c",
-                    q,
-                ],
-            )
-        }
-
-        pub fn start(&self) {
-            pg(
-                "pg_ctl",
-                &["-D", s(&self.data), "-l", s(&self.log), "-w", "start"],
-            );
-        }
-
-        pub fn stop(&self) {
-            pg("pg_ctl", &["-D", s(&self.data), "-m", "fast", "-w", "stop"]);
-        }
-
-        /// SIGSTOP the postmaster and all its children (a hung server, host alive).
-        pub fn freeze(&self) {
-            signal(&self.pids().expect("running"), "-STOP");
-        }
-
-        pub fn thaw(&self) {
-            signal(&self.pids().expect("running"), "-CONT");
-        }
-
-        /// The postmaster (first) and its children, all started by this fixture.
-        fn pids(&self) -> Option<Vec<String>> {
-            let pidfile = std::fs::read_to_string(self.data.join("postmaster.pid")).ok()?;
-            let postmaster = pidfile.lines().next()?.trim().to_string();
-            let children = Command::new("ps")
-                .args(["-o", "pid=", "--ppid", &postmaster])
-                .output()
-                .ok()?;
-            let mut pids = vec![postmaster];
-            pids.extend(
-                String::from_utf8_lossy(&children.stdout)
-                    .split_whitespace()
-                    .map(str::to_string),
-            );
-            Some(pids)
-        }
-    }
-
-    fn signal(pids: &[String], sig: &str) {
-        let status = Command::new("kill").arg(sig).args(pids).status().unwrap();
-        assert!(status.success(), "kill {sig} {pids:?}");
-    }
-
-    fn append(path: &Path, text: &str) {
-        use std::io::Write;
-        let mut f = std::fs::OpenOptions::new().append(true).open(path).unwrap();
-        f.write_all(text.as_bytes()).unwrap();
-    }
-
-    fn s(p: &Path) -> &str {
-        p.to_str().unwrap()
-    }
 }
