@@ -90,18 +90,18 @@ impl Publisher {
     /// Switches to a new config, keeping what is known of clusters and nodes that keep
     /// their names, and publishes.
     pub fn reload(&mut self, config: Arc<Config>) {
-        let h = horizon(&config);
+        let (h, now) = (horizon(&config), SystemTime::now());
         let old = std::mem::take(&mut self.clusters);
         self.clusters = config
             .clusters
             .iter()
             .map(|c| match old.iter().find(|o| o.config().name == c.name) {
-                Some(o) => o.reconfigure(c, &config.probe, h),
+                Some(o) => o.reconfigure(c, &config.probe, h, now),
                 None => ClusterState::new(c, &config.probe, h),
             })
             .collect();
         self.config = config;
-        self.publish(SystemTime::now());
+        self.publish(now);
     }
 
     fn publish(&mut self, now: SystemTime) {

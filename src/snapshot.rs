@@ -138,11 +138,11 @@ pub struct EndpointView {
 
 impl Snapshot {
     /// The snapshot before any configuration is loaded or any probe has run.
-    pub fn initial(config: Arc<Config>, serial: u32) -> Snapshot {
+    pub fn initial(config: Arc<Config>, serial: u32, built: SystemTime) -> Snapshot {
         Snapshot {
             serial,
             ready: false,
-            built: SystemTime::now(),
+            built,
             answer_changes: 0,
             clusters: config.clusters.iter().map(ClusterView::unprobed).collect(),
             config,
@@ -223,7 +223,7 @@ pub struct NodeLine<'a> {
 /// the write name whether `write` answers it.
 pub enum Verdict<'a> {
     Read(Eligibility),
-    Write { target: &'a WriteTarget, rivals: &'a [usize], me: usize },
+    Write { target: &'a WriteTarget, rivals: &'a [usize], me: usize, now: SystemTime },
 }
 
 impl fmt::Display for NodeLine<'_> {
@@ -238,16 +238,16 @@ impl fmt::Display for NodeLine<'_> {
         )?;
         match &self.verdict {
             Verdict::Read(e) => write!(f, "{e}"),
-            Verdict::Write { target, rivals, me } => write_verdict(f, target, rivals, *me),
+            Verdict::Write { target, rivals, me, now } => write_verdict(f, target, rivals, *me, *now),
         }
     }
 }
 
-fn write_verdict(f: &mut fmt::Formatter<'_>, target: &WriteTarget, rivals: &[usize], me: usize) -> fmt::Result {
+fn write_verdict(f: &mut fmt::Formatter<'_>, target: &WriteTarget, rivals: &[usize], me: usize, now: SystemTime) -> fmt::Result {
     match target {
         WriteTarget::Primary(i) if *i == me => f.write_str("write: answered"),
         WriteTarget::Stale { node, since } if *node == me => {
-            let ago = SystemTime::now().duration_since(*since).unwrap_or_default();
+            let ago = now.duration_since(*since).unwrap_or_default();
             write!(f, "write: answered, stale (no primary reachable for {})", format_duration(ago))
         }
         WriteTarget::Conflict(c) if c.nodes.contains(&me) => {
@@ -259,11 +259,11 @@ fn write_verdict(f: &mut fmt::Formatter<'_>, target: &WriteTarget, rivals: &[usi
 }
 
 impl ClusterView {
-    /// TXT strings for the write name: one per node.
-    pub fn write_lines(&self) -> Vec<String> {
+    /// TXT strings for the write name: one per node (`now` dates a stale primary).
+    pub fn write_lines(&self, now: SystemTime) -> Vec<String> {
         (0..self.nodes.len())
             .map(|i| {
-                let verdict = Verdict::Write { target: &self.write, rivals: &self.rivals, me: i };
+                let verdict = Verdict::Write { target: &self.write, rivals: &self.rivals, me: i, now };
                 NodeLine { node: &self.nodes[i], verdict }.to_string()
             })
             .collect()

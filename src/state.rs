@@ -85,7 +85,7 @@ impl ClusterState {
 
     /// The same cluster under a new config: what is known of nodes and endpoints that
     /// keep their names carries over.
-    pub fn reconfigure(&self, cfg: &ClusterConfig, probe: &ProbeConfig, horizon: Duration) -> ClusterState {
+    pub fn reconfigure(&self, cfg: &ClusterConfig, probe: &ProbeConfig, horizon: Duration, now: SystemTime) -> ClusterState {
         let mut next = ClusterState::new(cfg, probe, horizon);
         let old_index = |name: &str| self.cfg.nodes.iter().position(|n| n.name == name);
         let map: Vec<Option<usize>> = cfg.nodes.iter().map(|n| old_index(&n.name)).collect();
@@ -107,7 +107,7 @@ impl ClusterState {
         next.evidence = self.evidence.clone();
         next.evidence_owner = self.evidence_owner.clone();
         next.split_brain_events = self.split_brain_events;
-        next.elect_write(SystemTime::now());
+        next.elect_write(now);
         next
     }
 

@@ -197,7 +197,7 @@ fn primary_outage_keeps_write_stale_and_caught_up_replicas_readable() {
     assert!(matches!(v.write, WriteTarget::Stale { node: 0, .. }), "{:?}", v.write);
     assert_eq!(v.nodes[0].state, NodeState::Down);
     assert_eq!(s.read(), ["pg2"], "pg2 had replayed the last primary position; pg3 had not");
-    assert!(v.write_lines()[0].contains("write: answered, stale"), "{}", v.write_lines()[0]);
+    assert!(v.write_lines(SystemTime::UNIX_EPOCH)[0].contains("write: answered, stale"), "{}", v.write_lines(SystemTime::UNIX_EPOCH)[0]);
 }
 
 #[test]
@@ -219,8 +219,8 @@ fn failover_follows_the_promoted_replica_and_never_returns_to_the_old_primary() 
     assert_eq!(v.rivals, vec![0], "the old primary is reported as a rival");
     assert_eq!(v.split_brain_events, 1);
     assert!(events.iter().any(|e| matches!(e, Event::SplitBrain { .. })), "{events:?}");
-    assert!(v.write_lines()[0].ends_with("write: not answered, split brain (older timeline)"));
-    assert!(v.write_lines()[1].ends_with("write: answered"));
+    assert!(v.write_lines(SystemTime::UNIX_EPOCH)[0].ends_with("write: not answered, split brain (older timeline)"));
+    assert!(v.write_lines(SystemTime::UNIX_EPOCH)[1].ends_with("write: answered"));
 }
 
 #[test]
@@ -238,7 +238,7 @@ fn unrelated_primaries_fail_closed_and_count_one_event() {
     s.at(500, "pg3", Ok(other));
     s.at(501, "pg1", Ok(primary(1000, 1)));
     assert_eq!(s.state.view().split_brain_events, 1, "one conflict, one event");
-    assert!(v.write_lines()[2].ends_with("write: SERVFAIL, split brain (system identifiers differ)"));
+    assert!(v.write_lines(SystemTime::UNIX_EPOCH)[2].ends_with("write: SERVFAIL, split brain (system identifiers differ)"));
 }
 
 #[test]
@@ -261,7 +261,7 @@ fn reconfigure_keeps_what_is_known_by_name() {
     for ep in &mut cfg.endpoints {
         ep.nodes.retain(|n| n != "pg2");
     }
-    let next = s.state.reconfigure(&cfg, &probe(), Duration::from_secs(300));
+    let next = s.state.reconfigure(&cfg, &probe(), Duration::from_secs(300), SystemTime::UNIX_EPOCH);
     let v = next.view();
     assert_eq!(v.nodes.len(), 2);
     assert_eq!(v.write, WriteTarget::Primary(0));

@@ -605,7 +605,7 @@ async fn maxlag_picks_among_replicas_within_the_bound() {
 #[tokio::test]
 async fn apex_ns_carries_glue_and_txt_renders_the_snapshot() {
     let snap = snapshot(7, true);
-    let write_lines = snap.clusters[0].write_lines();
+    let write_lines = snap.clusters[0].write_lines(snap.built);
     let read_lines = snap.clusters[0].endpoint_lines(0);
     let h = start(snap).await;
     let (r, _) = h.udp(&query("db.internal.", RecordType::NS)).await;

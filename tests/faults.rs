@@ -300,11 +300,7 @@ async fn sighup_with_an_invalid_config_keeps_the_old_one_and_drops_no_query() {
     let (text, ports) = serve_config(&cluster, &s);
     let mut p = ServeProcess::spawn(cluster.dir(), &text, ports);
     p.wait_listening(Duration::from_secs(30)).await;
-    eventually(s.rounds(6), "serving", || async {
-        let got = p.answer(READ, &cluster).await;
-        if got.1 == ["pg2", "pg3"] { Ok(()) } else { Err(format!("{got:?}")) }
-    })
-    .await;
+    wait_read(&p, &cluster, &["pg2", "pg3"], s.rounds(6)).await;
     std::fs::write(&p.config, text.replace("fall = 2", "fall = 2\nfalll = 3")).unwrap();
     p.signal(libc::SIGHUP);
     let until = Instant::now() + Duration::from_secs(3);
@@ -363,11 +359,7 @@ async fn sigterm_under_load_answers_in_flight_queries_closes_probes_and_exits_ze
     let (text, ports) = serve_config(&cluster, &s);
     let mut p = ServeProcess::spawn(cluster.dir(), &text, ports);
     p.wait_listening(Duration::from_secs(30)).await;
-    eventually(s.rounds(6), "serving", || async {
-        let got = p.answer(READ, &cluster).await;
-        if got.1 == ["pg2", "pg3"] { Ok(()) } else { Err(format!("{got:?}")) }
-    })
-    .await;
+    wait_read(&p, &cluster, &["pg2", "pg3"], s.rounds(6)).await;
     // load: 4 clients over TCP, each query must be answered until the server closes
     let dns = p.dns;
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));

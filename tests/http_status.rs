@@ -65,7 +65,7 @@ fn config() -> Config {
 /// pg1 primary; pg2 caught up; pg3 lagging 1.5s; pg4 down with an error; pg5 drained.
 fn snapshot(serial: u32) -> Snapshot {
     let built = UNIX_EPOCH + Duration::from_secs(1_750_000_000);
-    let mut snap = Snapshot::initial(Arc::new(config()), serial);
+    let mut snap = Snapshot::initial(Arc::new(config()), serial, std::time::SystemTime::now());
     snap.ready = true;
     snap.built = built;
     snap.answer_changes = 4;

@@ -41,7 +41,7 @@ impl Server {
     pub async fn start(config: Config) -> anyhow::Result<Server> {
         let config = Arc::new(config);
         let serial = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs() as u32).unwrap_or(1);
-        let published = Published::new(Snapshot::initial(config.clone(), serial));
+        let published = Published::new(Snapshot::initial(config.clone(), serial, SystemTime::now()));
         let stats = Arc::new(QueryStats::default());
         let (front, back) = (CancellationToken::new(), CancellationToken::new());
         let nsid = config.dns.nsid.clone().unwrap_or_else(host_name).into_bytes();

@@ -16,31 +16,10 @@ use crate::snapshot::{ClusterView, EndpointView, Snapshot};
 use crate::topology::{evaluate, Eligibility, Reason, Role};
 use crate::wal::Lsn;
 
-/// The query types the table distinguishes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Qtype {
-    A,
-    Aaaa,
-    Txt,
-    Soa,
-    Ns,
-    Any,
-    Other,
-}
+/// The query types the table distinguishes (the same set the metrics count).
+pub use crate::metrics::QueryType as Qtype;
 
 impl Qtype {
-    pub fn from_code(code: u16) -> Qtype {
-        match code {
-            1 => Qtype::A,
-            28 => Qtype::Aaaa,
-            16 => Qtype::Txt,
-            6 => Qtype::Soa,
-            2 => Qtype::Ns,
-            255 => Qtype::Any,
-            _ => Qtype::Other,
-        }
-    }
-
     /// Which address families an address query wants; `None` for non-address types.
     fn family(self) -> Option<Family> {
         match self {

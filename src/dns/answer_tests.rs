@@ -44,7 +44,7 @@ fn rr_lines(snap: &Snapshot, owner: &str, ttl: u32, rr: &Rr) -> Vec<String> {
         )],
         Rr::Txt(of) => {
             let lines = match *of {
-                TxtOf::Write { cluster } => snap.clusters[cluster].write_lines(),
+                TxtOf::Write { cluster } => snap.clusters[cluster].write_lines(snap.built),
                 TxtOf::Endpoint { cluster, endpoint } => {
                     snap.clusters[cluster].endpoint_lines(endpoint)
                 }
@@ -190,7 +190,7 @@ fn deterministic_rows() {
             Qtype::Txt,
             Dig {
                 answer: txt(
-                    snap.clusters[1].write_lines(),
+                    snap.clusters[1].write_lines(snap.built),
                     "billing-write.db.internal.",
                     1,
                 ),
@@ -259,7 +259,7 @@ fn deterministic_rows() {
             "write.db.internal.",
             Qtype::Txt,
             Dig {
-                answer: txt(snap.clusters[0].write_lines(), "write.db.internal.", 1),
+                answer: txt(snap.clusters[0].write_lines(snap.built), "write.db.internal.", 1),
                 ..ok(&[])
             },
         ),

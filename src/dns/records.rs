@@ -64,7 +64,7 @@ impl Zone {
             ns.push(RData::NS(NS(name.clone())));
             glue.push(Record::from_rdata(name, ttl, addr(server.address)));
         }
-        let write_txt = snap.clusters.iter().map(|c| txt(c.write_lines())).collect();
+        let write_txt = snap.clusters.iter().map(|c| txt(c.write_lines(snap.built))).collect();
         let endpoint_txt = snap
             .clusters
             .iter()

@@ -71,7 +71,7 @@ pub fn config() -> Config {
 /// pg1 primary, pg2 eligible replica, pg3 lagging 2.5s, pg4 down.
 pub fn snapshot() -> Snapshot {
     let built = UNIX_EPOCH + Duration::from_secs(BUILT_SECS);
-    let mut snap = Snapshot::initial(Arc::new(config()), 7);
+    let mut snap = Snapshot::initial(Arc::new(config()), 7, std::time::SystemTime::now());
     snap.ready = true;
     snap.built = built;
     snap.answer_changes = 3;

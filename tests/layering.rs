@@ -1,0 +1,73 @@
+//! The architecture, checked: each IO library is named in its one home only, and the
+//! decision modules use no clock, no sockets, no database and no runtime.
+
+use std::path::{Path, PathBuf};
+
+fn sources(dir: &Path, out: &mut Vec<PathBuf>) {
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            sources(&path, out);
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            out.push(path);
+        }
+    }
+}
+
+/// `src/`-relative paths of the files whose code (comments aside) contains `needle`.
+fn naming(needle: &str) -> Vec<String> {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut files = Vec::new();
+    sources(&src, &mut files);
+    let mut hits: Vec<String> = files
+        .into_iter()
+        .filter(|f| {
+            std::fs::read_to_string(f)
+                .unwrap()
+                .lines()
+                .map(str::trim_start)
+                .filter(|l| !l.starts_with("//"))
+                .any(|l| l.contains(needle))
+        })
+        .map(|f| f.strip_prefix(&src).unwrap().display().to_string())
+        .collect();
+    hits.sort();
+    hits
+}
+
+#[test]
+fn each_io_library_has_one_home() {
+    assert_eq!(naming("hickory_server::"), ["dns/server.rs"], "the DNS server library");
+    assert_eq!(naming("tokio_postgres::"), ["probe/sql.rs", "probe/task.rs"], "the PostgreSQL client");
+    assert_eq!(naming("axum::"), ["http/mod.rs"], "the HTTP library");
+}
+
+#[test]
+fn decision_modules_use_no_clock_socket_database_or_runtime() {
+    let decisions = [
+        "config/units.rs",
+        "config/validate.rs",
+        "dns/answer.rs",
+        "dns/name.rs",
+        "health.rs",
+        "lag.rs",
+        "select.rs",
+        "snapshot.rs",
+        "state.rs",
+        "topology.rs",
+        "wal.rs",
+    ];
+    for forbidden in ["::now()", "tokio::", "std::net::UdpSocket", "std::net::TcpStream", "std::fs::", "tokio_postgres"] {
+        let offenders: Vec<String> = naming(forbidden).into_iter().filter(|f| decisions.contains(&f.as_str())).collect();
+        // test code inside a decision file may take a base instant from the clock
+        let offenders: Vec<String> = offenders
+            .into_iter()
+            .filter(|f| {
+                let text = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("src").join(f)).unwrap();
+                let code = text.split("#[cfg(test)]").next().unwrap_or_default();
+                code.contains(forbidden)
+            })
+            .collect();
+        assert!(offenders.is_empty(), "{forbidden} in decision modules: {offenders:?}");
+    }
+}
