@@ -151,7 +151,7 @@ impl Snapshot {
 }
 
 impl ClusterView {
-    fn unprobed(cfg: &crate::config::ClusterConfig) -> ClusterView {
+    pub fn unprobed(cfg: &crate::config::ClusterConfig) -> ClusterView {
         let nodes: Vec<NodeView> = cfg.nodes.iter().map(NodeView::unprobed).collect();
         let endpoints = cfg
             .endpoints

@@ -30,6 +30,8 @@ pub struct ClusterState {
     split_brain_events: u64,
     /// `[endpoint][node]` re-admission gates.
     gates: Vec<Vec<Gate>>,
+    /// The view as of the last fold (what the snapshot shows).
+    current: ClusterView,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -68,7 +70,7 @@ pub enum Event {
 
 impl ClusterState {
     pub fn new(cfg: &ClusterConfig, probe: &ProbeConfig, horizon: Duration) -> ClusterState {
-        ClusterState {
+        let mut state = ClusterState {
             nodes: vec![NodeTrack::default(); cfg.nodes.len()],
             gates: vec![vec![Gate::default(); cfg.nodes.len()]; cfg.endpoints.len()],
             cfg: cfg.clone(),
@@ -80,7 +82,10 @@ impl ClusterState {
             rivals: Vec::new(),
             last_primary: None,
             split_brain_events: 0,
-        }
+            current: ClusterView::unprobed(cfg),
+        };
+        state.current = state.render();
+        state
     }
 
     /// The same cluster under a new config: what is known of nodes and endpoints that
@@ -108,6 +113,7 @@ impl ClusterState {
         next.evidence_owner = self.evidence_owner.clone();
         next.split_brain_events = self.split_brain_events;
         next.elect_write(now);
+        next.current = next.render();
         next
     }
 
@@ -127,11 +133,12 @@ impl ClusterState {
 
     /// Folds one observation of `nodes[node]`; returns what changed, for the log.
     pub fn observe(&mut self, node: usize, obs: &Observation) -> Vec<Event> {
-        let before = self.clone();
         self.track(node, obs);
         self.elect_write(obs.wall);
         self.gather_evidence(node, obs);
         self.refresh_gates(obs.result.is_ok().then_some(node));
+        let rendered = self.render();
+        let before = std::mem::replace(&mut self.current, rendered);
         self.events_since(&before)
     }
 
@@ -275,6 +282,10 @@ impl ClusterState {
 
     /// The cluster as the snapshot shows it.
     pub fn view(&self) -> ClusterView {
+        self.current.clone()
+    }
+
+    fn render(&self) -> ClusterView {
         let nodes: Vec<NodeView> = (0..self.nodes.len()).map(|i| self.node_view(i)).collect();
         let endpoints = self
             .cfg
@@ -299,33 +310,32 @@ impl ClusterState {
         }
     }
 
-    fn events_since(&self, before: &ClusterState) -> Vec<Event> {
-        let mut events = Vec::new();
-        let name = |i: usize| self.cfg.nodes[i].name.clone();
-        for (i, (now, was)) in self.nodes.iter().zip(&before.nodes).enumerate() {
-            if now.health.state != was.health.state {
-                events.push(Event::NodeState { node: name(i), from: was.health.state, to: now.health.state });
+    /// What changed between the view `before` and the current one.
+    fn events_since(&self, before: &ClusterView) -> Vec<Event> {
+        let (now, mut events) = (&self.current, Vec::new());
+        let name = |i: usize| now.nodes[i].name.clone();
+        for (i, (n, was)) in now.nodes.iter().zip(&before.nodes).enumerate() {
+            if n.state != was.state {
+                events.push(Event::NodeState { node: name(i), from: was.state, to: n.state });
             }
         }
-        if self.split_brain_events != before.split_brain_events {
-            let (nodes, why) = match &self.write {
+        if now.split_brain_events != before.split_brain_events {
+            let (nodes, why) = match &now.write {
                 WriteTarget::Conflict(c) => (c.nodes.clone(), format!("unresolved: {}; write fails closed", c.why)),
                 w => {
                     let winner = w.node().map(name).unwrap_or_default();
-                    (self.rivals.clone(), format!("{winner} is on a newer timeline and keeps write"))
+                    (now.rivals.clone(), format!("{winner} is on a newer timeline and keeps write"))
                 }
             };
             let nodes = nodes.into_iter().map(name).collect();
             events.push(Event::SplitBrain { nodes, why });
         }
-        if self.write != before.write {
-            let show = |s: &ClusterState| describe_write(&s.write, &s.cfg);
-            events.push(Event::Write { from: show(before), to: show(self) });
+        if now.write != before.write {
+            events.push(Event::Write { from: describe_write(before), to: describe_write(now) });
         }
-        let (now, was) = (self.view(), before.view());
         for (e, ep) in now.endpoints.iter().enumerate() {
             for (n, v) in ep.verdicts.iter().enumerate() {
-                if v.is_eligible() != was.endpoints[e].verdicts[n].is_eligible() {
+                if v.is_eligible() != before.endpoints[e].verdicts[n].is_eligible() {
                     let verdict = v.to_string();
                     events.push(Event::Eligibility { endpoint: ep.label.clone(), node: name(n), verdict });
                 }
@@ -335,9 +345,9 @@ impl ClusterState {
     }
 }
 
-fn describe_write(w: &WriteTarget, cfg: &ClusterConfig) -> String {
-    let name = |i: &usize| cfg.nodes[*i].name.as_str();
-    match w {
+fn describe_write(view: &ClusterView) -> String {
+    let name = |i: &usize| view.nodes[*i].name.as_str();
+    match &view.write {
         WriteTarget::Unknown => "unknown".into(),
         WriteTarget::Primary(i) => name(i).into(),
         WriteTarget::Stale { node, .. } => format!("{} (stale)", name(node)),
