@@ -17,7 +17,21 @@
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
+use crate::config::Config;
 use crate::wal::Lsn;
+
+/// The longest lag measured faithfully: the largest configured `max_lag` plus a
+/// minute. `maxlag-N` queries are capped at this.
+pub fn measurable(config: &Config) -> Duration {
+    let longest = config.clusters.iter().flat_map(|c| c.endpoints.iter().map(|e| e.policy.max_lag)).max();
+    longest.unwrap_or_default() + Duration::from_secs(60)
+}
+
+/// How long WAL evidence is kept: twice what must be measurable, so the evidence
+/// behind any lag up to [`measurable`] is still there.
+pub fn evidence_window(config: &Config) -> Duration {
+    measurable(config) * 2
+}
 
 /// Evidence points `(at, lsn)`, kept as a staircase: time and LSN both strictly
 /// increasing, so the first point beyond any LSN is found by binary search. A point

@@ -39,7 +39,7 @@ impl Published {
     }
 }
 
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -58,21 +58,9 @@ pub struct Publisher {
     ready: bool,
 }
 
-/// How long WAL evidence is kept: long enough to measure any configured `max_lag`
-/// (and `maxlag-N` queries up to that), with margin.
-pub fn horizon(config: &Config) -> Duration {
-    let longest = config
-        .clusters
-        .iter()
-        .flat_map(|c| c.endpoints.iter().map(|e| e.policy.max_lag))
-        .max()
-        .unwrap_or_default();
-    longest * 2 + Duration::from_secs(60)
-}
-
 impl Publisher {
     pub fn new(config: Arc<Config>, published: Arc<Published>) -> Publisher {
-        let h = horizon(&config);
+        let h = crate::lag::evidence_window(&config);
         let clusters = config.clusters.iter().map(|c| ClusterState::new(c, &config.probe, h)).collect();
         Publisher { config, clusters, published, ready: false }
     }
@@ -90,7 +78,7 @@ impl Publisher {
     /// Switches to a new config, keeping what is known of clusters and nodes that keep
     /// their names, and publishes.
     pub fn reload(&mut self, config: Arc<Config>) {
-        let (h, now) = (horizon(&config), SystemTime::now());
+        let (h, now) = (crate::lag::evidence_window(&config), SystemTime::now());
         let old = std::mem::take(&mut self.clusters);
         self.clusters = config
             .clusters

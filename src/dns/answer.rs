@@ -209,6 +209,7 @@ pub fn answer<R: Rng + ?Sized>(
                         ttl
                     };
                     let q = EndpointQuery {
+                        measurable: crate::lag::measurable(&snap.config),
                         view,
                         cluster,
                         endpoint,
@@ -282,6 +283,8 @@ enum Choice {
 }
 
 struct EndpointQuery<'a> {
+    /// `maxlag-N` is capped at this: beyond it lag is not measured faithfully.
+    measurable: Duration,
     view: &'a ClusterView,
     cluster: usize,
     endpoint: usize,
@@ -330,7 +333,7 @@ impl EndpointQuery<'_> {
             Variant::Plain => self.or_fallback(ep.eligible.clone(), &ep.policy),
             Variant::MaxLag(max_lag) => {
                 let policy = Policy {
-                    max_lag,
+                    max_lag: max_lag.min(self.measurable),
                     ..ep.policy
                 };
                 let eligible = self

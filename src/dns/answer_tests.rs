@@ -582,3 +582,19 @@ fn query_kinds_are_reported_for_metrics() {
         );
     }
 }
+
+#[test]
+fn maxlag_is_capped_at_what_lag_measures_faithfully() {
+    let mut snap = snapshot();
+    set_read_policy(&mut snap, |p| p.fallback = Fallback::None);
+    let measurable = crate::lag::measurable(&snap.config);
+    for n in &mut snap.clusters[0].nodes {
+        if n.lag.is_some() {
+            n.lag = Some(measurable + Duration::from_secs(1));
+        }
+    }
+    // a bound beyond the evidence window cannot vouch for a replica lagging past it
+    assert_eq!(dig(&snap, "maxlag-86400s.read.db.internal.", Qtype::A), nodata());
+    let within = format!("maxlag-{}ms.read.db.internal.", (measurable + Duration::from_secs(2)).as_millis());
+    assert_eq!(dig(&snap, &within, Qtype::A), nodata(), "capped, so still not answered");
+}
