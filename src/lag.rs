@@ -116,6 +116,9 @@ mod tests {
         e
     }
 
+    /// name, evidence `(ms, lsn)`, replay position, observed at (ms), expected lag (ms)
+    type Case<'a> = (&'a str, &'a [(u64, u64)], u64, u64, Option<u64>);
+
     #[test]
     fn time_lag_table() {
         let t0 = Instant::now();
@@ -123,7 +126,7 @@ mod tests {
         let steady = [(0, 1000), (250, 1100), (500, 1200), (750, 1300), (1000, 1400)];
         let idle = [(0, 5000), (250, 5000), (500, 5000), (10_000, 5000)];
         #[rustfmt::skip]
-        let cases: &[(&str, &[(u64, u64)], u64, u64, Option<u64>)] = &[
+        let cases: &[Case] = &[
             // name, evidence, replay, observed at, expected lag ms
             ("caught up with the newest sample", &steady, 1400, 1000, Some(0)),
             ("ahead of the newest sample", &steady, 1450, 1000, Some(0)),
