@@ -111,6 +111,7 @@ fn main() {
     for _ in 0..reps {
         client.watch("read.db.internal.", a2, Instant::now(), Duration::from_secs(30), both);
         std::thread::sleep(Duration::from_millis(300 + (lag.len() as u64 * 37) % 250)); // vary the phase
+        client.watch("read.db.internal.", a2, Instant::now(), Duration::from_secs(30), both);
         let paused = Instant::now();
         // pause in the background and watch at once (the pause command itself takes time)
         let (last, _) = std::thread::scope(|sc| {
@@ -127,6 +128,7 @@ fn main() {
     for _ in 0..reps {
         client.watch("read.db.internal.", a2, Instant::now(), Duration::from_secs(30), both);
         std::thread::sleep(Duration::from_millis(300 + (freeze.len() as u64 * 37) % 250));
+        client.watch("read.db.internal.", a2, Instant::now(), Duration::from_secs(30), both);
         let frozen = Instant::now();
         let (last, _) = std::thread::scope(|sc| {
             sc.spawn(|| pg2.freeze().unwrap());
