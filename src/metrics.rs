@@ -285,7 +285,7 @@ fn render_clusters(out: &mut Out, clusters: &[ClusterView]) {
 }
 
 const NODE_METRICS: [Family<NodeView>; 10] = [
-    (NODE_UP, "1 if the node is up (answered its last `rise` probes), else 0.", "gauge", |n| {
+    (NODE_UP, "1 if the node is up (its first probe succeeded, or `rise` in a row since it was down), 0 once `fall` probes in a row failed.", "gauge", |n| {
         Some(bool_f(n.state == NodeState::Up))
     }),
     (NODE_IS_PRIMARY, "1 if the node reported it is not in recovery.", "gauge", |n| {

@@ -137,7 +137,7 @@ fn log_events(cluster: &str, events: &[Event]) {
             }
             Event::Write { from, to } => tracing::warn!(cluster, %from, %to, "write target changed"),
             Event::SplitBrain { nodes, why } => {
-                tracing::error!(cluster, nodes = ?nodes, why = %why, "split brain: several primaries, write fails closed")
+                tracing::error!(cluster, nodes = ?nodes, why = %why, "split brain: several nodes out of recovery (see why)")
             }
             Event::Eligibility { endpoint, node, verdict } => {
                 tracing::info!(cluster, endpoint = %endpoint, node = %node, verdict = %verdict, "eligibility changed")

@@ -227,8 +227,9 @@ async fn reload_from(server: &Server, path: &std::path::Path) {
     match Config::load(path) {
         Ok(config) => {
             let old = server.published.load();
-            if old.config.dns.listen != config.dns.listen || old.config.http.listen != config.http.listen {
-                tracing::warn!("listen addresses changed: they take effect on restart only");
+            let (was, now) = (&old.config, &config);
+            if was.dns.listen != now.dns.listen || was.http.listen != now.http.listen || was.dns.nsid != now.dns.nsid {
+                tracing::warn!("dns.listen, http.listen and dns.nsid changes take effect on restart only");
             }
             tracing::info!(config = %path.display(), "reloading config");
             server.reload(config).await;
