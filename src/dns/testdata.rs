@@ -10,7 +10,7 @@ use crate::config::{
 };
 use crate::health::NodeState;
 use crate::snapshot::{
-    ClusterView, Conflict, ConflictKind, EndpointView, NodeView, Snapshot, WriteTarget,
+    ClusterView, Conflict, ConflictKind, Snapshot, WriteTarget,
 };
 use crate::topology::{evaluate, Role};
 use crate::wal::Lsn;
@@ -165,25 +165,10 @@ pub fn snapshot() -> Snapshot {
 }
 
 fn cluster_view(cfg: &ClusterConfig, write: WriteTarget) -> ClusterView {
-    let nodes: Vec<NodeView> = cfg.nodes.iter().map(NodeView::unprobed).collect();
-    let endpoints = cfg
-        .endpoints
-        .iter()
-        .map(|e| EndpointView {
-            label: e.label.clone(),
-            policy: e.policy,
-            verdicts: vec![],
-            eligible: vec![],
-        })
-        .collect();
     ClusterView {
-        name: cfg.name.clone(),
         write,
         primary_lsn: Some(Lsn(0x3000000)),
-        rivals: vec![],
-        split_brain_events: 0,
-        nodes,
-        endpoints,
+        ..ClusterView::unprobed(cfg)
     }
 }
 
