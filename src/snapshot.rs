@@ -62,6 +62,13 @@ pub enum WriteTarget {
     Conflict(Conflict),
 }
 
+impl ClusterView {
+    /// The timeline of the node `write` answers (fresh or stale), when known.
+    pub fn primary_timeline(&self) -> Option<Timeline> {
+        self.write.node().and_then(|i| self.nodes.get(i)).and_then(|n| n.timeline)
+    }
+}
+
 impl WriteTarget {
     /// The node `write` answers, if any (fresh or stale).
     pub fn node(&self) -> Option<usize> {

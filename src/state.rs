@@ -218,13 +218,14 @@ impl ClusterState {
     }
 
     fn refresh_gates(&mut self, own: Option<usize>) {
+        let primary_timeline = self.primary_timeline();
         for e in 0..self.cfg.endpoints.len() {
             for n in 0..self.nodes.len() {
                 let view = self.node_view(n);
                 let member = self.is_member(e, n);
                 let policy = self.cfg.endpoints[e].policy;
-                let actual = evaluate(&view, member, &policy);
-                let as_up = evaluate(&NodeView { state: NodeState::Up, ..view }, member, &policy);
+                let actual = evaluate(&view, member, &policy, primary_timeline);
+                let as_up = evaluate(&NodeView { state: NodeState::Up, ..view }, member, &policy, primary_timeline);
                 let gate = &mut self.gates[e][n];
                 if own == Some(n) {
                     gate.streak = if as_up.is_eligible() { gate.streak + 1 } else { 0 };
@@ -238,6 +239,12 @@ impl ClusterState {
                 };
             }
         }
+    }
+
+    /// The timeline of the node `write` answers, from its last sample.
+    fn primary_timeline(&self) -> Option<crate::wal::Timeline> {
+        let node = self.write.node()?;
+        self.nodes[node].sample.as_ref().and_then(|(_, s)| s.timeline)
     }
 
     fn is_member(&self, endpoint: usize, node: usize) -> bool {
@@ -269,7 +276,8 @@ impl ClusterState {
     }
 
     fn verdict(&self, e: usize, n: usize, view: &NodeView) -> Eligibility {
-        let actual = evaluate(view, self.is_member(e, n), &self.cfg.endpoints[e].policy);
+        let policy = &self.cfg.endpoints[e].policy;
+        let actual = evaluate(view, self.is_member(e, n), policy, self.primary_timeline());
         let gate = self.gates[e][n];
         match (actual, gate.open) {
             (Eligibility::Eligible, Some(true)) => Eligibility::Eligible,

@@ -269,3 +269,18 @@ fn reconfigure_keeps_what_is_known_by_name() {
     assert_eq!(v.endpoints[0].eligible, vec![1]);
     assert!(next.probed_all());
 }
+
+#[test]
+fn a_replica_left_on_the_old_timeline_is_not_answered_even_if_ahead() {
+    let mut s = Sim::new();
+    s.round(0, Ok(primary(1000, 1)), Ok(replica(900, 900)), Ok(replica(1000, 1000)));
+    let refused = || Err(ProbeFailure::Connect("refused".into()));
+    // pg2 (behind) is promoted; pg3 holds WAL up to 1000 that the new primary never had
+    s.round(250, refused(), Ok(primary(950, 2)), Ok(replica(1000, 1000)));
+    s.round(500, refused(), Ok(primary(960, 2)), Ok(replica(1000, 1000)));
+    let v = s.state.view();
+    assert_eq!(v.write, WriteTarget::Primary(1));
+    assert_eq!(v.nodes[2].lag, Some(Duration::ZERO), "by position alone pg3 looks caught up");
+    assert_eq!(s.verdict(0, 2), "ineligible: timeline 1 behind the primary's 2");
+    assert!(s.read().is_empty());
+}

@@ -64,6 +64,9 @@ pub enum Reason {
     LagBytes { bytes: u64, max: u64 },
     /// Within bounds, waiting for `need` consecutive good probes (has `seen`).
     Rising { seen: u32, need: u32 },
+    /// On an older timeline than the primary: following a dead old primary, or holding
+    /// WAL the primary never had.
+    Timeline { replica: crate::wal::Timeline, primary: crate::wal::Timeline },
 }
 
 impl fmt::Display for Reason {
@@ -80,6 +83,9 @@ impl fmt::Display for Reason {
             }
             Reason::LagBytes { bytes, max } => write!(f, "lag_bytes {bytes} > max_lag_bytes {max}"),
             Reason::Rising { seen, need } => write!(f, "rising ({seen}/{need} good probes)"),
+            Reason::Timeline { replica, primary } => {
+                write!(f, "timeline {replica} behind the primary's {primary}")
+            }
         }
     }
 }
@@ -95,8 +101,14 @@ impl fmt::Display for Eligibility {
 
 /// Eligibility of one node under `policy`, without hysteresis: what a single probe
 /// says. Used by the publisher (which adds `rise` debouncing) and by per-query
-/// policies (`maxlag-N`), which are evaluated as they come.
-pub fn evaluate(node: &NodeView, member: bool, policy: &Policy) -> Eligibility {
+/// policies (`maxlag-N`), which are evaluated as they come. `primary_timeline` is the
+/// timeline of the node `write` answers, when known.
+pub fn evaluate(
+    node: &NodeView,
+    member: bool,
+    policy: &Policy,
+    primary_timeline: Option<crate::wal::Timeline>,
+) -> Eligibility {
     use Eligibility::Ineligible;
     if !member {
         return Ineligible(Reason::NotMember);
@@ -111,6 +123,11 @@ pub fn evaluate(node: &NodeView, member: bool, policy: &Policy) -> Eligibility {
     }
     if node.weight == 0 {
         return Ineligible(Reason::Drained);
+    }
+    if let (Some(replica), Some(primary)) = (node.timeline, primary_timeline) {
+        if replica < primary {
+            return Ineligible(Reason::Timeline { replica, primary });
+        }
     }
     let (Some(lag), Some(bytes)) = (node.lag, node.lag_bytes) else {
         return Ineligible(Reason::LagUnknown);
@@ -266,9 +283,18 @@ mod tests {
             ),
         ];
         for (name, node, member, want) in cases {
-            assert_eq!(evaluate(&node, member, &policy), want, "{name}");
+            assert_eq!(evaluate(&node, member, &policy, None), want, "{name}");
         }
         let no_byte_bound = Policy { max_lag_bytes: None, ..policy };
-        assert_eq!(evaluate(&replica(Up, 1, Some(0), Some(u64::MAX)), true, &no_byte_bound), Eligible);
+        assert_eq!(evaluate(&replica(Up, 1, Some(0), Some(u64::MAX)), true, &no_byte_bound, None), Eligible);
+        // a replica on an older timeline than the primary: following a dead old primary
+        let mut old = replica(Up, 100, Some(0), Some(0));
+        old.timeline = Some(Timeline(1));
+        let want = Ineligible(Reason::Timeline { replica: Timeline(1), primary: Timeline(2) });
+        assert_eq!(evaluate(&old, true, &policy, Some(Timeline(2))), want);
+        assert_eq!(want.to_string(), "ineligible: timeline 1 behind the primary's 2");
+        assert_eq!(evaluate(&old, true, &policy, Some(Timeline(1))), Eligible, "same timeline");
+        old.timeline = None;
+        assert_eq!(evaluate(&old, true, &policy, Some(Timeline(2))), Eligible, "unknown: lag decides");
     }
 }

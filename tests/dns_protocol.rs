@@ -253,7 +253,7 @@ fn cluster_view(cfg: &ClusterConfig, specs: &[NodeSpec], write: WriteTarget) -> 
         .map(|e| {
             let verdicts: Vec<_> = nodes
                 .iter()
-                .map(|n| evaluate(n, e.nodes.contains(&n.name), &e.policy))
+                .map(|n| evaluate(n, e.nodes.contains(&n.name), &e.policy, None))
                 .collect();
             let eligible = (0..verdicts.len())
                 .filter(|&i| verdicts[i].is_eligible())

@@ -189,6 +189,34 @@ async fn failover_moves_write_and_an_unfenced_old_primary_loses_to_the_newer_tim
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_failover_a_replica_holding_wal_the_new_primary_never_had_is_not_answered() {
+    let mut stack = Stack::start(2, all()).await;
+    let s = stack.settings.clone();
+    stack.wait_answer(READ, &["pg2", "pg3"], s.rounds(4)).await;
+    let (pg1, pg2, pg3) = (stack.cluster.node("pg1"), stack.cluster.node("pg2"), stack.cluster.node("pg3"));
+    // pg2 stops receiving; pg3 keeps replaying writes that pg2 will never see
+    pg2.disconnect_upstream().unwrap();
+    let writer = pg1.start_writer(Duration::from_millis(10));
+    let pg2_at = pg2.replay_lsn().unwrap();
+    eventually(s.rounds(8), "pg3 well ahead of pg2", || async {
+        let ahead = pg3.replay_lsn().unwrap().0.saturating_sub(pg2_at.0);
+        if ahead > 64 * 1024 { Ok(()) } else { Err(format!("{ahead} bytes ahead")) }
+    })
+    .await;
+    drop(writer);
+    pg1.stop().unwrap();
+    pg2.promote().unwrap();
+    stack.wait_answer(WRITE, &["pg2"], s.rounds(4)).await;
+    assert!(pg3.replay_lsn().unwrap() > pg2.current_lsn().unwrap(), "pg3 holds WAL beyond the new primary");
+    // by position pg3 looks caught up, but it is on the old timeline: never a read answer
+    never_answers(&stack, READ, "pg3", Duration::from_secs(3)).await;
+    assert_eq!(stack.answer(READ).await.1, ["pg2"], "no replica qualifies: the primary");
+    let t = txt(&query(stack.dns(), READ, RecordType::TXT, Proto::Udp).await);
+    assert!(t.iter().any(|l| l.starts_with("pg3 ") && l.contains("timeline 1 behind the primary's 2")), "{t:?}");
+    stack.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_unrelated_primaries_make_write_fail_closed() {
     let main = start_cluster(1).await;
     let stranger = start_cluster(0).await; // its own initdb: another system identifier

@@ -96,7 +96,7 @@ fn snapshot(serial: u32) -> Snapshot {
     let cfg = snap.config.clone();
     let c = &mut snap.clusters[0];
     for (e, ecfg) in c.endpoints.iter_mut().zip(&cfg.clusters[0].endpoints) {
-        e.verdicts = c.nodes.iter().map(|n| evaluate(n, ecfg.nodes.contains(&n.name), &ecfg.policy)).collect();
+        e.verdicts = c.nodes.iter().map(|n| evaluate(n, ecfg.nodes.contains(&n.name), &ecfg.policy, None)).collect();
         e.eligible = (0..c.nodes.len()).filter(|&i| e.verdicts[i].is_eligible()).collect();
     }
     snap

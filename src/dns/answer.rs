@@ -336,9 +336,10 @@ impl EndpointQuery<'_> {
                     max_lag: max_lag.min(self.measurable),
                     ..ep.policy
                 };
+                let timeline = self.view.primary_timeline();
                 let eligible = self
                     .members()
-                    .filter(|&i| evaluate(&self.view.nodes[i], true, &policy).is_eligible())
+                    .filter(|&i| evaluate(&self.view.nodes[i], true, &policy, timeline).is_eligible())
                     .collect();
                 self.or_fallback(eligible, &policy)
             }

@@ -180,7 +180,7 @@ pub fn reevaluate(snap: &mut Snapshot) {
             ep.verdicts = view
                 .nodes
                 .iter()
-                .map(|n| evaluate(n, ep_cfg.nodes.contains(&n.name), &ep.policy))
+                .map(|n| evaluate(n, ep_cfg.nodes.contains(&n.name), &ep.policy, None))
                 .collect();
             ep.eligible = (0..ep.verdicts.len())
                 .filter(|&i| ep.verdicts[i].is_eligible())

@@ -21,14 +21,15 @@ use crate::wal::{Lsn, SystemId, Timeline};
 /// error on the wrong side of recovery (CASE evaluates only the branch taken; these are
 /// volatile, so the planner never folds them early).
 ///
-/// Timeline on a replica: `pg_stat_wal_receiver.received_tli`, not
-/// `pg_control_checkpoint().timeline_id`. The checkpoint value on a standby only moves at
-/// restartpoints (every `checkpoint_timeout`, 5 min by default), so after the upstream is
-/// promoted it keeps reporting the old timeline for minutes; `received_tli` follows the
-/// switch as soon as the replica streams the new timeline. It is NULL when no WAL
-/// receiver runs (replica cut off from its upstream, archive-only recovery) or the role
-/// lacks `pg_read_all_stats`: the timeline is then honestly unknown (`None`) rather than
-/// a possibly stale guess.
+/// Timeline on a replica: `pg_stat_wal_receiver.received_tli` first. The checkpoint
+/// value on a standby only moves at restartpoints (every `checkpoint_timeout`, 5 min by
+/// default), so after the upstream is promoted it keeps reporting the old timeline for
+/// minutes; `received_tli` follows the switch as soon as the replica streams the new
+/// timeline. When no WAL receiver runs (the replica cannot reach its upstream, e.g. a
+/// dead old primary) or the role lacks `pg_read_all_stats`, it falls back to
+/// `pg_control_checkpoint().timeline_id`: possibly older than the truth, never newer,
+/// which errs on the safe side (a replica on an older timeline than the primary is
+/// not answered; see `topology::Reason::Timeline`).
 pub const PROBE_SQL: &str = "\
 SELECT
     -- 0 in_recovery (bool): true on a standby, false on a primary.
@@ -38,7 +39,8 @@ SELECT
     -- 2 timeline (int8, NULL = unknown): primary: first 8 hex digits of the WAL file
     --   holding the current LSN; replica: the timeline it is receiving.
     CASE WHEN r.in_recovery
-         THEN (SELECT received_tli::int8 FROM pg_stat_wal_receiver)
+         THEN coalesce((SELECT received_tli::int8 FROM pg_stat_wal_receiver),
+                       (SELECT timeline_id::int8 FROM pg_control_checkpoint()))
          ELSE ('x' || lpad(left(pg_walfile_name(pg_current_wal_lsn()), 8), 16, '0'))::bit(64)::int8
     END AS timeline,
     -- 3 current_lsn (pg_lsn, NULL on a replica): the primary's WAL insert position.
