@@ -2,7 +2,8 @@
 //! `cargo bench --bench reaction`): how long after a fault `read`/`write` still
 //! answered the wrong node. Prints median and worst over N repetitions (default 10).
 //!
-//! * lag: a replica's replay is paused while the primary writes every 10 ms; its true
+//! * lag: a replica's replay is paused while the primary writes every 10 ms (with
+//!   `synchronous_commit = on`, PostgreSQL's default); its true
 //!   lag passes `max_lag` at pause + `max_lag` (the pause instant is taken *before*
 //!   the pause is sent, so the figure errs on the slow side). Measured: from then to
 //!   the last `read` answer that still named it.
@@ -99,6 +100,12 @@ fn main() {
         "lagdns reaction benchmark: interval {INTERVAL_MS}ms, timeout {TIMEOUT_MS}ms, fall {FALL}, rise 2, max_lag {MAX_LAG_MS}ms, {reps} repetitions"
     );
     let cluster = LocalCluster::start(2).expect("local cluster");
+    // The harness runs synchronous_commit = off for speed; then WAL reaches disk (and
+    // replicas, and pg_current_wal_lsn) only every wal_writer_delay (200 ms), well after
+    // the commit is visible. Production runs the default, so the benchmark does too.
+    let pg1 = cluster.node("pg1");
+    pg1.sql("ALTER SYSTEM SET synchronous_commit = on").expect("synchronous_commit");
+    pg1.sql("SELECT pg_reload_conf()").expect("reload");
     let server = rt.block_on(Server::start(config(&cluster))).expect("lagdns");
     let client = Client::new(server.dns_addrs[0]);
     let (pg2, pg3) = (cluster.node("pg2"), cluster.node("pg3"));
