@@ -176,3 +176,48 @@ fn demo_serves_real_postgres_and_cleans_up_on_ctrl_c() {
     assert!(status.success(), "{status:?}");
     assert!(!dir.exists(), "demo removed {}", dir.display());
 }
+
+#[test]
+fn serve_logs_json_and_stops_cleanly_on_sigterm() {
+    let (dns, http) = (free_port(), free_port());
+    let text = format!(
+        "[dns]\nlisten = [\"127.0.0.1:{dns}\"]\n[http]\nlisten = \"127.0.0.1:{http}\"\n{}",
+        VALID.replace("[dns]\nzone = \"db.internal\"\n", "").replace("host=10.0.0.11", "host=127.0.0.1 port=1")
+    );
+    let path = write_config("json", &text);
+    let mut child = Child(
+        lagdns()
+            .args(["--log-format", "json", "serve", "--config"])
+            .arg(&path)
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let stderr = child.0.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    // the node's port is closed: it goes down, and that is logged as a JSON event
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut seen = Vec::new();
+    while !seen.iter().any(|l: &String| l.contains("node state changed")) {
+        let line = rx.recv_timeout(deadline.saturating_duration_since(Instant::now())).expect("a state change is logged");
+        let v: serde_json::Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+        assert!(v["level"].is_string() && v["message"].is_string(), "{line}");
+        assert!(!line.contains("hunter2"), "the password is never logged: {line}");
+        seen.push(line);
+    }
+    unsafe { libc::kill(child.0.id() as i32, libc::SIGTERM) };
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let status = loop {
+        if let Some(s) = child.0.try_wait().unwrap() {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "serve exits on SIGTERM");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success(), "{status:?}");
+}
