@@ -99,6 +99,31 @@ fn free_port() -> u16 {
 /// Kills the child on drop, so a failing assertion never leaves a demo running.
 struct Child(std::process::Child);
 
+impl Child {
+    /// Waits for the process to exit, panicking after `within`.
+    fn wait_exit(&mut self, within: Duration) -> std::process::ExitStatus {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(s) = self.0.try_wait().unwrap() {
+                return s;
+            }
+            assert!(Instant::now() < deadline, "lagdns did not exit within {within:?}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+/// The lines a child writes to `pipe`, as they come.
+fn lines(pipe: impl std::io::Read + Send + 'static) -> std::sync::mpsc::Receiver<String> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    rx
+}
+
 impl Drop for Child {
     fn drop(&mut self) {
         if matches!(self.0.try_wait(), Ok(None)) {
@@ -132,13 +157,7 @@ fn demo_serves_real_postgres_and_cleans_up_on_ctrl_c() {
             .spawn()
             .unwrap(),
     );
-    let stdout = child.0.stdout.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
+    let rx = lines(child.0.stdout.take().unwrap());
     let mut config_path = None;
     let deadline = Instant::now() + Duration::from_secs(120);
     while config_path.is_none() {
@@ -165,14 +184,7 @@ fn demo_serves_real_postgres_and_cleans_up_on_ctrl_c() {
     assert_eq!(txt.lines().count(), 3, "one TXT string per node: {txt}");
 
     unsafe { libc::kill(child.0.id() as i32, libc::SIGINT) };
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let status = loop {
-        if let Some(s) = child.0.try_wait().unwrap() {
-            break s;
-        }
-        assert!(Instant::now() < deadline, "demo exits after Ctrl-C");
-        std::thread::sleep(Duration::from_millis(100));
-    };
+    let status = child.wait_exit(Duration::from_secs(60));
     assert!(status.success(), "{status:?}");
     assert!(!dir.exists(), "demo removed {}", dir.display());
 }
@@ -193,13 +205,7 @@ fn serve_logs_json_and_stops_cleanly_on_sigterm() {
             .spawn()
             .unwrap(),
     );
-    let stderr = child.0.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
+    let rx = lines(child.0.stderr.take().unwrap());
     // the node's port is closed: it goes down, and that is logged as a JSON event
     let deadline = Instant::now() + Duration::from_secs(20);
     let mut seen = Vec::new();
@@ -211,13 +217,6 @@ fn serve_logs_json_and_stops_cleanly_on_sigterm() {
         seen.push(line);
     }
     unsafe { libc::kill(child.0.id() as i32, libc::SIGTERM) };
-    let deadline = Instant::now() + Duration::from_secs(15);
-    let status = loop {
-        if let Some(s) = child.0.try_wait().unwrap() {
-            break s;
-        }
-        assert!(Instant::now() < deadline, "serve exits on SIGTERM");
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let status = child.wait_exit(Duration::from_secs(15));
     assert!(status.success(), "{status:?}");
 }
