@@ -10,13 +10,30 @@ fn lagdns() -> Command {
     Command::new(env!("CARGO_BIN_EXE_lagdns"))
 }
 
-/// A config file in a fresh temp directory.
-fn write_config(name: &str, text: &str) -> PathBuf {
+/// A config file in a fresh temp directory, removed on drop.
+struct TempConfig(PathBuf);
+
+impl std::ops::Deref for TempConfig {
+    type Target = PathBuf;
+    fn deref(&self) -> &PathBuf {
+        &self.0
+    }
+}
+
+impl Drop for TempConfig {
+    fn drop(&mut self) {
+        if let Some(dir) = self.0.parent() {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+}
+
+fn write_config(name: &str, text: &str) -> TempConfig {
     let dir = std::env::temp_dir().join(format!("lagdns-cli-{}-{name}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("lagdns.toml");
     std::fs::write(&path, text).unwrap();
-    path
+    TempConfig(path)
 }
 
 const VALID: &str = r#"[dns]
@@ -43,7 +60,7 @@ fn check_accepts_the_shipped_example_and_prints_names_and_nodes() {
 #[test]
 fn check_never_prints_a_password() {
     let path = write_config("secret", VALID);
-    let out = lagdns().arg("check").env("LAGDNS_CONFIG", &path).output().unwrap();
+    let out = lagdns().arg("check").env("LAGDNS_CONFIG", &*path).output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "LAGDNS_CONFIG is read: {}", String::from_utf8_lossy(&out.stderr));
     assert!(stdout.contains("main/pg1"), "{stdout}");
@@ -54,7 +71,7 @@ fn check_never_prints_a_password() {
 fn check_rejects_an_unknown_key_naming_file_line_and_key() {
     let text = VALID.replace("name = \"pg1\"", "name = \"pg1\"\nweigth = 5");
     let path = write_config("unknown", &text);
-    let out = lagdns().args(["check", "--config"]).arg(&path).output().unwrap();
+    let out = lagdns().args(["check", "--config"]).arg(&*path).output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     let want = format!("{}:9:", path.display());
@@ -66,7 +83,7 @@ fn check_rejects_an_unknown_key_naming_file_line_and_key() {
 fn check_rejects_a_bad_value_naming_file_line_and_key() {
     let text = VALID.replace("address = \"10.0.0.11\"", "address = \"not-an-ip\"");
     let path = write_config("badaddr", &text);
-    let out = lagdns().args(["check", "--config"]).arg(&path).output().unwrap();
+    let out = lagdns().args(["check", "--config"]).arg(&*path).output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains(&format!("{}:9:", path.display())), "{stderr}");
@@ -200,7 +217,7 @@ fn serve_logs_json_and_stops_cleanly_on_sigterm() {
     let mut child = Child(
         lagdns()
             .args(["--log-format", "json", "serve", "--config"])
-            .arg(&path)
+            .arg(&*path)
             .stderr(Stdio::piped())
             .spawn()
             .unwrap(),
