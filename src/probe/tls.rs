@@ -433,17 +433,14 @@ pub fn explain(error: &(dyn StdError + 'static), opts: &TlsOptions, host: &str) 
         if let Some(r) = rustls_error {
             return Some(rustls_message(r, opts, host));
         }
+        // tokio-postgres's own text when the server answers the SSLRequest with 'N'.
+        if e.to_string() == "server does not support TLS" {
+            let mode = opts.mode.name();
+            return Some(format!("TLS: server does not support TLS, sslmode={mode}"));
+        }
         current = e.source();
     }
-    error
-        .to_string()
-        .contains("server does not support TLS")
-        .then(|| {
-            format!(
-                "TLS: server does not support TLS, sslmode={}",
-                opts.mode.name()
-            )
-        })
+    None
 }
 
 fn rustls_message(error: &rustls::Error, opts: &TlsOptions, host: &str) -> String {
@@ -608,6 +605,11 @@ mod tests {
         assert_eq!(
             explain(&issuer, &o, "h").as_deref(),
             Some("TLS: certificate not signed by a CA in sslrootcert /ca.pem")
+        );
+        let refused = std::io::Error::other("server does not support TLS");
+        assert_eq!(
+            explain(&refused, &o, "h").as_deref(),
+            Some("TLS: server does not support TLS, sslmode=verify-full")
         );
         let other = std::io::Error::other("connection refused");
         assert_eq!(explain(&other, &o, "h"), None);
