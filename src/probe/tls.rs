@@ -557,6 +557,26 @@ mod tests {
     }
 
     #[test]
+    fn redaction_still_hides_passwords_next_to_tls_keys() {
+        use crate::probe::secret::redact_dsn;
+        let cases = [
+            (
+                "host=h password='p w' sslmode=verify-full sslrootcert='/ca.pem'",
+                "host=h password=*** sslmode=verify-full sslrootcert='/ca.pem'",
+            ),
+            (
+                "postgres://u:pw@h/db?sslmode=require&password=pw2&sslrootcert=%2Fca",
+                "postgres://u:***@h/db?sslmode=require&password=***&sslrootcert=%2Fca",
+            ),
+        ];
+        for (dsn, want) in cases {
+            assert_eq!(redact_dsn(dsn), want);
+            let (rest, _) = split_dsn(dsn).unwrap();
+            assert!(!redact_dsn(&rest).contains("pw"), "{rest}");
+        }
+    }
+
+    #[test]
     fn require_verifies_the_chain_only_with_a_root_cert() {
         use SslMode::*;
         let cases = [
