@@ -38,7 +38,7 @@ fn naming(needle: &str) -> Vec<String> {
 #[test]
 fn each_io_library_has_one_home() {
     assert_eq!(naming("hickory_server::"), ["dns/server.rs"], "the DNS server library");
-    assert_eq!(naming("tokio_postgres::"), ["probe/sql.rs", "probe/task.rs"], "the PostgreSQL client");
+    assert_eq!(naming("tokio_postgres::"), ["probe/sql.rs", "probe/task.rs", "probe/tls.rs"], "the PostgreSQL client");
     assert_eq!(naming("axum::"), ["http/mod.rs"], "the HTTP library");
 }
 

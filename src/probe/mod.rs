@@ -1,11 +1,12 @@
 //! Probing: one task per node observes it and reports an [`Observation`] per tick.
 //!
 //! The types here are plain data read by the decision modules; the IO lives in `task`,
-//! the SQL in `sql`, password handling in `secret`.
+//! the SQL in `sql`, password handling in `secret`, TLS settings and connector in `tls`.
 
 pub mod secret;
 pub mod sql;
 pub mod task;
+pub mod tls;
 
 use std::fmt;
 use std::sync::Arc;

@@ -1,21 +1,22 @@
 //! The probe task for one node: a persistent connection, one query per tick, an
 //! [`Observation`](super::Observation) sent for every tick, reconnect with backoff.
 //!
-//! Transport is plain TCP (`NoTls`) for now; TLS via `tokio-postgres-rustls` (rustls
-//! 0.23, `MakeRustlsConnect`) is a later enhancement and would replace `NoTls` both in
-//! `connect` and in the cancel request.
+//! Transport: plain TCP or TLS per the DSN's `sslmode` (see `tls`); the connector is
+//! built once per task and serves both connects and cancel requests.
 
 use std::time::{Duration, Instant, SystemTime};
 
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio::time::{timeout, MissedTickBehavior};
-use tokio_postgres::{Client, NoTls, Statement};
+use tokio_postgres::config::Host;
+use tokio_postgres::{Client, Statement};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn, Instrument};
 
 use super::secret::{password_for, redact_dsn};
 use super::sql::{sample_from_row, PROBE_SQL};
+use super::tls::ProbeTls;
 use super::{NodeId, Observation, ProbeFailure, Sample};
 use crate::config::{NodeConfig, ProbeConfig};
 
@@ -39,8 +40,10 @@ pub async fn run(
     cancel: CancellationToken,
 ) {
     let span = tracing::info_span!("probe", node = %id);
+    let tls = ProbeTls::from_dsn(&node.dsn);
     let prober = Prober {
         id,
+        tls,
         node,
         probe,
         phase,
@@ -52,6 +55,9 @@ pub async fn run(
 
 struct Prober {
     id: NodeId,
+    /// The DSN split from its TLS settings and the connector, or why that failed (then
+    /// every attempt reports it as a connect failure).
+    tls: Result<ProbeTls, String>,
     node: NodeConfig,
     probe: ProbeConfig,
     /// Offset of this node's ticks within the interval (see `run`).
@@ -207,8 +213,12 @@ impl Prober {
 
     /// Opens a connection and prepares the probe statement (the error text is safe to show).
     async fn connect(&self) -> Result<Conn, String> {
-        let config = self.pg_config()?;
-        let (client, connection) = config.connect(NoTls).await.map_err(|e| describe(&e))?;
+        let tls = self.tls.as_ref().map_err(Clone::clone)?;
+        let config = self.pg_config(tls)?;
+        let (client, connection) = config.connect(tls.connector.clone()).await.map_err(|e| {
+            super::tls::explain(&e, &tls.options, &first_host(&config))
+                .unwrap_or_else(|| describe(&e))
+        })?;
         // From here on, an error or a timeout drops `driver`, which closes the socket.
         let driver = Driver(Some(tokio::spawn(
             async move {
@@ -226,12 +236,12 @@ impl Prober {
         })
     }
 
-    fn pg_config(&self) -> Result<tokio_postgres::Config, String> {
-        let mut config: tokio_postgres::Config = self
-            .node
+    fn pg_config(&self, tls: &ProbeTls) -> Result<tokio_postgres::Config, String> {
+        let mut config: tokio_postgres::Config = tls
             .dsn
             .parse()
             .map_err(|e: tokio_postgres::Error| format!("dsn: {}", describe(&e)))?;
+        config.ssl_mode(tls.options.mode.negotiation());
         if let Some(secret) = password_for(&self.node).map_err(|e| e.to_string())? {
             config.password(secret.expose());
         }
@@ -272,10 +282,13 @@ impl Prober {
                 warn!(timeout = ?self.probe.timeout, "probe timed out; dropping connection");
                 let token = conn.client.cancel_token();
                 let limit = self.probe.timeout;
+                let connector = self.tls.as_ref().ok().map(|t| t.connector.clone());
                 drop(conn);
                 tokio::spawn(
                     async move {
-                        match timeout(limit, token.cancel_query(NoTls)).await {
+                        // A connection exists, so the connector does too.
+                        let Some(connector) = connector else { return };
+                        match timeout(limit, token.cancel_query(connector)).await {
                             Ok(Ok(())) => debug!("cancel request sent"),
                             Ok(Err(e)) => debug!(error = %describe(&e), "cancel request failed"),
                             Err(_) => debug!("cancel request timed out"),
@@ -323,6 +336,15 @@ fn backoff(interval: Duration, failures: u32) -> Duration {
     interval
         .saturating_mul(factor)
         .min(MAX_BACKOFF.max(interval))
+}
+
+/// The first host of `config`, as the TLS layer checks it against the certificate.
+fn first_host(config: &tokio_postgres::Config) -> String {
+    match config.get_hosts().first() {
+        Some(Host::Tcp(name)) => name.clone(),
+        Some(Host::Unix(path)) => path.display().to_string(),
+        None => "localhost".to_string(),
+    }
 }
 
 /// Error text that is useful and never contains a password: the server's severity,
