@@ -219,13 +219,14 @@ impl ClusterState {
 
     fn refresh_gates(&mut self, own: Option<usize>) {
         let primary_timeline = self.primary_timeline();
+        let views: Vec<NodeView> = (0..self.nodes.len()).map(|n| self.node_view(n)).collect();
         for e in 0..self.cfg.endpoints.len() {
-            for n in 0..self.nodes.len() {
-                let view = self.node_view(n);
+            for (n, view) in views.iter().enumerate() {
                 let member = self.is_member(e, n);
                 let policy = self.cfg.endpoints[e].policy;
-                let actual = evaluate(&view, member, &policy, primary_timeline);
-                let as_up = evaluate(&NodeView { state: NodeState::Up, ..view }, member, &policy, primary_timeline);
+                let actual = evaluate(view, member, &policy, primary_timeline);
+                let as_up = NodeView { state: NodeState::Up, ..view.clone() };
+                let as_up = evaluate(&as_up, member, &policy, primary_timeline);
                 let gate = &mut self.gates[e][n];
                 if own == Some(n) {
                     gate.streak = if as_up.is_eligible() { gate.streak + 1 } else { 0 };
