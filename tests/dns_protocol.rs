@@ -14,10 +14,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpStream, UdpSocket};
 use tokio_util::sync::CancellationToken;
 
-use lagdns::config::{
-    Answers, ClusterConfig, Config, DnsConfig, EndpointConfig, Fallback, HttpConfig, Nameserver,
-    NodeConfig, Policy, ProbeConfig,
-};
+use lagdns::config::{ClusterConfig, Config};
 use lagdns::dns::DnsServer;
 use lagdns::health::NodeState;
 use lagdns::metrics::{QueryKind, QueryStats, QueryType, Rcode};
@@ -32,15 +29,6 @@ const NSID: &[u8] = b"lagdns-test-1";
 const WAIT: Duration = Duration::from_secs(3);
 
 // ---------------------------------------------------------------- fixtures
-
-fn policy(max_lag_ms: u64, answers: Answers, fallback: Fallback) -> Policy {
-    Policy {
-        max_lag: Duration::from_millis(max_lag_ms),
-        max_lag_bytes: None,
-        answers,
-        fallback,
-    }
-}
 
 /// (name, address, weight, role, state, lag ms, replay LSN)
 type NodeSpec = (
@@ -143,93 +131,59 @@ const BILLING: [NodeSpec; 2] = [
     ("b2", "10.1.0.2", 100, Role::Primary, NodeState::Up, None, 0),
 ];
 
-fn cluster_config(
-    name: &str,
-    write: &str,
-    endpoints: Vec<EndpointConfig>,
-    nodes: &[NodeSpec],
-) -> ClusterConfig {
-    ClusterConfig {
-        name: name.into(),
-        write: write.into(),
-        endpoints,
-        nodes: nodes
-            .iter()
-            .map(|n| NodeConfig {
-                name: n.0.into(),
-                address: n.1.parse().unwrap(),
-                dsn: format!("host={}", n.1),
-                weight: n.2,
-                password_file: None,
-            })
-            .collect(),
-    }
-}
-
-fn endpoint(label: &str, nodes: &[&str], policy: Policy) -> EndpointConfig {
-    EndpointConfig {
-        label: label.into(),
-        nodes: nodes.iter().map(|s| s.to_string()).collect(),
-        policy,
-    }
-}
-
 /// Zone db.internal (ttl 1 s, negative 5 s). `main`: write, read (all nodes, 100 ms, 1
 /// answer, fallback primary), analytics (pg3 only, 1 s, fallback none). `billing`:
 /// split brain.
 fn config() -> Config {
-    let all: Vec<&str> = MAIN.iter().map(|n| n.0).collect();
-    Config {
-        dns: DnsConfig {
-            listen: vec!["127.0.0.1:0".parse().unwrap()],
-            zone: "db.internal".into(),
-            ttl: Duration::from_secs(1),
-            negative_ttl: Duration::from_secs(5),
-            nameservers: vec![Nameserver {
-                name: "ns1.db.internal".into(),
-                address: "192.0.2.1".parse().unwrap(),
-            }],
-            nsid: None,
-        },
-        http: HttpConfig {
-            listen: "127.0.0.1:0".parse().unwrap(),
-        },
-        probe: ProbeConfig {
-            interval: Duration::from_millis(250),
-            timeout: Duration::from_secs(1),
-            fall: 2,
-            rise: 2,
-        },
-        clusters: vec![
-            cluster_config(
-                "main",
-                "write",
-                vec![
-                    endpoint(
-                        "read",
-                        &all,
-                        policy(100, Answers::Count(1), Fallback::Primary),
-                    ),
-                    endpoint(
-                        "analytics",
-                        &["pg3"],
-                        policy(1000, Answers::All, Fallback::None),
-                    ),
-                ],
-                &MAIN,
-            ),
-            cluster_config(
-                "billing",
-                "billing-write",
-                vec![endpoint(
-                    "billing-read",
-                    &["b1", "b2"],
-                    policy(100, Answers::Count(1), Fallback::Primary),
-                )],
-                &BILLING,
-            ),
-        ],
-    }
+    let mut text = String::from(
+        r#"[dns]
+listen = ["127.0.0.1:0"]
+zone = "db.internal"
+ttl = "1s"
+negative_ttl = "5s"
+nameservers = [{ name = "ns1.db.internal", address = "192.0.2.1" }]
+
+[[cluster]]
+name = "main"
+write = "write"
+read = "read"
+max_lag = "100ms"
+answers = 1
+fallback = "primary"
+
+[[cluster.endpoint]]
+name = "analytics"
+nodes = ["pg3"]
+max_lag = "1s"
+answers = "all"
+fallback = "none"
+"#,
+    );
+    text += &node_tables(&MAIN);
+    text += r#"
+[[cluster]]
+name = "billing"
+write = "billing-write"
+read = "billing-read"
+max_lag = "100ms"
+answers = 1
+fallback = "primary"
+"#;
+    text += &node_tables(&BILLING);
+    Config::parse(&text, "dns_protocol.toml").expect("valid test config")
+}
+
+/// `[[cluster.node]]` tables for `specs`.
+fn node_tables(specs: &[NodeSpec]) -> String {
+    specs
+        .iter()
+        .map(|(name, address, weight, ..)| {
+            format!(
+                "\n[[cluster.node]]\nname = \"{name}\"\naddress = \"{address}\"\n\
+                 dsn = \"host={address}\"\nweight = {weight}\n"
+            )
+        })
+        .collect()
 }
 
 fn cluster_view(cfg: &ClusterConfig, specs: &[NodeSpec], write: WriteTarget) -> ClusterView {

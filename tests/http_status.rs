@@ -1,13 +1,11 @@
 //! The HTTP server over real TCP: `/healthz`, `/status` and `/metrics` render the
 //! published snapshot, `lagdns status` reads it back, and shutdown is graceful.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
 
-use lagdns::config::{
-    Answers, ClusterConfig, Config, DnsConfig, EndpointConfig, Fallback, HttpConfig, NodeConfig, Policy, ProbeConfig,
-};
+use lagdns::config::Config;
 use lagdns::health::NodeState;
 use lagdns::http::status::{StatusDoc, WriteState};
 use lagdns::metrics::{QueryKind, QueryStats, QueryType, Rcode};
@@ -20,46 +18,39 @@ use tokio_util::sync::CancellationToken;
 
 const SECRET: &str = "hunter2";
 
+/// Five nodes: the config is written the way operators write it, and parsed.
 fn config() -> Config {
-    let policy = Policy {
-        max_lag: Duration::from_millis(100),
-        max_lag_bytes: Some(1 << 20),
-        answers: Answers::All,
-        fallback: Fallback::Primary,
-    };
-    let names = ["pg1", "pg2", "pg3", "pg4", "pg5"];
-    let node = |(name, last): (&&str, u8)| NodeConfig {
-        name: name.to_string(),
-        address: IpAddr::from([127, 0, 0, last]),
-        dsn: format!("host=127.0.0.{last} user=lagdns password={SECRET}"),
-        weight: if *name == "pg5" { 0 } else { 50 },
-        password_file: None,
-    };
-    Config {
-        dns: DnsConfig {
-            listen: vec!["127.0.0.1:0".parse().unwrap()],
-            zone: "db.internal".into(),
-            ttl: Duration::from_secs(1),
-            negative_ttl: Duration::from_secs(1),
-            nameservers: vec![],
-            nsid: None,
-        },
-        http: HttpConfig { listen: "127.0.0.1:0".parse().unwrap() },
-        probe: ProbeConfig { interval: Duration::from_millis(250), timeout: Duration::from_secs(1), fall: 2, rise: 2 },
-        clusters: vec![ClusterConfig {
-            name: "main".into(),
-            write: "write".into(),
-            endpoints: vec![
-                EndpointConfig { label: "read".into(), nodes: names.map(String::from).to_vec(), policy },
-                EndpointConfig {
-                    label: "batch".into(),
-                    nodes: vec!["pg3".into(), "pg4".into()],
-                    policy: Policy { max_lag: Duration::from_secs(300), fallback: Fallback::None, ..policy },
-                },
-            ],
-            nodes: names.iter().zip(11..).map(node).collect(),
-        }],
+    let mut text = String::from(
+        r#"[dns]
+listen = ["127.0.0.1:0"]
+zone = "db.internal"
+
+[http]
+listen = "127.0.0.1:0"
+
+[[cluster]]
+name = "main"
+max_lag = "100ms"
+max_lag_bytes = "1MiB"
+answers = "all"
+fallback = "primary"
+
+[[cluster.endpoint]]
+name = "batch"
+nodes = ["pg3", "pg4"]
+max_lag = "5m"
+fallback = "none"
+"#,
+    );
+    for (i, name) in ["pg1", "pg2", "pg3", "pg4", "pg5"].iter().enumerate() {
+        let last = 11 + i;
+        let weight = if *name == "pg5" { 0 } else { 50 };
+        text += &format!(
+            "\n[[cluster.node]]\nname = \"{name}\"\naddress = \"127.0.0.{last}\"\n\
+             dsn = \"host=127.0.0.{last} user=lagdns password={SECRET}\"\nweight = {weight}\n"
+        );
     }
+    Config::parse(&text, "http_status.toml").expect("valid test config")
 }
 
 /// pg1 primary; pg2 caught up; pg3 lagging 1.5s; pg4 down with an error; pg5 drained.
