@@ -32,7 +32,7 @@ fn config(cluster: &LocalCluster) -> Config {
          [[cluster]]\nname = \"main\"\nmax_lag = \"{MAX_LAG_MS}ms\"\nanswers = \"all\"\n"
     );
     for n in cluster.nodes() {
-        t += &format!("[[cluster.node]]\nname = \"{}\"\naddress = \"{}\"\ndsn = \"{}\"\n", n.name, n.address, n.dsn());
+        t += &n.config_table(100);
     }
     Config::parse(&t, "bench.toml").expect("bench config")
 }

@@ -221,7 +221,7 @@ async fn two_unrelated_primaries_make_write_fail_closed() {
     let main = start_cluster(1).await;
     let stranger = start_cluster(0).await; // its own initdb: another system identifier
     let other = &stranger.nodes()[0];
-    let extra = format!("\n[[cluster.node]]\nname = \"stranger\"\naddress = \"{}\"\ndsn = \"{}\"\nweight = 100\n", other.address, other.dsn());
+    let extra = other.config_table(100).replace("name = \"pg1\"", "name = \"stranger\"");
     let mut stack = Stack::serve(main, Settings { extra_nodes: extra, ..all() }).await;
     let s = stack.settings.clone();
     let doc = eventually(s.rounds(4), "split brain reported", || async {

@@ -95,13 +95,7 @@ fallback = "none"
         ns = dns.ip()
     );
     for node in cluster.nodes() {
-        let _ = write!(
-            t,
-            "\n[[cluster.node]]\nname = \"{}\"\naddress = \"{}\"\ndsn = \"{}\"\nweight = 100\n",
-            node.name,
-            node.address,
-            node.dsn()
-        );
+        t.push_str(&node.config_table(100));
     }
     t
 }

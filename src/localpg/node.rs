@@ -60,6 +60,17 @@ impl LocalNode {
         )
     }
 
+    /// This node as a `[[cluster.node]]` table of a lagdns config (name, address, DSN
+    /// of the monitoring role, `weight`).
+    pub fn config_table(&self, weight: u32) -> String {
+        format!(
+            "\n[[cluster.node]]\nname = \"{}\"\naddress = \"{}\"\ndsn = \"{}\"\nweight = {weight}\n",
+            self.name,
+            self.address,
+            self.dsn()
+        )
+    }
+
     /// libpq DSN for the superuser `postgres` over TCP.
     pub fn superuser_dsn(&self) -> String {
         format!(

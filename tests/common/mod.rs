@@ -203,13 +203,7 @@ answers = {}
     );
     for n in cluster.nodes().iter().filter(|n| !s.skip.contains(&n.name.as_str())) {
         let weight = s.weights.iter().find(|(name, _)| *name == n.name).map(|(_, w)| *w).unwrap_or(100);
-        t.push_str(&format!(
-            "\n[[cluster.node]]\nname = \"{}\"\naddress = \"{}\"\ndsn = \"{}\"\nweight = {}\n",
-            n.name,
-            n.address,
-            n.dsn(),
-            weight
-        ));
+        t.push_str(&n.config_table(weight));
     }
     t.push_str(&s.extra_nodes);
     t
