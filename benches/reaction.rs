@@ -68,7 +68,14 @@ impl Client {
 
     /// Polls `name` every 2 ms until `done(answer)`; returns the last instant at which
     /// `named` was still answered (or `since` if never) and when `done` held.
-    fn watch(&self, name: &str, named: IpAddr, since: Instant, within: Duration, done: impl Fn(&[IpAddr]) -> bool) -> (Instant, Instant) {
+    fn watch(
+        &self,
+        name: &str,
+        named: IpAddr,
+        since: Instant,
+        within: Duration,
+        done: impl Fn(&[IpAddr]) -> bool,
+    ) -> (Instant, Instant) {
         let mut last = since;
         loop {
             let got = self.ask(name);
@@ -90,7 +97,11 @@ fn summary(label: &str, mut ms: Vec<f64>, target: &str) {
     let median = if ms.len() % 2 == 1 { ms[ms.len() / 2] } else { (ms[ms.len() / 2 - 1] + ms[ms.len() / 2]) / 2.0 };
     let worst = ms.last().copied().unwrap_or(f64::NAN);
     let all: Vec<String> = ms.iter().map(|v| format!("{v:.0}")).collect();
-    println!("{label:<44} n={:<3} median {median:>6.0} ms  worst {worst:>6.0} ms   (target {target})  [{}]", ms.len(), all.join(" "));
+    println!(
+        "{label:<44} n={:<3} median {median:>6.0} ms  worst {worst:>6.0} ms   (target {target})  [{}]",
+        ms.len(),
+        all.join(" ")
+    );
 }
 
 fn main() {
@@ -123,7 +134,8 @@ fn main() {
         // pause in the background and watch at once (the pause command itself takes time)
         let (last, _) = std::thread::scope(|sc| {
             sc.spawn(|| pg2.pause_replay().unwrap());
-            client.watch("read.db.internal.", a2, paused, Duration::from_secs(10), |g| !g.contains(&a2) && !g.is_empty())
+            client
+                .watch("read.db.internal.", a2, paused, Duration::from_secs(10), |g| !g.contains(&a2) && !g.is_empty())
         });
         let crossed = paused + Duration::from_millis(MAX_LAG_MS);
         lag.push(last.saturating_duration_since(crossed).as_secs_f64() * 1e3);
@@ -139,7 +151,8 @@ fn main() {
         let frozen = Instant::now();
         let (last, _) = std::thread::scope(|sc| {
             sc.spawn(|| pg2.freeze().unwrap());
-            client.watch("read.db.internal.", a2, frozen, Duration::from_secs(15), |g| !g.contains(&a2) && !g.is_empty())
+            client
+                .watch("read.db.internal.", a2, frozen, Duration::from_secs(15), |g| !g.contains(&a2) && !g.is_empty())
         });
         freeze.push(last.saturating_duration_since(frozen).as_secs_f64() * 1e3);
         pg2.thaw().unwrap();

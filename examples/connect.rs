@@ -22,9 +22,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use anyhow::{anyhow, Context, Result};
-use hickory_resolver::config::{
-    ConnectionConfig, NameServerConfig, ResolveHosts, ResolverConfig, ResolverOpts,
-};
+use hickory_resolver::config::{ConnectionConfig, NameServerConfig, ResolveHosts, ResolverConfig, ResolverOpts};
 use hickory_resolver::net::runtime::TokioRuntimeProvider;
 use hickory_resolver::{Resolver, TokioResolver};
 
@@ -41,16 +39,10 @@ struct Settings {
 impl Settings {
     fn from_env() -> Result<Settings> {
         let env = |key: &str, default: &str| std::env::var(key).unwrap_or_else(|_| default.into());
-        let server = std::env::args()
-            .nth(1)
-            .unwrap_or_else(|| env("LAGDNS_SERVER", "127.0.0.1:5353"));
+        let server = std::env::args().nth(1).unwrap_or_else(|| env("LAGDNS_SERVER", "127.0.0.1:5353"));
         Ok(Settings {
-            server: server
-                .parse()
-                .with_context(|| format!("LAGDNS_SERVER {server:?}: want IP:PORT"))?,
-            zone: env("LAGDNS_ZONE", "db.internal")
-                .trim_end_matches('.')
-                .to_string(),
+            server: server.parse().with_context(|| format!("LAGDNS_SERVER {server:?}: want IP:PORT"))?,
+            zone: env("LAGDNS_ZONE", "db.internal").trim_end_matches('.').to_string(),
             user: env("PGUSER", "postgres"),
             dbname: env("PGDATABASE", "postgres"),
             port: env("PGPORT", "5432").parse().context("PGPORT")?,
@@ -76,30 +68,14 @@ fn resolver(server: SocketAddr) -> Result<TokioResolver> {
     opts.timeout = Duration::from_secs(2);
 
     let config = ResolverConfig::from_name_servers(vec![ns]);
-    Ok(
-        Resolver::builder_with_config(config, TokioRuntimeProvider::default())
-            .with_options(opts)
-            .build()?,
-    )
+    Ok(Resolver::builder_with_config(config, TokioRuntimeProvider::default()).with_options(opts).build()?)
 }
 
 /// The first address lagdns answers for `name`, and the answer's TTL.
 async fn resolve(resolver: &TokioResolver, name: &str) -> Result<(IpAddr, u32)> {
-    let answer = resolver
-        .lookup_ip(name)
-        .await
-        .with_context(|| format!("resolve {name}"))?;
-    let ttl = answer
-        .as_lookup()
-        .answers()
-        .iter()
-        .map(|r| r.ttl)
-        .min()
-        .unwrap_or(0);
-    let ip = answer
-        .iter()
-        .next()
-        .ok_or_else(|| anyhow!("{name}: no address"))?;
+    let answer = resolver.lookup_ip(name).await.with_context(|| format!("resolve {name}"))?;
+    let ttl = answer.as_lookup().answers().iter().map(|r| r.ttl).min().unwrap_or(0);
+    let ip = answer.iter().next().ok_or_else(|| anyhow!("{name}: no address"))?;
     Ok((ip, ttl))
 }
 
@@ -117,13 +93,10 @@ async fn in_recovery(settings: &Settings, ip: IpAddr) -> Result<bool> {
         config.password(password);
     }
     // connect_timeout covers only the TCP connect; bound the whole handshake.
-    let (client, connection) = tokio::time::timeout(
-        Duration::from_secs(5),
-        config.connect(tokio_postgres::NoTls),
-    )
-    .await
-    .map_err(|_| anyhow!("{ip}: connect timed out"))?
-    .with_context(|| format!("connect to {ip}:{}", settings.port))?;
+    let (client, connection) = tokio::time::timeout(Duration::from_secs(5), config.connect(tokio_postgres::NoTls))
+        .await
+        .map_err(|_| anyhow!("{ip}: connect timed out"))?
+        .with_context(|| format!("connect to {ip}:{}", settings.port))?;
     let driver = tokio::spawn(connection);
     let row = client.query_one("SELECT pg_is_in_recovery()", &[]).await?;
     drop(client);
@@ -135,10 +108,7 @@ async fn in_recovery(settings: &Settings, ip: IpAddr) -> Result<bool> {
 async fn main() -> Result<()> {
     let settings = Settings::from_env()?;
     let resolver = resolver(settings.server)?;
-    println!(
-        "asking lagdns at {} about zone {}",
-        settings.server, settings.zone
-    );
+    println!("asking lagdns at {} about zone {}", settings.server, settings.zone);
 
     let mut failed = false;
     for label in ["write", "read"] {
@@ -152,9 +122,7 @@ async fn main() -> Result<()> {
         match result {
             Ok((ip, ttl, replica)) => {
                 let role = if replica { "replica" } else { "primary" };
-                println!(
-                    "{name:<24} -> {ip} (ttl {ttl}s): pg_is_in_recovery() = {replica} ({role})"
-                );
+                println!("{name:<24} -> {ip} (ttl {ttl}s): pg_is_in_recovery() = {replica} ({role})");
             }
             Err(e) => {
                 failed = true;

@@ -66,8 +66,15 @@ pub enum QueryType {
 }
 
 impl QueryType {
-    pub const ALL: [QueryType; 7] =
-        [QueryType::A, QueryType::Aaaa, QueryType::Txt, QueryType::Soa, QueryType::Ns, QueryType::Any, QueryType::Other];
+    pub const ALL: [QueryType; 7] = [
+        QueryType::A,
+        QueryType::Aaaa,
+        QueryType::Txt,
+        QueryType::Soa,
+        QueryType::Ns,
+        QueryType::Any,
+        QueryType::Other,
+    ];
     pub fn from_code(code: u16) -> QueryType {
         match code {
             1 => QueryType::A,

@@ -10,11 +10,7 @@ use rand::Rng;
 /// Picks up to `count` distinct nodes from `candidates` (`(node, weight)`), in proportion
 /// to weight; `None` returns every candidate in weighted random order. Candidates with
 /// weight 0 are never picked.
-pub fn pick<R: Rng + ?Sized>(
-    candidates: &[(usize, u32)],
-    count: Option<usize>,
-    rng: &mut R,
-) -> Vec<usize> {
+pub fn pick<R: Rng + ?Sized>(candidates: &[(usize, u32)], count: Option<usize>, rng: &mut R) -> Vec<usize> {
     let want = count.unwrap_or(usize::MAX);
     if want == 0 {
         return Vec::new();
@@ -22,11 +18,8 @@ pub fn pick<R: Rng + ?Sized>(
     if want == 1 {
         return pick_one(candidates, rng).into_iter().collect();
     }
-    let mut keyed: Vec<(f64, usize)> = candidates
-        .iter()
-        .filter(|(_, w)| *w > 0)
-        .map(|&(node, w)| (key(w, rng), node))
-        .collect();
+    let mut keyed: Vec<(f64, usize)> =
+        candidates.iter().filter(|(_, w)| *w > 0).map(|&(node, w)| (key(w, rng), node)).collect();
     keyed.sort_by(|a, b| b.0.total_cmp(&a.0));
     keyed.into_iter().take(want).map(|(_, node)| node).collect()
 }
@@ -86,20 +79,13 @@ mod tests {
             (&[(0, 1), (1, 1), (2, 2)], Some(1), &[0.25, 0.25, 0.5]),
             (&[(0, 300), (1, 100)], None, &[0.75, 0.25]),
             (&[(0, 300), (1, 100), (2, 0)], Some(2), &[0.75, 0.25, 0.0]),
-            (
-                &[(4, 10), (7, 30)],
-                Some(1),
-                &[0.0, 0.0, 0.0, 0.0, 0.25, 0.0, 0.0, 0.75],
-            ),
+            (&[(4, 10), (7, 30)], Some(1), &[0.0, 0.0, 0.0, 0.0, 0.25, 0.0, 0.0, 0.75]),
         ];
         for (i, (candidates, count, expected)) in cases.iter().enumerate() {
             let counts = first_counts(candidates, *count, 7 + i as u64);
             for (node, want) in expected.iter().enumerate() {
                 let got = share(counts[node]);
-                assert!(
-                    (got - want).abs() < 0.02,
-                    "case {i} node {node}: share {got}, expected {want}"
-                );
+                assert!((got - want).abs() < 0.02, "case {i} node {node}: share {got}, expected {want}");
             }
         }
     }

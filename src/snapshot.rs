@@ -250,7 +250,13 @@ impl fmt::Display for NodeLine<'_> {
     }
 }
 
-fn write_verdict(f: &mut fmt::Formatter<'_>, target: &WriteTarget, rivals: &[usize], me: usize, now: SystemTime) -> fmt::Result {
+fn write_verdict(
+    f: &mut fmt::Formatter<'_>,
+    target: &WriteTarget,
+    rivals: &[usize],
+    me: usize,
+    now: SystemTime,
+) -> fmt::Result {
     match target {
         WriteTarget::Primary(i) if *i == me => f.write_str("write: answered"),
         WriteTarget::Stale { node, since } if *node == me => {
@@ -316,7 +322,13 @@ impl ClusterView {
 impl Snapshot {
     /// The snapshot after `prev`: same serial unless an answer set changed (or
     /// readiness did), then serial + 1.
-    pub fn next(prev: &Snapshot, config: Arc<Config>, clusters: Vec<ClusterView>, ready: bool, built: SystemTime) -> Snapshot {
+    pub fn next(
+        prev: &Snapshot,
+        config: Arc<Config>,
+        clusters: Vec<ClusterView>,
+        ready: bool,
+        built: SystemTime,
+    ) -> Snapshot {
         let key = |cs: &[ClusterView]| cs.iter().map(|c| (c.name.clone(), c.answer_key())).collect::<Vec<_>>();
         let changed = ready != prev.ready || key(&clusters) != key(&prev.clusters);
         Snapshot {

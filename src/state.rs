@@ -9,7 +9,7 @@ use crate::health::{Health, NodeState};
 use crate::lag::WalEvidence;
 use crate::probe::{Observation, Sample};
 use crate::snapshot::{ClusterView, Conflict, EndpointView, NodeView, WriteTarget};
-use crate::topology::{elect, evaluate, Claim, Eligibility, Election, Reason, Role};
+use crate::topology::{elect, evaluate, Claim, Election, Eligibility, Reason, Role};
 use crate::wal::SystemId;
 
 /// Everything the publisher remembers about one cluster.
@@ -90,7 +90,13 @@ impl ClusterState {
 
     /// The same cluster under a new config: what is known of nodes and endpoints that
     /// keep their names carries over.
-    pub fn reconfigure(&self, cfg: &ClusterConfig, probe: &ProbeConfig, horizon: Duration, now: SystemTime) -> ClusterState {
+    pub fn reconfigure(
+        &self,
+        cfg: &ClusterConfig,
+        probe: &ProbeConfig,
+        horizon: Duration,
+        now: SystemTime,
+    ) -> ClusterState {
         let mut next = ClusterState::new(cfg, probe, horizon);
         let old_index = |name: &str| self.cfg.nodes.iter().position(|n| n.name == name);
         let map: Vec<Option<usize>> = cfg.nodes.iter().map(|n| old_index(&n.name)).collect();

@@ -92,7 +92,13 @@ impl Sim {
     }
 
     /// One round at `ms`: every node observed in order.
-    fn round(&mut self, ms: u64, p: Result<Sample, ProbeFailure>, r2: Result<Sample, ProbeFailure>, r3: Result<Sample, ProbeFailure>) {
+    fn round(
+        &mut self,
+        ms: u64,
+        p: Result<Sample, ProbeFailure>,
+        r2: Result<Sample, ProbeFailure>,
+        r3: Result<Sample, ProbeFailure>,
+    ) {
         self.at(ms, "pg1", p);
         self.at(ms + 1, "pg2", r2);
         self.at(ms + 2, "pg3", r3);
@@ -197,7 +203,11 @@ fn primary_outage_keeps_write_stale_and_caught_up_replicas_readable() {
     assert!(matches!(v.write, WriteTarget::Stale { node: 0, .. }), "{:?}", v.write);
     assert_eq!(v.nodes[0].state, NodeState::Down);
     assert_eq!(s.read(), ["pg2"], "pg2 had replayed the last primary position; pg3 had not");
-    assert!(v.write_lines(SystemTime::UNIX_EPOCH)[0].contains("write: answered, stale"), "{}", v.write_lines(SystemTime::UNIX_EPOCH)[0]);
+    assert!(
+        v.write_lines(SystemTime::UNIX_EPOCH)[0].contains("write: answered, stale"),
+        "{}",
+        v.write_lines(SystemTime::UNIX_EPOCH)[0]
+    );
 }
 
 #[test]
@@ -230,15 +240,14 @@ fn unrelated_primaries_fail_closed_and_count_one_event() {
     let other = Sample { system_id: SystemId(7), ..primary(50, 2) };
     let events = s.at(250, "pg3", Ok(other.clone()));
     let v = s.state.view();
-    assert_eq!(
-        v.write,
-        WriteTarget::Conflict(Conflict { nodes: vec![0, 2], why: ConflictKind::SystemIdMismatch })
-    );
+    assert_eq!(v.write, WriteTarget::Conflict(Conflict { nodes: vec![0, 2], why: ConflictKind::SystemIdMismatch }));
     assert!(events.iter().any(|e| matches!(e, Event::SplitBrain { .. })), "{events:?}");
     s.at(500, "pg3", Ok(other));
     s.at(501, "pg1", Ok(primary(1000, 1)));
     assert_eq!(s.state.view().split_brain_events, 1, "one conflict, one event");
-    assert!(v.write_lines(SystemTime::UNIX_EPOCH)[2].ends_with("write: SERVFAIL, split brain (system identifiers differ)"));
+    assert!(
+        v.write_lines(SystemTime::UNIX_EPOCH)[2].ends_with("write: SERVFAIL, split brain (system identifiers differ)")
+    );
 }
 
 #[test]

@@ -15,8 +15,7 @@ const QUIET_LIBRARIES: &str = "hickory_server=warn,hickory_proto=warn,hickory_ne
 /// Installs the global subscriber. `level` is a tracing level or filter directive.
 pub fn init(format: LogFormat, level: &str) -> anyhow::Result<()> {
     let directives = std::env::var("RUST_LOG").unwrap_or_else(|_| format!("{level},{QUIET_LIBRARIES}"));
-    let filter = EnvFilter::try_new(&directives)
-        .map_err(|e| anyhow::anyhow!("invalid --log-level {level:?}: {e}"))?;
+    let filter = EnvFilter::try_new(&directives).map_err(|e| anyhow::anyhow!("invalid --log-level {level:?}: {e}"))?;
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     let result = match format {
         LogFormat::Text => builder.try_init(),

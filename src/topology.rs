@@ -4,8 +4,8 @@
 use std::fmt;
 use std::time::Duration;
 
-use crate::config::Policy;
 use crate::config::format_duration;
+use crate::config::Policy;
 use crate::health::NodeState;
 use crate::snapshot::NodeView;
 
@@ -60,13 +60,25 @@ pub enum Reason {
     Drained,
     /// No primary WAL position has ever been seen, so lag cannot be measured.
     LagUnknown,
-    Lag { lag: Duration, max: Duration },
-    LagBytes { bytes: u64, max: u64 },
+    Lag {
+        lag: Duration,
+        max: Duration,
+    },
+    LagBytes {
+        bytes: u64,
+        max: u64,
+    },
     /// Within bounds, waiting for `need` consecutive good probes (has `seen`).
-    Rising { seen: u32, need: u32 },
+    Rising {
+        seen: u32,
+        need: u32,
+    },
     /// On an older timeline than the primary: following a dead old primary, or holding
     /// WAL the primary never had.
-    Timeline { replica: crate::wal::Timeline, primary: crate::wal::Timeline },
+    Timeline {
+        replica: crate::wal::Timeline,
+        primary: crate::wal::Timeline,
+    },
 }
 
 impl fmt::Display for Reason {

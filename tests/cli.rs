@@ -178,7 +178,8 @@ fn demo_serves_real_postgres_and_cleans_up_on_ctrl_c() {
     let mut config_path = None;
     let deadline = Instant::now() + Duration::from_secs(120);
     while config_path.is_none() {
-        let line = rx.recv_timeout(deadline.saturating_duration_since(Instant::now())).expect("demo prints its config path");
+        let line =
+            rx.recv_timeout(deadline.saturating_duration_since(Instant::now())).expect("demo prints its config path");
         if let Some(p) = line.strip_prefix("config: ") {
             config_path = Some(PathBuf::from(p.trim()));
         }
@@ -227,7 +228,8 @@ fn serve_logs_json_and_stops_cleanly_on_sigterm() {
     let deadline = Instant::now() + Duration::from_secs(20);
     let mut seen = Vec::new();
     while !seen.iter().any(|l: &String| l.contains("node state changed")) {
-        let line = rx.recv_timeout(deadline.saturating_duration_since(Instant::now())).expect("a state change is logged");
+        let line =
+            rx.recv_timeout(deadline.saturating_duration_since(Instant::now())).expect("a state change is logged");
         let v: serde_json::Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
         assert!(v["level"].is_string() && v["message"].is_string(), "{line}");
         assert!(!line.contains("hunter2"), "the password is never logged: {line}");

@@ -36,24 +36,10 @@ fn toml_blocks(markdown: &str) -> Vec<Block> {
                     let info: Vec<&str> = trimmed[fence.len()..].split_whitespace().collect();
                     if info.first() == Some(&"toml") {
                         let fragment = info.contains(&"fragment");
-                        open = Some((
-                            fence,
-                            Block {
-                                line: i + 2,
-                                fragment,
-                                text: String::new(),
-                            },
-                        ));
+                        open = Some((fence, Block { line: i + 2, fragment, text: String::new() }));
                     } else {
                         // Skip over a non-TOML block so its content is not read as fences.
-                        open = Some((
-                            fence,
-                            Block {
-                                line: 0,
-                                fragment: true,
-                                text: String::new(),
-                            },
-                        ));
+                        open = Some((fence, Block { line: 0, fragment: true, text: String::new() }));
                     }
                 }
             }
@@ -114,17 +100,10 @@ fn every_toml_under_examples_parses() {
 #[test]
 fn every_toml_block_in_the_readme_parses() {
     let path = root().join("README.md");
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| {
-        panic!(
-            "README.md must exist and show a config: {}: {e}",
-            path.display()
-        )
-    });
+    let text = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("README.md must exist and show a config: {}: {e}", path.display()));
     let blocks = toml_blocks(&text);
-    assert!(
-        blocks.iter().any(|b| !b.fragment),
-        "README.md has no complete ```toml config block"
-    );
+    assert!(blocks.iter().any(|b| !b.fragment), "README.md has no complete ```toml config block");
     for block in blocks {
         let file = format!("README.md (```toml block from line {})", block.line);
         if block.fragment {
@@ -155,16 +134,8 @@ fn toml_blocks_are_found_with_their_lines() {
               let x = 1;\n\
               ```\n";
     let want = vec![
-        Block {
-            line: 3,
-            fragment: false,
-            text: "a = 1\n".into(),
-        },
-        Block {
-            line: 10,
-            fragment: true,
-            text: "b = 2\nc = 3\n".into(),
-        },
+        Block { line: 3, fragment: false, text: "a = 1\n".into() },
+        Block { line: 10, fragment: true, text: "b = 2\nc = 3\n".into() },
     ];
     assert_eq!(toml_blocks(md), want);
 }

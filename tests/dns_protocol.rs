@@ -19,9 +19,7 @@ use lagdns::dns::DnsServer;
 use lagdns::health::NodeState;
 use lagdns::metrics::{QueryKind, QueryStats, QueryType, Rcode};
 use lagdns::publisher::Published;
-use lagdns::snapshot::{
-    ClusterView, Conflict, ConflictKind, EndpointView, NodeView, Snapshot, WriteTarget,
-};
+use lagdns::snapshot::{ClusterView, Conflict, ConflictKind, EndpointView, NodeView, Snapshot, WriteTarget};
 use lagdns::topology::{evaluate, Role};
 use lagdns::wal::Lsn;
 
@@ -31,99 +29,19 @@ const WAIT: Duration = Duration::from_secs(3);
 // ---------------------------------------------------------------- fixtures
 
 /// (name, address, weight, role, state, lag ms, replay LSN)
-type NodeSpec = (
-    &'static str,
-    &'static str,
-    u32,
-    Role,
-    NodeState,
-    Option<u64>,
-    u64,
-);
+type NodeSpec = (&'static str, &'static str, u32, Role, NodeState, Option<u64>, u64);
 
 /// pg1 primary; pg2 10 ms; pg3 2 s; pg4 drained; pg5 IPv6 5 ms; pg6..pg9 down.
 const MAIN: [NodeSpec; 9] = [
-    (
-        "pg1",
-        "10.0.0.11",
-        100,
-        Role::Primary,
-        NodeState::Up,
-        None,
-        0,
-    ),
-    (
-        "pg2",
-        "10.0.0.12",
-        100,
-        Role::Replica,
-        NodeState::Up,
-        Some(10),
-        0x3000000,
-    ),
-    (
-        "pg3",
-        "10.0.0.13",
-        100,
-        Role::Replica,
-        NodeState::Up,
-        Some(2000),
-        0x2000000,
-    ),
-    (
-        "pg4",
-        "10.0.0.14",
-        0,
-        Role::Replica,
-        NodeState::Up,
-        Some(0),
-        0x3000000,
-    ),
-    (
-        "pg5",
-        "2001:db8::15",
-        100,
-        Role::Replica,
-        NodeState::Up,
-        Some(5),
-        0x3000000,
-    ),
-    (
-        "pg6",
-        "10.0.0.16",
-        100,
-        Role::Replica,
-        NodeState::Down,
-        None,
-        0,
-    ),
-    (
-        "pg7",
-        "10.0.0.17",
-        100,
-        Role::Replica,
-        NodeState::Down,
-        None,
-        0,
-    ),
-    (
-        "pg8",
-        "10.0.0.18",
-        100,
-        Role::Replica,
-        NodeState::Down,
-        None,
-        0,
-    ),
-    (
-        "pg9",
-        "10.0.0.19",
-        100,
-        Role::Replica,
-        NodeState::Down,
-        None,
-        0,
-    ),
+    ("pg1", "10.0.0.11", 100, Role::Primary, NodeState::Up, None, 0),
+    ("pg2", "10.0.0.12", 100, Role::Replica, NodeState::Up, Some(10), 0x3000000),
+    ("pg3", "10.0.0.13", 100, Role::Replica, NodeState::Up, Some(2000), 0x2000000),
+    ("pg4", "10.0.0.14", 0, Role::Replica, NodeState::Up, Some(0), 0x3000000),
+    ("pg5", "2001:db8::15", 100, Role::Replica, NodeState::Up, Some(5), 0x3000000),
+    ("pg6", "10.0.0.16", 100, Role::Replica, NodeState::Down, None, 0),
+    ("pg7", "10.0.0.17", 100, Role::Replica, NodeState::Down, None, 0),
+    ("pg8", "10.0.0.18", 100, Role::Replica, NodeState::Down, None, 0),
+    ("pg9", "10.0.0.19", 100, Role::Replica, NodeState::Down, None, 0),
 ];
 
 const BILLING: [NodeSpec; 2] = [
@@ -205,19 +123,10 @@ fn cluster_view(cfg: &ClusterConfig, specs: &[NodeSpec], write: WriteTarget) -> 
         .endpoints
         .iter()
         .map(|e| {
-            let verdicts: Vec<_> = nodes
-                .iter()
-                .map(|n| evaluate(n, e.nodes.contains(&n.name), &e.policy, None))
-                .collect();
-            let eligible = (0..verdicts.len())
-                .filter(|&i| verdicts[i].is_eligible())
-                .collect();
-            EndpointView {
-                label: e.label.clone(),
-                policy: e.policy,
-                verdicts,
-                eligible,
-            }
+            let verdicts: Vec<_> =
+                nodes.iter().map(|n| evaluate(n, e.nodes.contains(&n.name), &e.policy, None)).collect();
+            let eligible = (0..verdicts.len()).filter(|&i| verdicts[i].is_eligible()).collect();
+            EndpointView { label: e.label.clone(), policy: e.policy, verdicts, eligible }
         })
         .collect();
     ClusterView {
@@ -233,10 +142,7 @@ fn cluster_view(cfg: &ClusterConfig, specs: &[NodeSpec], write: WriteTarget) -> 
 
 fn snapshot(serial: u32, ready: bool) -> Snapshot {
     let config = Arc::new(config());
-    let conflict = Conflict {
-        nodes: vec![0, 1],
-        why: ConflictKind::SystemIdMismatch,
-    };
+    let conflict = Conflict { nodes: vec![0, 1], why: ConflictKind::SystemIdMismatch };
     Snapshot {
         serial,
         ready,
@@ -244,11 +150,7 @@ fn snapshot(serial: u32, ready: bool) -> Snapshot {
         answer_changes: 0,
         clusters: vec![
             cluster_view(&config.clusters[0], &MAIN, WriteTarget::Primary(0)),
-            cluster_view(
-                &config.clusters[1],
-                &BILLING,
-                WriteTarget::Conflict(conflict),
-            ),
+            cluster_view(&config.clusters[1], &BILLING, WriteTarget::Conflict(conflict)),
         ],
         config,
     }
@@ -268,51 +170,33 @@ async fn start(snap: Snapshot) -> Harness {
     let published = Published::new(snap);
     let stats = Arc::new(QueryStats::default());
     let listen: Vec<SocketAddr> = vec!["127.0.0.1:0".parse().unwrap()];
-    let server = DnsServer::bind(&listen, published.clone(), stats.clone(), NSID.to_vec())
-        .await
-        .unwrap();
+    let server = DnsServer::bind(&listen, published.clone(), stats.clone(), NSID.to_vec()).await.unwrap();
     let addr = server.local_addrs()[0];
     assert_ne!(addr.port(), 0);
     let cancel = CancellationToken::new();
     let task = tokio::spawn(server.run(cancel.clone()));
-    Harness {
-        addr,
-        published,
-        stats,
-        cancel,
-        task,
-    }
+    Harness { addr, published, stats, cancel, task }
 }
 
 impl Harness {
     async fn stop(self) {
         self.cancel.cancel();
-        let result = tokio::time::timeout(WAIT, self.task)
-            .await
-            .expect("server did not stop");
+        let result = tokio::time::timeout(WAIT, self.task).await.expect("server did not stop");
         result.unwrap().unwrap();
     }
 
     async fn udp(&self, msg: &Message) -> (Message, usize) {
-        let bytes = udp_raw(self.addr, &msg.to_vec().unwrap(), msg.metadata.id)
-            .await
-            .expect("no UDP reply");
+        let bytes = udp_raw(self.addr, &msg.to_vec().unwrap(), msg.metadata.id).await.expect("no UDP reply");
         (decode_exact(&bytes), bytes.len())
     }
 
     async fn tcp(&self, msg: &Message) -> Message {
         let mut stream = TcpStream::connect(self.addr).await.unwrap();
         let bytes = msg.to_vec().unwrap();
-        stream
-            .write_all(&(bytes.len() as u16).to_be_bytes())
-            .await
-            .unwrap();
+        stream.write_all(&(bytes.len() as u16).to_be_bytes()).await.unwrap();
         stream.write_all(&bytes).await.unwrap();
         let mut len = [0u8; 2];
-        tokio::time::timeout(WAIT, stream.read_exact(&mut len))
-            .await
-            .unwrap()
-            .unwrap();
+        tokio::time::timeout(WAIT, stream.read_exact(&mut len)).await.unwrap().unwrap();
         let mut buf = vec![0u8; u16::from_be_bytes(len) as usize];
         stream.read_exact(&mut buf).await.unwrap();
         decode_exact(&buf)
@@ -328,10 +212,7 @@ impl Harness {
                     return;
                 }
             }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "serial {serial} never served"
-            );
+            assert!(tokio::time::Instant::now() < deadline, "serial {serial} never served");
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }
@@ -344,10 +225,7 @@ async fn udp_raw(addr: SocketAddr, bytes: &[u8], id: u16) -> Option<Vec<u8>> {
     let mut buf = vec![0u8; 65535];
     let deadline = tokio::time::Instant::now() + WAIT;
     loop {
-        let (n, _) = tokio::time::timeout_at(deadline, socket.recv_from(&mut buf))
-            .await
-            .ok()?
-            .unwrap();
+        let (n, _) = tokio::time::timeout_at(deadline, socket.recv_from(&mut buf)).await.ok()?.unwrap();
         if n >= 2 && u16::from_be_bytes([buf[0], buf[1]]) == id {
             return Some(buf[..n].to_vec());
         }
@@ -358,12 +236,7 @@ async fn udp_raw(addr: SocketAddr, bytes: &[u8], id: u16) -> Option<Vec<u8>> {
 fn decode_exact(bytes: &[u8]) -> Message {
     let mut decoder = BinDecoder::new(bytes);
     let msg = Message::read(&mut decoder).expect("undecodable response");
-    assert_eq!(
-        decoder.len(),
-        0,
-        "{} trailing bytes after the message",
-        decoder.len()
-    );
+    assert_eq!(decoder.len(), 0, "{} trailing bytes after the message", decoder.len());
     msg
 }
 
@@ -378,8 +251,7 @@ fn with_edns(mut m: Message, payload: u16, version: u8, nsid: bool) -> Message {
     e.set_max_payload(payload);
     e.set_version(version);
     if nsid {
-        e.options_mut()
-            .insert(EdnsOption::NSID(NSIDPayload::new(Vec::new()).unwrap()));
+        e.options_mut().insert(EdnsOption::NSID(NSIDPayload::new(Vec::new()).unwrap()));
     }
     m.set_edns(e);
     m
@@ -387,15 +259,7 @@ fn with_edns(mut m: Message, payload: u16, version: u8, nsid: bool) -> Message {
 
 /// Records as `dig` prints them: `write.db.internal. 1 IN A 10.0.0.11`.
 fn lines(records: &[Record]) -> Vec<String> {
-    records
-        .iter()
-        .map(|r| {
-            r.to_string()
-                .split_whitespace()
-                .collect::<Vec<_>>()
-                .join(" ")
-        })
-        .collect()
+    records.iter().map(|r| r.to_string().split_whitespace().collect::<Vec<_>>().join(" ")).collect()
 }
 
 fn txt_strings(records: &[Record]) -> Vec<String> {
@@ -408,20 +272,14 @@ fn txt_strings(records: &[Record]) -> Vec<String> {
         .collect()
 }
 
-const SOA: &str =
-    "db.internal. 5 IN SOA ns1.db.internal. hostmaster.db.internal. 7 3600 600 86400 5";
+const SOA: &str = "db.internal. 5 IN SOA ns1.db.internal. hostmaster.db.internal. 7 3600 600 86400 5";
 
 /// rcode, AA, answer lines, authority lines.
 type Summary = (ResponseCode, bool, Vec<String>, Vec<String>);
 
 fn summary(r: &Message) -> Summary {
     assert_eq!(r.metadata.message_type, MessageType::Response);
-    (
-        r.metadata.response_code,
-        r.metadata.authoritative,
-        lines(&r.answers),
-        lines(&r.authorities),
-    )
+    (r.metadata.response_code, r.metadata.authoritative, lines(&r.answers), lines(&r.authorities))
 }
 
 fn s(v: &[&str]) -> Vec<String> {
@@ -437,93 +295,29 @@ async fn spec_table_over_udp_and_tcp() {
     let ok = |answers: &[&str]| (NoError, true, s(answers), vec![]);
     let nodata = || (NoError, true, vec![], s(&[SOA]));
     let cases: Vec<(&str, RecordType, Summary)> = vec![
-        (
-            "write.db.internal.",
-            RecordType::A,
-            ok(&["write.db.internal. 1 IN A 10.0.0.11"]),
-        ),
+        ("write.db.internal.", RecordType::A, ok(&["write.db.internal. 1 IN A 10.0.0.11"])),
         ("write.db.internal.", RecordType::AAAA, nodata()),
         ("write.db.internal.", RecordType::MX, nodata()),
-        (
-            "billing-write.db.internal.",
-            RecordType::A,
-            (ServFail, true, vec![], vec![]),
-        ),
-        (
-            "billing-read.db.internal.",
-            RecordType::A,
-            (ServFail, true, vec![], vec![]),
-        ),
+        ("billing-write.db.internal.", RecordType::A, (ServFail, true, vec![], vec![])),
+        ("billing-read.db.internal.", RecordType::A, (ServFail, true, vec![], vec![])),
         // only pg2 is an eligible IPv4 replica; pg5 the IPv6 one
-        (
-            "read.db.internal.",
-            RecordType::A,
-            ok(&["read.db.internal. 1 IN A 10.0.0.12"]),
-        ),
-        (
-            "read.db.internal.",
-            RecordType::AAAA,
-            ok(&["read.db.internal. 1 IN AAAA 2001:db8::15"]),
-        ),
+        ("read.db.internal.", RecordType::A, ok(&["read.db.internal. 1 IN A 10.0.0.12"])),
+        ("read.db.internal.", RecordType::AAAA, ok(&["read.db.internal. 1 IN AAAA 2001:db8::15"])),
         // analytics: pg3 lags 2 s > 1 s, fallback none
         ("analytics.db.internal.", RecordType::A, nodata()),
-        (
-            "maxlag-5s.analytics.db.internal.",
-            RecordType::A,
-            ok(&["maxlag-5s.analytics.db.internal. 1 IN A 10.0.0.13"]),
-        ),
-        (
-            "maxlag-1ms.read.db.internal.",
-            RecordType::A,
-            ok(&["maxlag-1ms.read.db.internal. 1 IN A 10.0.0.11"]),
-        ),
-        (
-            "lsn-0-3000000.read.db.internal.",
-            RecordType::A,
-            ok(&["lsn-0-3000000.read.db.internal. 0 IN A 10.0.0.12"]),
-        ),
-        (
-            "lsn-0-3000001.read.db.internal.",
-            RecordType::A,
-            ok(&["lsn-0-3000001.read.db.internal. 0 IN A 10.0.0.11"]),
-        ),
-        (
-            "lsn-1-0.analytics.db.internal.",
-            RecordType::A,
-            ok(&["lsn-1-0.analytics.db.internal. 0 IN A 10.0.0.11"]),
-        ),
+        ("maxlag-5s.analytics.db.internal.", RecordType::A, ok(&["maxlag-5s.analytics.db.internal. 1 IN A 10.0.0.13"])),
+        ("maxlag-1ms.read.db.internal.", RecordType::A, ok(&["maxlag-1ms.read.db.internal. 1 IN A 10.0.0.11"])),
+        ("lsn-0-3000000.read.db.internal.", RecordType::A, ok(&["lsn-0-3000000.read.db.internal. 0 IN A 10.0.0.12"])),
+        ("lsn-0-3000001.read.db.internal.", RecordType::A, ok(&["lsn-0-3000001.read.db.internal. 0 IN A 10.0.0.11"])),
+        ("lsn-1-0.analytics.db.internal.", RecordType::A, ok(&["lsn-1-0.analytics.db.internal. 0 IN A 10.0.0.11"])),
         ("db.internal.", RecordType::SOA, ok(&[SOA])),
         ("db.internal.", RecordType::A, nodata()),
-        (
-            "ns1.db.internal.",
-            RecordType::A,
-            ok(&["ns1.db.internal. 1 IN A 192.0.2.1"]),
-        ),
-        (
-            "nosuch.db.internal.",
-            RecordType::A,
-            (NXDomain, true, vec![], s(&[SOA])),
-        ),
-        (
-            "maxlag-abc.read.db.internal.",
-            RecordType::A,
-            (NXDomain, true, vec![], s(&[SOA])),
-        ),
-        (
-            "sub.write.db.internal.",
-            RecordType::AAAA,
-            (NXDomain, true, vec![], s(&[SOA])),
-        ),
-        (
-            "example.com.",
-            RecordType::A,
-            (Refused, false, vec![], vec![]),
-        ),
-        (
-            "internal.",
-            RecordType::SOA,
-            (Refused, false, vec![], vec![]),
-        ),
+        ("ns1.db.internal.", RecordType::A, ok(&["ns1.db.internal. 1 IN A 192.0.2.1"])),
+        ("nosuch.db.internal.", RecordType::A, (NXDomain, true, vec![], s(&[SOA]))),
+        ("maxlag-abc.read.db.internal.", RecordType::A, (NXDomain, true, vec![], s(&[SOA]))),
+        ("sub.write.db.internal.", RecordType::AAAA, (NXDomain, true, vec![], s(&[SOA]))),
+        ("example.com.", RecordType::A, (Refused, false, vec![], vec![])),
+        ("internal.", RecordType::SOA, (Refused, false, vec![], vec![])),
     ];
     for (name, rtype, want) in cases {
         let q = query(name, rtype);
@@ -542,16 +336,11 @@ async fn maxlag_picks_among_replicas_within_the_bound() {
     let h = start(snapshot(7, true)).await;
     let mut seen = std::collections::BTreeSet::new();
     for _ in 0..60 {
-        let (r, _) = h
-            .udp(&query("maxlag-5s.read.db.internal.", RecordType::A))
-            .await;
+        let (r, _) = h.udp(&query("maxlag-5s.read.db.internal.", RecordType::A)).await;
         assert_eq!(r.answers.len(), 1);
         seen.extend(lines(&r.answers));
     }
-    let want = s(&[
-        "maxlag-5s.read.db.internal. 1 IN A 10.0.0.12",
-        "maxlag-5s.read.db.internal. 1 IN A 10.0.0.13",
-    ]);
+    let want = s(&["maxlag-5s.read.db.internal. 1 IN A 10.0.0.12", "maxlag-5s.read.db.internal. 1 IN A 10.0.0.13"]);
     assert_eq!(seen.into_iter().collect::<Vec<_>>(), want);
     h.stop().await;
 }
@@ -570,14 +359,10 @@ async fn apex_ns_carries_glue_and_txt_renders_the_snapshot() {
     let r = h.tcp(&query("write.db.internal.", RecordType::TXT)).await;
     assert_eq!(txt_strings(&r.answers), write_lines);
     assert!(r.answers.iter().all(|a| a.ttl == 1));
-    let r = h
-        .tcp(&query("lsn-0-1.read.db.internal.", RecordType::TXT))
-        .await;
+    let r = h.tcp(&query("lsn-0-1.read.db.internal.", RecordType::TXT)).await;
     assert_eq!(txt_strings(&r.answers), read_lines);
     assert!(r.answers.iter().all(|a| a.ttl == 0));
-    let r = h
-        .tcp(&query("maxlag-3s.read.db.internal.", RecordType::TXT))
-        .await;
+    let r = h.tcp(&query("maxlag-3s.read.db.internal.", RecordType::TXT)).await;
     assert_eq!(txt_strings(&r.answers), read_lines);
     h.stop().await;
 }
@@ -585,12 +370,8 @@ async fn apex_ns_carries_glue_and_txt_renders_the_snapshot() {
 #[tokio::test]
 async fn not_ready_fails_closed_until_the_first_round() {
     let h = start(snapshot(1, false)).await;
-    for name in [
-        "write.db.internal.",
-        "read.db.internal.",
-        "maxlag-5s.read.db.internal.",
-        "lsn-0-1.read.db.internal.",
-    ] {
+    for name in ["write.db.internal.", "read.db.internal.", "maxlag-5s.read.db.internal.", "lsn-0-1.read.db.internal."]
+    {
         let (r, _) = h.udp(&query(name, RecordType::A)).await;
         assert_eq!(r.metadata.response_code, ResponseCode::ServFail, "{name}");
         assert!(r.answers.is_empty());
@@ -609,10 +390,7 @@ async fn not_ready_fails_closed_until_the_first_round() {
 async fn a_new_snapshot_changes_answers_and_serial() {
     let h = start(snapshot(7, true)).await;
     let mut next = snapshot(8, true);
-    next.clusters[0].write = WriteTarget::Stale {
-        node: 1,
-        since: SystemTime::now(),
-    };
+    next.clusters[0].write = WriteTarget::Stale { node: 1, since: SystemTime::now() };
     h.published.store(next);
     h.wait_for_serial(8).await;
     let (r, _) = h.udp(&query("write.db.internal.", RecordType::A)).await;
@@ -638,20 +416,9 @@ async fn echoes_the_question_case() {
 async fn edns_payload_is_echoed_and_clamped() {
     let h = start(snapshot(7, true)).await;
     for (asked, given) in [(4096u16, 1232u16), (1232, 1232), (800, 800), (100, 512)] {
-        let (r, _) = h
-            .udp(&with_edns(
-                query("write.db.internal.", RecordType::A),
-                asked,
-                0,
-                false,
-            ))
-            .await;
+        let (r, _) = h.udp(&with_edns(query("write.db.internal.", RecordType::A), asked, 0, false)).await;
         let edns = r.edns.as_ref().expect("OPT echoed");
-        assert_eq!(
-            (edns.max_payload(), edns.version()),
-            (given, 0),
-            "asked {asked}"
-        );
+        assert_eq!((edns.max_payload(), edns.version()), (given, 0), "asked {asked}");
         assert!(edns.option(EdnsCode::NSID).is_none());
     }
     let (r, _) = h.udp(&query("write.db.internal.", RecordType::A)).await;
@@ -685,12 +452,7 @@ async fn large_answers_truncate_on_udp_and_complete_over_tcp() {
     let (small, size) = h.udp(&with_edns(q, 600, 0, true)).await;
     assert!(size <= 600, "{size}");
     assert!(small.metadata.truncation);
-    assert!(small
-        .edns
-        .as_ref()
-        .unwrap()
-        .option(EdnsCode::NSID)
-        .is_some());
+    assert!(small.edns.as_ref().unwrap().option(EdnsCode::NSID).is_some());
     h.stop().await;
 }
 
@@ -699,10 +461,7 @@ async fn protocol_errors() {
     let h = start(snapshot(7, true)).await;
     // qdcount 2 → FORMERR
     let mut two = query("write.db.internal.", RecordType::A);
-    two.add_query(Query::query(
-        Name::from_ascii("read.db.internal.").unwrap(),
-        RecordType::A,
-    ));
+    two.add_query(Query::query(Name::from_ascii("read.db.internal.").unwrap(), RecordType::A));
     let (r, _) = h.udp(&two).await;
     assert_eq!(r.metadata.response_code, ResponseCode::FormErr);
     // qdcount 0 → FORMERR
@@ -710,16 +469,9 @@ async fn protocol_errors() {
     let (r, _) = h.udp(&empty).await;
     assert_eq!(r.metadata.response_code, ResponseCode::FormErr);
     // garbage after a valid header → FORMERR
-    let garbage = [
-        0x12, 0x34, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0, 0xff, 0xfe, 0x01,
-    ];
-    let reply = udp_raw(h.addr, &garbage, 0x1234)
-        .await
-        .expect("FORMERR expected");
-    assert_eq!(
-        decode_exact(&reply).metadata.response_code,
-        ResponseCode::FormErr
-    );
+    let garbage = [0x12, 0x34, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0, 0xff, 0xfe, 0x01];
+    let reply = udp_raw(h.addr, &garbage, 0x1234).await.expect("FORMERR expected");
+    assert_eq!(decode_exact(&reply).metadata.response_code, ResponseCode::FormErr);
     // opcode STATUS and NOTIFY → NOTIMP
     for op in [OpCode::Status, OpCode::Notify] {
         let mut m = query("write.db.internal.", RecordType::A);
@@ -729,22 +481,12 @@ async fn protocol_errors() {
         assert!(!r.metadata.authoritative);
     }
     // EDNS version 1 → BADVERS (16) with an OPT of version 0
-    let (r, _) = h
-        .udp(&with_edns(
-            query("write.db.internal.", RecordType::A),
-            1232,
-            1,
-            false,
-        ))
-        .await;
+    let (r, _) = h.udp(&with_edns(query("write.db.internal.", RecordType::A), 1232, 1, false)).await;
     assert_eq!(u16::from(r.metadata.response_code), 16);
     assert_eq!(r.edns.as_ref().map(|e| e.version()), Some(0));
     // class CH → REFUSED
     let mut ch = Message::new(78, MessageType::Query, OpCode::Query);
-    let mut q = Query::query(
-        Name::from_ascii("write.db.internal.").unwrap(),
-        RecordType::TXT,
-    );
+    let mut q = Query::query(Name::from_ascii("write.db.internal.").unwrap(), RecordType::TXT);
     q.set_query_class(DNSClass::CH);
     ch.add_query(q);
     let (r, _) = h.udp(&ch).await;
@@ -755,35 +497,11 @@ async fn protocol_errors() {
 #[tokio::test]
 async fn nsid_is_returned_when_asked() {
     let h = start(snapshot(7, true)).await;
-    let (r, _) = h
-        .udp(&with_edns(
-            query("write.db.internal.", RecordType::A),
-            1232,
-            0,
-            true,
-        ))
-        .await;
-    let got = r
-        .edns
-        .as_ref()
-        .and_then(|e| e.option(EdnsCode::NSID).cloned());
-    assert_eq!(
-        got,
-        Some(EdnsOption::NSID(NSIDPayload::new(NSID.to_vec()).unwrap()))
-    );
-    let r = h
-        .tcp(&with_edns(
-            query("nosuch.db.internal.", RecordType::A),
-            1232,
-            0,
-            true,
-        ))
-        .await;
-    assert!(r
-        .edns
-        .as_ref()
-        .and_then(|e| e.option(EdnsCode::NSID))
-        .is_some());
+    let (r, _) = h.udp(&with_edns(query("write.db.internal.", RecordType::A), 1232, 0, true)).await;
+    let got = r.edns.as_ref().and_then(|e| e.option(EdnsCode::NSID).cloned());
+    assert_eq!(got, Some(EdnsOption::NSID(NSIDPayload::new(NSID.to_vec()).unwrap())));
+    let r = h.tcp(&with_edns(query("nosuch.db.internal.", RecordType::A), 1232, 0, true)).await;
+    assert!(r.edns.as_ref().and_then(|e| e.option(EdnsCode::NSID)).is_some());
     h.stop().await;
 }
 
@@ -792,13 +510,7 @@ async fn survives_a_burst_of_malformed_packets() {
     let h = start(snapshot(7, true)).await;
     let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
     let valid = query("write.db.internal.", RecordType::A).to_vec().unwrap();
-    let mut packets: Vec<Vec<u8>> = vec![
-        vec![],
-        vec![0],
-        vec![0xff; 11],
-        vec![0xff; 12],
-        vec![0xff; 600],
-    ];
+    let mut packets: Vec<Vec<u8>> = vec![vec![], vec![0], vec![0xff; 11], vec![0xff; 12], vec![0xff; 600]];
     for cut in 12..valid.len() {
         packets.push(valid[..cut].to_vec());
     }
@@ -819,9 +531,7 @@ async fn survives_a_burst_of_malformed_packets() {
     }
     // Garbage over TCP too.
     let mut tcp = TcpStream::connect(h.addr).await.unwrap();
-    tcp.write_all(&[0, 5, 1, 2, 3, 4, 5, 0xff, 0xff])
-        .await
-        .unwrap();
+    tcp.write_all(&[0, 5, 1, 2, 3, 4, 5, 0xff, 0xff]).await.unwrap();
     drop(tcp);
 
     let (r, _) = h.udp(&query("write.db.internal.", RecordType::A)).await;
@@ -836,8 +546,7 @@ async fn every_answered_query_is_counted() {
     let h = start(snapshot(7, true)).await;
     h.udp(&query("write.db.internal.", RecordType::A)).await;
     h.tcp(&query("write.db.internal.", RecordType::A)).await;
-    h.udp(&query("maxlag-1s.read.db.internal.", RecordType::AAAA))
-        .await;
+    h.udp(&query("maxlag-1s.read.db.internal.", RecordType::AAAA)).await;
     h.udp(&query("nosuch.db.internal.", RecordType::TXT)).await;
     h.udp(&query("example.com.", RecordType::A)).await;
     let mut m = query("write.db.internal.", RecordType::A);
@@ -860,42 +569,24 @@ async fn every_answered_query_is_counted() {
 #[tokio::test]
 async fn binds_several_addresses_and_stops_cleanly() {
     let published = Published::new(snapshot(7, true));
-    let listen: Vec<SocketAddr> = vec![
-        "127.0.0.1:0".parse().unwrap(),
-        "127.0.0.2:0".parse().unwrap(),
-    ];
+    let listen: Vec<SocketAddr> = vec!["127.0.0.1:0".parse().unwrap(), "127.0.0.2:0".parse().unwrap()];
     let stats = Arc::new(QueryStats::default());
-    let server = DnsServer::bind(&listen, published, stats, Vec::new())
-        .await
-        .unwrap();
+    let server = DnsServer::bind(&listen, published, stats, Vec::new()).await.unwrap();
     let addrs = server.local_addrs();
     assert_eq!(addrs.len(), 2);
     let cancel = CancellationToken::new();
     let task = tokio::spawn(server.run(cancel.clone()));
     for addr in &addrs {
         let q = query("write.db.internal.", RecordType::A);
-        let reply = udp_raw(*addr, &q.to_vec().unwrap(), q.metadata.id)
-            .await
-            .expect("reply");
-        assert_eq!(
-            lines(&decode_exact(&reply).answers),
-            ["write.db.internal. 1 IN A 10.0.0.11"]
-        );
+        let reply = udp_raw(*addr, &q.to_vec().unwrap(), q.metadata.id).await.expect("reply");
+        assert_eq!(lines(&decode_exact(&reply).answers), ["write.db.internal. 1 IN A 10.0.0.11"]);
         // TCP on the same port
         TcpStream::connect(addr).await.expect("TCP on the UDP port");
     }
     // NSID is not configured: no option even when asked.
     let q = with_edns(query("write.db.internal.", RecordType::A), 1232, 0, true);
-    let reply = decode_exact(
-        &udp_raw(addrs[0], &q.to_vec().unwrap(), q.metadata.id)
-            .await
-            .unwrap(),
-    );
+    let reply = decode_exact(&udp_raw(addrs[0], &q.to_vec().unwrap(), q.metadata.id).await.unwrap());
     assert!(reply.edns.unwrap().option(EdnsCode::NSID).is_none());
     cancel.cancel();
-    tokio::time::timeout(WAIT, task)
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
+    tokio::time::timeout(WAIT, task).await.unwrap().unwrap().unwrap();
 }

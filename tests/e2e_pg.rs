@@ -32,7 +32,10 @@ async fn write_is_the_primary_and_read_only_replicas_over_udp_and_tcp() {
     // TXT: one string per node, and they agree with the A answers
     let t = txt(&query(stack.dns(), "read.db.internal.", RecordType::TXT, Proto::Udp).await);
     assert_eq!(t.len(), 3, "{t:?}");
-    assert!(t.iter().any(|l| l.starts_with("pg1 ") && l.contains("role=primary") && l.contains("ineligible: primary")), "{t:?}");
+    assert!(
+        t.iter().any(|l| l.starts_with("pg1 ") && l.contains("role=primary") && l.contains("ineligible: primary")),
+        "{t:?}"
+    );
     for r in ["pg2 ", "pg3 "] {
         assert!(t.iter().any(|l| l.starts_with(r) && l.contains("role=replica") && l.ends_with(" eligible")), "{t:?}");
     }
@@ -114,7 +117,10 @@ async fn status_and_metrics_agree_with_the_dns_answers() {
     assert_eq!(by_name("pg2")["role"], "replica");
     let verdict = |n: &str| {
         let node = by_name(n);
-        node["endpoints"].as_array().and_then(|e| e.iter().find(|x| x["endpoint"] == "read").cloned()).unwrap_or_default()
+        node["endpoints"]
+            .as_array()
+            .and_then(|e| e.iter().find(|x| x["endpoint"] == "read").cloned())
+            .unwrap_or_default()
     };
     assert_eq!(verdict("pg2")["eligible"], true, "{body}");
     assert_eq!(verdict("pg3")["eligible"], false, "{body}");
@@ -124,12 +130,28 @@ async fn status_and_metrics_agree_with_the_dns_answers() {
     assert!(t.iter().any(|l| l.starts_with("pg3 ") && l.contains("ineligible: lag")), "{t:?}");
     let (code, metrics) = http_get(stack.http(), "/metrics").await;
     assert_eq!(code, 200);
-    assert!(metrics.lines().any(|l| l.starts_with("lagdns_node_eligible") && l.contains("node=\"pg3\"") && l.contains("endpoint=\"read\"") && l.ends_with(" 0")), "{metrics}");
-    assert!(metrics.lines().any(|l| l.starts_with("lagdns_node_eligible") && l.contains("node=\"pg2\"") && l.contains("endpoint=\"read\"") && l.ends_with(" 1")), "{metrics}");
+    assert!(
+        metrics.lines().any(|l| l.starts_with("lagdns_node_eligible")
+            && l.contains("node=\"pg3\"")
+            && l.contains("endpoint=\"read\"")
+            && l.ends_with(" 0")),
+        "{metrics}"
+    );
+    assert!(
+        metrics.lines().any(|l| l.starts_with("lagdns_node_eligible")
+            && l.contains("node=\"pg2\"")
+            && l.contains("endpoint=\"read\"")
+            && l.ends_with(" 1")),
+        "{metrics}"
+    );
     stack.cluster.node("pg3").resume_replay().unwrap();
     eventually(within, "pg3 back in /status", || async {
         let (_, body) = http_get(stack.http(), "/status").await;
-        if body.contains("\"eligible\":true") && stack.answer("read.db.internal.").await.1.len() == 2 { Ok(()) } else { Err(body) }
+        if body.contains("\"eligible\":true") && stack.answer("read.db.internal.").await.1.len() == 2 {
+            Ok(())
+        } else {
+            Err(body)
+        }
     })
     .await;
     stack.shutdown().await;

@@ -7,7 +7,10 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{addrs, eventually, free_port, http_get, probe_connections, query, rcode, start_cluster, txt, Proto, ServeProcess, Settings, Stack};
+use common::{
+    addrs, eventually, free_port, http_get, probe_connections, query, rcode, start_cluster, txt, Proto, ServeProcess,
+    Settings, Stack,
+};
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::RecordType;
 
@@ -145,7 +148,11 @@ async fn a_primary_outage_keeps_write_on_the_last_primary_flagged_stale_and_read
     stack.cluster.node("pg1").stop().unwrap();
     eventually(s.rounds(s.fall as u64 + 2), "write flagged stale", || async {
         let doc = status(&stack).await;
-        if doc["clusters"][0]["write_state"] == "stale" { Ok(()) } else { Err(doc.to_string()) }
+        if doc["clusters"][0]["write_state"] == "stale" {
+            Ok(())
+        } else {
+            Err(doc.to_string())
+        }
     })
     .await;
     let (code, names) = stack.answer(WRITE).await;
@@ -176,7 +183,11 @@ async fn failover_moves_write_and_an_unfenced_old_primary_loses_to_the_newer_tim
     eventually(s.rounds(s.rise as u64 + 4), "the rival is reported", || async {
         let doc = status(&stack).await;
         let c = &doc["clusters"][0];
-        if c["rivals"] == serde_json::json!(["pg1"]) && node(&doc, "pg1")["role"] == "primary" { Ok(()) } else { Err(doc.to_string()) }
+        if c["rivals"] == serde_json::json!(["pg1"]) && node(&doc, "pg1")["role"] == "primary" {
+            Ok(())
+        } else {
+            Err(doc.to_string())
+        }
     })
     .await;
     never_answers(&stack, WRITE, "pg1", Duration::from_secs(2)).await;
@@ -184,7 +195,10 @@ async fn failover_moves_write_and_an_unfenced_old_primary_loses_to_the_newer_tim
     let t = txt(&query(stack.dns(), WRITE, RecordType::TXT, Proto::Udp).await);
     assert!(t.iter().any(|l| l.starts_with("pg1 ") && l.contains("split brain")), "{t:?}");
     let (_, metrics) = http_get(stack.http(), "/metrics").await;
-    assert!(metrics.lines().any(|l| l.starts_with("lagdns_split_brain_events_total{") && !l.ends_with(" 0")), "{metrics}");
+    assert!(
+        metrics.lines().any(|l| l.starts_with("lagdns_split_brain_events_total{") && !l.ends_with(" 0")),
+        "{metrics}"
+    );
     stack.shutdown().await;
 }
 
@@ -200,7 +214,11 @@ async fn after_failover_a_replica_holding_wal_the_new_primary_never_had_is_not_a
     let pg2_at = pg2.replay_lsn().unwrap();
     eventually(s.rounds(8), "pg3 well ahead of pg2", || async {
         let ahead = pg3.replay_lsn().unwrap().0.saturating_sub(pg2_at.0);
-        if ahead > 64 * 1024 { Ok(()) } else { Err(format!("{ahead} bytes ahead")) }
+        if ahead > 64 * 1024 {
+            Ok(())
+        } else {
+            Err(format!("{ahead} bytes ahead"))
+        }
     })
     .await;
     drop(writer);
@@ -226,7 +244,11 @@ async fn two_unrelated_primaries_make_write_fail_closed() {
     let s = stack.settings.clone();
     let doc = eventually(s.rounds(4), "split brain reported", || async {
         let doc = status(&stack).await;
-        if doc["ready"] == true && doc["clusters"][0]["write_state"] == "split_brain" { Ok(doc) } else { Err(doc.to_string()) }
+        if doc["ready"] == true && doc["clusters"][0]["write_state"] == "split_brain" {
+            Ok(doc)
+        } else {
+            Err(doc.to_string())
+        }
     })
     .await;
     assert_eq!(stack.answer(WRITE).await.0, ResponseCode::ServFail, "write fails closed");
@@ -309,7 +331,11 @@ async fn starting_with_a_node_down_servfails_only_until_the_first_round_ends() {
 async fn wait_read(p: &ServeProcess, cluster: &lagdns::localpg::LocalCluster, want: &[&str], within: Duration) {
     eventually(within, &format!("read → {want:?}"), || async {
         let got = p.answer(READ, cluster).await;
-        if got.1 == want { Ok(()) } else { Err(format!("{got:?}")) }
+        if got.1 == want {
+            Ok(())
+        } else {
+            Err(format!("{got:?}"))
+        }
     })
     .await
 }
@@ -372,7 +398,8 @@ async fn sighup_adds_removes_and_reweights_nodes_within_an_interval() {
     })
     .await;
     // drain pg3: nobody qualifies, read falls back to the primary
-    let drained = common::config_text(&cluster, &Settings { ports, skip: vec!["pg2"], weights: vec![("pg3", 0)], ..all() });
+    let drained =
+        common::config_text(&cluster, &Settings { ports, skip: vec!["pg2"], weights: vec![("pg3", 0)], ..all() });
     std::fs::write(&p.config, &drained).unwrap();
     p.signal(libc::SIGHUP);
     wait_read(&p, &cluster, &["pg1"], within).await;

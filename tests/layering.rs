@@ -57,8 +57,10 @@ fn decision_modules_use_no_clock_socket_database_or_runtime() {
         "topology.rs",
         "wal.rs",
     ];
-    for forbidden in ["::now()", "tokio::", "std::net::UdpSocket", "std::net::TcpStream", "std::fs::", "tokio_postgres"] {
-        let offenders: Vec<String> = naming(forbidden).into_iter().filter(|f| decisions.contains(&f.as_str())).collect();
+    for forbidden in ["::now()", "tokio::", "std::net::UdpSocket", "std::net::TcpStream", "std::fs::", "tokio_postgres"]
+    {
+        let offenders: Vec<String> =
+            naming(forbidden).into_iter().filter(|f| decisions.contains(&f.as_str())).collect();
         // test code inside a decision file may take a base instant from the clock
         let offenders: Vec<String> = offenders
             .into_iter()

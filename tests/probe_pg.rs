@@ -18,12 +18,7 @@ const TIMEOUT: Duration = Duration::from_millis(1500);
 const DEADLINE: Duration = Duration::from_secs(20);
 
 fn probe_config() -> ProbeConfig {
-    ProbeConfig {
-        interval: INTERVAL,
-        timeout: TIMEOUT,
-        fall: 3,
-        rise: 2,
-    }
+    ProbeConfig { interval: INTERVAL, timeout: TIMEOUT, fall: 3, rise: 2 }
 }
 
 fn node_config(node: &LocalNode) -> NodeConfig {
@@ -52,31 +47,14 @@ impl Probes {
             .iter()
             .map(|n| {
                 let id = NodeId::new("c", &n.name);
-                tokio::spawn(task::run(
-                    id,
-                    node_config(n),
-                    probe_config(),
-                    Duration::ZERO,
-                    tx.clone(),
-                    cancel.clone(),
-                ))
+                tokio::spawn(task::run(id, node_config(n), probe_config(), Duration::ZERO, tx.clone(), cancel.clone()))
             })
             .collect();
-        Probes {
-            rx,
-            seen: Vec::new(),
-            cancel,
-            tasks,
-        }
+        Probes { rx, seen: Vec::new(), cancel, tasks }
     }
 
     /// Receives until an observation of `node` satisfies `pred`; returns it.
-    async fn until(
-        &mut self,
-        node: &str,
-        what: &str,
-        pred: impl Fn(&Observation) -> bool,
-    ) -> Observation {
+    async fn until(&mut self, node: &str, what: &str, pred: impl Fn(&Observation) -> bool) -> Observation {
         let deadline = tokio::time::Instant::now() + DEADLINE;
         loop {
             match tokio::time::timeout_at(deadline, self.rx.recv()).await {
@@ -87,10 +65,7 @@ impl Probes {
                     }
                 }
                 Ok(None) => panic!("all probe tasks ended while waiting for {node}: {what}"),
-                Err(_) => panic!(
-                    "timed out waiting for {node}: {what}; seen: {:#?}",
-                    self.tail(node)
-                ),
+                Err(_) => panic!("timed out waiting for {node}: {what}; seen: {:#?}", self.tail(node)),
             }
         }
     }
@@ -118,19 +93,12 @@ fn is_ok(o: &Observation) -> bool {
 
 /// Backend pids of lagdns connections on `node`, optionally only those in `state`.
 fn lagdns_backends(node: &LocalNode, state: Option<&str>) -> Vec<i32> {
-    let filter = state
-        .map(|s| format!(" AND state = '{s}'"))
-        .unwrap_or_default();
+    let filter = state.map(|s| format!(" AND state = '{s}'")).unwrap_or_default();
     let out = tokio::task::block_in_place(|| {
-        node.sql(&format!(
-            "SELECT pid FROM pg_stat_activity WHERE application_name = 'lagdns'{filter} ORDER BY pid"
-        ))
+        node.sql(&format!("SELECT pid FROM pg_stat_activity WHERE application_name = 'lagdns'{filter} ORDER BY pid"))
     })
     .unwrap();
-    out.lines()
-        .filter(|l| !l.trim().is_empty())
-        .map(|l| l.trim().parse().unwrap())
-        .collect()
+    out.lines().filter(|l| !l.trim().is_empty()).map(|l| l.trim().parse().unwrap()).collect()
 }
 
 /// Polls `f` until it returns true or the deadline passes.
@@ -153,51 +121,27 @@ async fn samples_primary_and_replica_over_one_persistent_connection() {
     assert!(!p.in_recovery);
     assert!(p.current_lsn.is_some_and(|l| l.0 > 0), "{p:?}");
     assert_eq!(p.timeline.map(|t| t.0), Some(1), "{p:?}");
-    assert_eq!(
-        (p.receive_lsn, p.replay_lsn, p.replay_paused),
-        (None, None, false)
-    );
+    assert_eq!((p.receive_lsn, p.replay_lsn, p.replay_paused), (None, None, false));
 
     let r = probes.until(&replica.name, "a replica sample", is_ok).await;
     let r = r.result.unwrap();
     assert!(r.in_recovery);
     assert!(r.replay_lsn.is_some() && r.receive_lsn.is_some(), "{r:?}");
     assert_eq!(r.current_lsn, None);
-    assert_eq!(
-        r.system_id, p.system_id,
-        "a replica shares its primary's system identifier"
-    );
+    assert_eq!(r.system_id, p.system_id, "a replica shares its primary's system identifier");
 
     // Persistent: the same single backend serves several probes.
     let pids = lagdns_backends(primary, None);
-    assert_eq!(
-        pids.len(),
-        1,
-        "one lagdns connection on the primary: {pids:?}"
-    );
-    let before = probes
-        .seen
-        .iter()
-        .filter(|o| &*o.node.node == primary.name.as_str())
-        .count();
+    assert_eq!(pids.len(), 1, "one lagdns connection on the primary: {pids:?}");
+    let before = probes.seen.iter().filter(|o| &*o.node.node == primary.name.as_str()).count();
     let mut n = 0;
     while n < 4 {
-        probes
-            .until(&primary.name, "more primary samples", is_ok)
-            .await;
+        probes.until(&primary.name, "more primary samples", is_ok).await;
         n += 1;
     }
-    let after = probes
-        .seen
-        .iter()
-        .filter(|o| &*o.node.node == primary.name.as_str())
-        .count();
+    let after = probes.seen.iter().filter(|o| &*o.node.node == primary.name.as_str()).count();
     assert!(after >= before + 4);
-    assert_eq!(
-        lagdns_backends(primary, None),
-        pids,
-        "same backend across probes"
-    );
+    assert_eq!(lagdns_backends(primary, None), pids, "same backend across probes");
     assert_eq!(lagdns_backends(replica, None).len(), 1);
 
     // The observation timing fields are coherent.
@@ -206,14 +150,8 @@ async fn samples_primary_and_replica_over_one_persistent_connection() {
     assert!(o.at <= Instant::now());
 
     probes.stop().await;
-    eventually("cancel closed the primary's connection", || {
-        lagdns_backends(primary, None).is_empty()
-    })
-    .await;
-    eventually("cancel closed the replica's connection", || {
-        lagdns_backends(replica, None).is_empty()
-    })
-    .await;
+    eventually("cancel closed the primary's connection", || lagdns_backends(primary, None).is_empty()).await;
+    eventually("cancel closed the replica's connection", || lagdns_backends(replica, None).is_empty()).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -221,58 +159,37 @@ async fn replica_sample_follows_a_writing_primary() {
     let cluster = LocalCluster::start(1).unwrap();
     let [primary, replica] = [&cluster.nodes()[0], &cluster.nodes()[1]];
     let mut probes = Probes::start(&[primary, replica]);
-    let first = probes
-        .until(&replica.name, "a replica sample", is_ok)
-        .await
-        .result
-        .unwrap();
+    let first = probes.until(&replica.name, "a replica sample", is_ok).await.result.unwrap();
     tokio::task::block_in_place(|| {
-        primary
-            .sql("CREATE TABLE t AS SELECT g FROM generate_series(1, 10000) g")
-            .unwrap();
+        primary.sql("CREATE TABLE t AS SELECT g FROM generate_series(1, 10000) g").unwrap();
     });
     let moved = probes
         .until(&replica.name, "replay LSN to advance", |o| {
-            o.result
-                .as_ref()
-                .is_ok_and(|s| s.replay_lsn > first.replay_lsn)
+            o.result.as_ref().is_ok_and(|s| s.replay_lsn > first.replay_lsn)
         })
         .await
         .result
         .unwrap();
     assert!(moved.receive_lsn >= moved.replay_lsn, "{moved:?}");
-    let p = probes
-        .until(&primary.name, "a primary sample", is_ok)
-        .await
-        .result
-        .unwrap();
-    assert!(
-        p.current_lsn >= moved.replay_lsn,
-        "primary {p:?} replica {moved:?}"
-    );
+    let p = probes.until(&primary.name, "a primary sample", is_ok).await.result.unwrap();
+    assert!(p.current_lsn >= moved.replay_lsn, "primary {p:?} replica {moved:?}");
 
     // Paused replay: the replica keeps receiving, replay stands still, and says so.
     tokio::task::block_in_place(|| replica.pause_replay()).unwrap();
     eventually("replay actually paused", || {
-        tokio::task::block_in_place(|| replica.sql("SELECT pg_get_wal_replay_pause_state()"))
-            .unwrap()
-            == "paused"
+        tokio::task::block_in_place(|| replica.sql("SELECT pg_get_wal_replay_pause_state()")).unwrap() == "paused"
     })
     .await;
     let confirmed = Instant::now();
     let paused = probes
-        .until(&replica.name, "replay_paused", |o| {
-            o.at > confirmed && o.result.as_ref().is_ok_and(|s| s.replay_paused)
-        })
+        .until(&replica.name, "replay_paused", |o| o.at > confirmed && o.result.as_ref().is_ok_and(|s| s.replay_paused))
         .await
         .result
         .unwrap();
     let _writer = primary.start_writer(Duration::from_millis(20));
     let behind = probes
         .until(&replica.name, "receive ahead of a paused replay", |o| {
-            o.result
-                .as_ref()
-                .is_ok_and(|s| s.receive_lsn > paused.receive_lsn)
+            o.result.as_ref().is_ok_and(|s| s.receive_lsn > paused.receive_lsn)
         })
         .await
         .result
@@ -291,23 +208,13 @@ async fn pg_monitor_member_reads_every_field_plain_role_falls_back_to_the_checkp
     let cluster = LocalCluster::start(1).unwrap();
     let [primary, replica] = [&cluster.nodes()[0], &cluster.nodes()[1]];
     tokio::task::block_in_place(|| primary.sql("CREATE ROLE lagdns_plain LOGIN")).unwrap();
-    let monitor = tokio::task::block_in_place(|| {
-        primary.sql("SELECT pg_has_role('lagdns', 'pg_monitor', 'MEMBER')")
-    });
-    assert_eq!(
-        monitor.unwrap(),
-        "t",
-        "the harness's lagdns role is the production role"
-    );
+    let monitor = tokio::task::block_in_place(|| primary.sql("SELECT pg_has_role('lagdns', 'pg_monitor', 'MEMBER')"));
+    assert_eq!(monitor.unwrap(), "t", "the harness's lagdns role is the production role");
     let as_role = |node: &LocalNode, role: &str| NodeConfig {
         dsn: node.dsn().replace("user=lagdns", &format!("user={role}")),
         ..node_config(node)
     };
-    assert!(
-        as_role(replica, "x").dsn.contains("user=x"),
-        "dsn shape: {}",
-        replica.dsn()
-    );
+    assert!(as_role(replica, "x").dsn.contains("user=x"), "dsn shape: {}", replica.dsn());
     let (tx, mut rx) = mpsc::channel(64);
     let cancel = CancellationToken::new();
     for (name, node, role) in [
@@ -328,20 +235,14 @@ async fn pg_monitor_member_reads_every_field_plain_role_falls_back_to_the_checkp
     let deadline = tokio::time::Instant::now() + DEADLINE;
     while samples.len() < 3 {
         // The role reaches the replica by replication; until then connects may fail.
-        let o = tokio::time::timeout_at(deadline, rx.recv())
-            .await
-            .expect("samples from all three")
-            .unwrap();
+        let o = tokio::time::timeout_at(deadline, rx.recv()).await.expect("samples from all three").unwrap();
         if let Ok(s) = o.result {
             samples.insert(o.node.node.to_string(), s);
         }
     }
     cancel.cancel();
     let p = &samples["primary-monitor"];
-    assert!(
-        !p.in_recovery && p.current_lsn.is_some() && p.timeline.is_some(),
-        "{p:?}"
-    );
+    assert!(!p.in_recovery && p.current_lsn.is_some() && p.timeline.is_some(), "{p:?}");
     let r = &samples["replica-monitor"];
     assert!(r.in_recovery && r.replay_lsn.is_some(), "{r:?}");
     assert_eq!(r.timeline, p.timeline, "pg_monitor sees received_tli");
@@ -366,45 +267,25 @@ async fn frozen_node_times_out_without_delaying_others_and_leaves_no_query() {
 
     tokio::task::block_in_place(|| primary.freeze().unwrap());
     let frozen_at = probes.seen.len();
-    let t = probes
-        .until(&primary.name, "a timeout", |o| {
-            matches!(o.result, Err(ProbeFailure::Timeout(_)))
-        })
-        .await;
+    let t = probes.until(&primary.name, "a timeout", |o| matches!(o.result, Err(ProbeFailure::Timeout(_)))).await;
     assert_eq!(t.result, Err(ProbeFailure::Timeout(TIMEOUT)));
-    assert!(
-        t.duration >= TIMEOUT && t.duration < TIMEOUT * 2,
-        "{:?}",
-        t.duration
-    );
+    assert!(t.duration >= TIMEOUT && t.duration < TIMEOUT * 2, "{:?}", t.duration);
     // While the primary hangs, keep watching: it only times out, and the replica keeps
     // reporting at the interval.
     let mut timeouts = 1;
     while timeouts < 3 {
-        probes
-            .until(&primary.name, "another timeout", |o| o.result.is_err())
-            .await;
+        probes.until(&primary.name, "another timeout", |o| o.result.is_err()).await;
         timeouts += 1;
     }
     let during: Vec<&Observation> = probes.seen[frozen_at..].iter().collect();
-    let primary_obs: Vec<&Observation> = during
-        .iter()
-        .copied()
-        .filter(|o| &*o.node.node == primary.name.as_str())
-        .collect();
+    let primary_obs: Vec<&Observation> =
+        during.iter().copied().filter(|o| &*o.node.node == primary.name.as_str()).collect();
     let first_timeout = primary_obs.iter().position(|o| o.result.is_err()).unwrap();
     for o in &primary_obs[first_timeout..] {
-        assert_eq!(
-            o.result,
-            Err(ProbeFailure::Timeout(TIMEOUT)),
-            "a frozen node only times out: {o:?}"
-        );
+        assert_eq!(o.result, Err(ProbeFailure::Timeout(TIMEOUT)), "a frozen node only times out: {o:?}");
     }
-    let replica_ok: Vec<Instant> = during
-        .iter()
-        .filter(|o| &*o.node.node == replica.name.as_str() && o.result.is_ok())
-        .map(|o| o.at)
-        .collect();
+    let replica_ok: Vec<Instant> =
+        during.iter().filter(|o| &*o.node.node == replica.name.as_str() && o.result.is_ok()).map(|o| o.at).collect();
     let span = primary_obs.last().unwrap().at - primary_obs[first_timeout].at;
     let expected = (span.as_secs_f64() / INTERVAL.as_secs_f64()) as usize;
     assert!(
@@ -414,15 +295,10 @@ async fn frozen_node_times_out_without_delaying_others_and_leaves_no_query() {
     );
     // Never stalled for anything like the primary's timeout.
     let worst_gap = replica_ok.windows(2).map(|w| w[1] - w[0]).max().unwrap();
-    assert!(
-        worst_gap < INTERVAL * 4 && worst_gap < TIMEOUT,
-        "replica gap {worst_gap:?} while the primary hung"
-    );
+    assert!(worst_gap < INTERVAL * 4 && worst_gap < TIMEOUT, "replica gap {worst_gap:?} while the primary hung");
 
     tokio::task::block_in_place(|| primary.thaw().unwrap());
-    probes
-        .until(&primary.name, "recovery after thaw", is_ok)
-        .await;
+    probes.until(&primary.name, "recovery after thaw", is_ok).await;
     // The backend that was mid-query when the probe gave up is gone, and no lagdns
     // query is left running.
     eventually("the abandoned backend is gone", || {
@@ -431,10 +307,7 @@ async fn frozen_node_times_out_without_delaying_others_and_leaves_no_query() {
     })
     .await;
     probes.stop().await;
-    eventually("no lagdns query stays active", || {
-        lagdns_backends(primary, Some("active")).is_empty()
-    })
-    .await;
+    eventually("no lagdns query stays active", || lagdns_backends(primary, Some("active")).is_empty()).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -448,38 +321,22 @@ async fn stopped_node_fails_fast_and_recovers_after_start() {
     // The first failure may be the query racing the shutdown; the rest are refused connects.
     let mut failures = Vec::new();
     while failures.len() < 5 {
-        failures.push(
-            probes
-                .until(&primary.name, "failures", |o| o.result.is_err())
-                .await,
-        );
+        failures.push(probes.until(&primary.name, "failures", |o| o.result.is_err()).await);
     }
     let failures = failures.split_off(1);
     for f in &failures {
         assert!(matches!(f.result, Err(ProbeFailure::Connect(_))), "{f:?}");
-        assert!(
-            f.duration < TIMEOUT / 2,
-            "a refused port fails fast: {:?}",
-            f.duration
-        );
+        assert!(f.duration < TIMEOUT / 2, "a refused port fails fast: {:?}", f.duration);
     }
     // Backoff never stretches past a second between attempts.
     for w in failures.windows(2) {
         let gap = w[1].at - w[0].at;
-        assert!(
-            gap >= INTERVAL / 2 && gap < Duration::from_millis(1600),
-            "gap {gap:?}"
-        );
+        assert!(gap >= INTERVAL / 2 && gap < Duration::from_millis(1600), "gap {gap:?}");
     }
 
     tokio::task::block_in_place(|| primary.start().unwrap());
-    probes
-        .until(&primary.name, "recovery after start", is_ok)
-        .await;
+    probes.until(&primary.name, "recovery after start", is_ok).await;
     assert_eq!(lagdns_backends(primary, None).len(), 1);
     probes.stop().await;
-    eventually("cancel closed the connection", || {
-        lagdns_backends(primary, None).is_empty()
-    })
-    .await;
+    eventually("cancel closed the connection", || lagdns_backends(primary, None).is_empty()).await;
 }

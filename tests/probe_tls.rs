@@ -37,38 +37,20 @@ impl Probe {
             weight: 1,
             password_file: None,
         };
-        let probe = ProbeConfig {
-            interval: Duration::from_millis(200),
-            timeout: Duration::from_secs(3),
-            fall: 3,
-            rise: 2,
-        };
+        let probe =
+            ProbeConfig { interval: Duration::from_millis(200), timeout: Duration::from_secs(3), fall: 3, rise: 2 };
         let id = NodeId::new("c", &node.name);
-        let task = tokio::spawn(task::run(
-            id,
-            config,
-            probe,
-            Duration::ZERO,
-            tx,
-            cancel.clone(),
-        ));
+        let task = tokio::spawn(task::run(id, config, probe, Duration::ZERO, tx, cancel.clone()));
         let first = tokio::time::timeout(DEADLINE, rx.recv())
             .await
             .expect("an observation in time")
             .expect("the task sends one");
-        Probe {
-            first,
-            cancel,
-            task,
-        }
+        Probe { first, cancel, task }
     }
 
     async fn stop(self) {
         self.cancel.cancel();
-        tokio::time::timeout(Duration::from_secs(5), self.task)
-            .await
-            .expect("probe task stops on cancel")
-            .unwrap();
+        tokio::time::timeout(Duration::from_secs(5), self.task).await.expect("probe task stops on cancel").unwrap();
     }
 }
 
@@ -103,16 +85,8 @@ fn ssl_of(node: &LocalNode, app: &str) -> String {
 }
 
 fn openssl(dir: &Path, args: &[&str]) {
-    let out = Command::new("openssl")
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("openssl runs");
-    assert!(
-        out.status.success(),
-        "openssl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = Command::new("openssl").args(args).current_dir(dir).output().expect("openssl runs");
+    assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
 }
 
 /// A test PKI in `dir`: CA `name.pem`/`name.key`, certificates signed by it.
@@ -149,10 +123,7 @@ impl Ca {
                 "keyUsage=critical,keyCertSign,cRLSign",
             ],
         );
-        Ca {
-            dir: dir.to_path_buf(),
-            name: name.to_string(),
-        }
+        Ca { dir: dir.to_path_buf(), name: name.to_string() }
     }
 
     fn pem(&self) -> PathBuf {
@@ -161,17 +132,9 @@ impl Ca {
 
     /// Signs a new key as `file.pem`/`file.key` with `extensions`; returns their paths.
     fn issue(&self, file: &str, cn: &str, extensions: &str) -> (PathBuf, PathBuf) {
-        let (key, csr, pem, ext) = (
-            format!("{file}.key"),
-            format!("{file}.csr"),
-            format!("{file}.pem"),
-            format!("{file}.ext"),
-        );
-        std::fs::write(
-            self.dir.join(&ext),
-            format!("basicConstraints=CA:FALSE\n{extensions}\n"),
-        )
-        .unwrap();
+        let (key, csr, pem, ext) =
+            (format!("{file}.key"), format!("{file}.csr"), format!("{file}.pem"), format!("{file}.ext"));
+        std::fs::write(self.dir.join(&ext), format!("basicConstraints=CA:FALSE\n{extensions}\n")).unwrap();
         let subject = format!("/CN={cn}");
         openssl(
             &self.dir,
@@ -239,8 +202,7 @@ fn serve_tls(node: &LocalNode, cert: &Path, key: &Path, client_ca: Option<&Path>
     tokio::task::block_in_place(|| {
         for (name, value) in settings {
             // One statement per call: ALTER SYSTEM refuses a transaction block.
-            node.sql(&format!("ALTER SYSTEM SET {name} = '{value}'"))
-                .unwrap();
+            node.sql(&format!("ALTER SYSTEM SET {name} = '{value}'")).unwrap();
         }
         node.stop().unwrap();
         node.start().unwrap();
@@ -263,10 +225,7 @@ fn dsn(node: &LocalNode, extra: &str) -> String {
 async fn server_without_tls_prefer_falls_back_and_require_fails() {
     let cluster = LocalCluster::start(0).unwrap();
     let node = cluster.primary();
-    assert_eq!(
-        tokio::task::block_in_place(|| node.sql("SHOW ssl")).unwrap(),
-        "off"
-    );
+    assert_eq!(tokio::task::block_in_place(|| node.sql("SHOW ssl")).unwrap(), "off");
 
     // The default (no sslmode) is prefer: plain TCP here.
     let probe = Probe::start(node, &dsn(node, "")).await;
@@ -279,10 +238,7 @@ async fn server_without_tls_prefer_falls_back_and_require_fails() {
     for mode in ["require", "verify-ca", "verify-full"] {
         let d = dsn(node, &format!("sslmode={mode}"));
         let message = connect_error(probe_once(node, &d).await, &d);
-        assert_eq!(
-            message,
-            format!("TLS: server does not support TLS, sslmode={mode}")
-        );
+        assert_eq!(message, format!("TLS: server does not support TLS, sslmode={mode}"));
     }
     let d = dsn(node, "sslmode=disable");
     assert_eq!(probe_once(node, &d).await, Ok(()));
@@ -298,10 +254,7 @@ async fn server_with_tls_is_verified_per_sslmode() {
     let right_ip = format!("subjectAltName=IP:{}", node.address);
     let (cert, key) = ca.issue("server", "server", &right_ip);
     serve_tls(node, &cert, &key, None);
-    let (ca_pem, other_pem) = (
-        ca.pem().display().to_string(),
-        other_ca.pem().display().to_string(),
-    );
+    let (ca_pem, other_pem) = (ca.pem().display().to_string(), other_ca.pem().display().to_string());
 
     // require: TLS, certificate unchecked (it is signed by a CA the probe never saw).
     let probe = Probe::start(node, &dsn(node, "sslmode=require")).await;
@@ -309,11 +262,7 @@ async fn server_with_tls_is_verified_per_sslmode() {
     assert_eq!(ssl_of(node, "lagdns"), "t|");
     probe.stop().await;
     // sslmode=disable stays plain even against a TLS server.
-    let probe = Probe::start(
-        node,
-        &dsn(node, "sslmode=disable application_name=lagdns-plain"),
-    )
-    .await;
+    let probe = Probe::start(node, &dsn(node, "sslmode=disable application_name=lagdns-plain")).await;
     assert!(probe.first.result.is_ok(), "{:?}", probe.first.result);
     assert_eq!(ssl_of(node, "lagdns-plain"), "f|");
     probe.stop().await;
@@ -344,33 +293,20 @@ async fn server_with_tls_is_verified_per_sslmode() {
     for mode in ["verify-full", "verify-ca", "require"] {
         let d = dsn(node, &format!("sslmode={mode} sslrootcert={other_pem}"));
         let message = connect_error(probe_once(node, &d).await, &d);
-        assert_eq!(
-            message,
-            format!("TLS: certificate not signed by a CA in sslrootcert {other_pem}")
-        );
+        assert_eq!(message, format!("TLS: certificate not signed by a CA in sslrootcert {other_pem}"));
     }
     let d = dsn(node, "sslmode=verify-full sslrootcert=/nonexistent/ca.pem");
     let message = connect_error(probe_once(node, &d).await, &d);
-    assert!(
-        message.contains("sslrootcert /nonexistent/ca.pem"),
-        "{message}"
-    );
+    assert!(message.contains("sslrootcert /nonexistent/ca.pem"), "{message}");
 
     // A certificate for another address, and clients asked for certificates by `ca`.
     let (cert, key) = ca.issue("elsewhere", "server", "subjectAltName=IP:127.0.0.1");
     serve_tls(node, &cert, &key, Some(&ca.pem()));
     let d = dsn(node, &format!("sslmode=verify-full sslrootcert={ca_pem}"));
     let message = connect_error(probe_once(node, &d).await, &d);
-    assert_eq!(
-        message,
-        format!("TLS: certificate not valid for name {}", node.address)
-    );
+    assert_eq!(message, format!("TLS: certificate not valid for name {}", node.address));
     let d = dsn(node, &format!("sslmode=verify-ca sslrootcert={ca_pem}"));
-    assert_eq!(
-        probe_once(node, &d).await,
-        Ok(()),
-        "verify-ca does not check the name"
-    );
+    assert_eq!(probe_once(node, &d).await, Ok(()), "verify-ca does not check the name");
 
     // A client certificate (sslcert/sslkey) reaches the server.
     let (client_cert, client_key) = ca.issue("client", "lagdns", "extendedKeyUsage=clientAuth");

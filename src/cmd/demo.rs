@@ -25,7 +25,12 @@ pub async fn run(dns: SocketAddr, http: SocketAddr) -> anyhow::Result<()> {
     result
 }
 
-async fn serve(cluster: &LocalCluster, dns: SocketAddr, http: SocketAddr, stop: &CancellationToken) -> anyhow::Result<()> {
+async fn serve(
+    cluster: &LocalCluster,
+    dns: SocketAddr,
+    http: SocketAddr,
+    stop: &CancellationToken,
+) -> anyhow::Result<()> {
     if stop.is_cancelled() {
         return Ok(());
     }
@@ -103,7 +108,8 @@ fallback = "none"
 fn instructions(cluster: &LocalCluster, server: &Server, config: &std::path::Path) -> String {
     let dns = server.dns_addrs[0];
     let dig = format!("dig @{} -p {}", dns.ip(), dns.port());
-    let mut s = format!("\nlagdns demo is serving db.internal on {dns} (UDP and TCP), HTTP on http://{}\n", server.http_addr);
+    let mut s =
+        format!("\nlagdns demo is serving db.internal on {dns} (UDP and TCP), HTTP on http://{}\n", server.http_addr);
     let _ = writeln!(s, "config: {}\n\nnodes:", config.display());
     for n in cluster.nodes() {
         let _ = writeln!(s, "  {}  {}:{}", n.name, n.address, n.port);

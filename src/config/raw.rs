@@ -145,9 +145,7 @@ impl<'de> Deserialize<'de> for Scalar {
                 Ok(Scalar::Int(v))
             }
             fn visit_u64<E: de::Error>(self, v: u64) -> Result<Scalar, E> {
-                i64::try_from(v)
-                    .map(Scalar::Int)
-                    .map_err(|_| E::custom("integer too large"))
+                i64::try_from(v).map(Scalar::Int).map_err(|_| E::custom("integer too large"))
             }
             fn visit_str<E: de::Error>(self, v: &str) -> Result<Scalar, E> {
                 Ok(Scalar::Str(v.to_owned()))
@@ -173,13 +171,10 @@ impl Tree {
         let Tree::Table(entries) = self else {
             return None;
         };
-        entries
-            .iter()
-            .find(|(k, _)| k.get_ref() == "name")
-            .and_then(|(_, v)| match v.get_ref() {
-                Tree::Leaf(Some(s)) => Some(s.as_str()),
-                _ => None,
-            })
+        entries.iter().find(|(k, _)| k.get_ref() == "name").and_then(|(_, v)| match v.get_ref() {
+            Tree::Leaf(Some(s)) => Some(s.as_str()),
+            _ => None,
+        })
     }
 }
 
@@ -247,10 +242,7 @@ fn find(tree: &Tree, offset: usize, path: &mut String) -> bool {
                 path.push('.');
             }
             path.push_str(key.get_ref());
-            if find(value.get_ref(), offset, path)
-                || contains(key.span(), offset)
-                || contains(value.span(), offset)
-            {
+            if find(value.get_ref(), offset, path) || contains(key.span(), offset) || contains(value.span(), offset) {
                 return true;
             }
             path.truncate(len);

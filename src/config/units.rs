@@ -7,12 +7,8 @@ const NANOS_PER_MS: u128 = 1_000_000;
 const NANOS_PER_S: u128 = 1_000_000_000;
 
 /// Duration units, longest suffix first so `ms` is not read as `m`.
-const DURATION_UNITS: [(&str, u128); 4] = [
-    ("ms", NANOS_PER_MS),
-    ("s", NANOS_PER_S),
-    ("m", 60 * NANOS_PER_S),
-    ("h", 3600 * NANOS_PER_S),
-];
+const DURATION_UNITS: [(&str, u128); 4] =
+    [("ms", NANOS_PER_MS), ("s", NANOS_PER_S), ("m", 60 * NANOS_PER_S), ("h", 3600 * NANOS_PER_S)];
 
 /// Size units (case-insensitive), longest suffix first.
 const SIZE_UNITS: [(&str, u128); 9] = [
@@ -28,31 +24,18 @@ const SIZE_UNITS: [(&str, u128); 9] = [
 ];
 
 /// Binary units used when formatting sizes, largest first.
-const SIZE_FORMAT_UNITS: [(&str, u64); 4] = [
-    ("TiB", 1 << 40),
-    ("GiB", 1 << 30),
-    ("MiB", 1 << 20),
-    ("KiB", 1 << 10),
-];
+const SIZE_FORMAT_UNITS: [(&str, u64); 4] = [("TiB", 1 << 40), ("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)];
 
 /// Parses `250ms`, `1s`, `1.5s`, `2m`, `1h`, `0s`. A unit is required.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
     let (number, unit) = split_number(text);
     if number.is_empty() {
-        return Err(format!(
-            "{text:?} is not a duration: expected a number and a unit, like \"250ms\""
-        ));
+        return Err(format!("{text:?} is not a duration: expected a number and a unit, like \"250ms\""));
     }
     let Some(&(_, scale)) = DURATION_UNITS.iter().find(|(u, _)| *u == unit) else {
-        let what = if unit.is_empty() {
-            "has no unit"
-        } else {
-            "has an unknown unit"
-        };
-        return Err(format!(
-            "{text:?} {what}: use ms, s, m or h, like \"250ms\""
-        ));
+        let what = if unit.is_empty() { "has no unit" } else { "has an unknown unit" };
+        return Err(format!("{text:?} {what}: use ms, s, m or h, like \"250ms\""));
     };
     let nanos = scaled(number, scale).ok_or_else(|| format!("{text:?} is not a duration"))?;
     let secs = u64::try_from(nanos / NANOS_PER_S).map_err(|_| format!("{text:?} is too long"))?;
@@ -65,9 +48,7 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
     let text = text.trim();
     let (number, unit) = split_number(text);
     if number.is_empty() {
-        return Err(format!(
-            "{text:?} is not a size: expected a number and a unit, like \"16MiB\""
-        ));
+        return Err(format!("{text:?} is not a size: expected a number and a unit, like \"16MiB\""));
     }
     let unit = unit.to_ascii_lowercase();
     let scale = if unit.is_empty() {
@@ -75,11 +56,7 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
     } else {
         match SIZE_UNITS.iter().find(|(u, _)| *u == unit) {
             Some(&(_, scale)) => scale,
-            None => {
-                return Err(format!(
-                    "{text:?} has an unknown unit: use B, KiB, MiB, GiB, kB, MB or GB"
-                ))
-            }
+            None => return Err(format!("{text:?} has an unknown unit: use B, KiB, MiB, GiB, kB, MB or GB")),
         }
     };
     let bytes = scaled(number, scale).ok_or_else(|| format!("{text:?} is not a size"))?;
@@ -98,10 +75,7 @@ pub fn format_duration(d: Duration) -> String {
         n if n < 7200 * NANOS_PER_S => ("m", 60 * NANOS_PER_S),
         _ => ("h", 3600 * NANOS_PER_S),
     };
-    let exact = DURATION_UNITS
-        .iter()
-        .rev()
-        .find(|(_, s)| nanos != 0 && nanos % s == 0);
+    let exact = DURATION_UNITS.iter().rev().find(|(_, s)| nanos != 0 && nanos % s == 0);
     match exact {
         Some(&(unit, exact)) if exact > scale => format!("{}{unit}", nanos / exact),
         _ if unit == "ms" => format!("{}ms", nanos / NANOS_PER_MS),
@@ -129,9 +103,7 @@ fn one_decimal(value: u128, scale: u128) -> String {
 
 /// Splits `1.5s` into (`1.5`, `s`): the leading digits and dots, then the rest.
 fn split_number(text: &str) -> (&str, &str) {
-    let end = text
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(text.len());
+    let end = text.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(text.len());
     text.split_at(end)
 }
 
@@ -147,11 +119,7 @@ fn scaled(number: &str, scale: u128) -> Option<u128> {
         return None;
     }
     let whole = int.parse::<u128>().ok()?.checked_mul(scale)?;
-    let frac_value = if frac.is_empty() {
-        0
-    } else {
-        frac.parse::<u128>().ok()?
-    };
+    let frac_value = if frac.is_empty() { 0 } else { frac.parse::<u128>().ok()? };
     let part = frac_value * scale / 10u128.pow(frac.len() as u32);
     whole.checked_add(part)
 }
@@ -264,14 +232,7 @@ mod tests {
 
     #[test]
     fn formatted_durations_parse_back() {
-        for d in [
-            ms(0),
-            ms(87),
-            ms(1250),
-            ms(12_500),
-            ms(150_000),
-            ms(9_000_000),
-        ] {
+        for d in [ms(0), ms(87), ms(1250), ms(12_500), ms(150_000), ms(9_000_000)] {
             assert_eq!(parse_duration(&format_duration(d)), Ok(d));
         }
     }

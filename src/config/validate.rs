@@ -10,21 +10,15 @@ use std::time::Duration;
 use toml::Spanned;
 
 use super::raw::{self, RawConfig, RawDns, RawProbe, Scalar, S};
-use super::{
-    Answers, Config, ConfigError, DnsConfig, Fallback, HttpConfig, Nameserver, Policy, ProbeConfig,
-};
+use super::{Answers, Config, ConfigError, DnsConfig, Fallback, HttpConfig, Nameserver, Policy, ProbeConfig};
 
 const DEFAULT_LISTEN: &str = "127.0.0.1:5353";
 const DEFAULT_ZONE: &str = "db.internal";
 const DEFAULT_HTTP: &str = "127.0.0.1:8053";
 const DEFAULT_TTL: Duration = Duration::from_secs(1);
 const MAX_TTL: Duration = Duration::from_secs(86_400);
-const DEFAULT_PROBE: ProbeConfig = ProbeConfig {
-    interval: Duration::from_millis(250),
-    timeout: Duration::from_secs(1),
-    fall: 2,
-    rise: 2,
-};
+const DEFAULT_PROBE: ProbeConfig =
+    ProbeConfig { interval: Duration::from_millis(250), timeout: Duration::from_secs(1), fall: 2, rise: 2 };
 const DEFAULT_POLICY: Policy = Policy {
     max_lag: Duration::from_secs(1),
     max_lag_bytes: None,
@@ -56,12 +50,7 @@ pub fn parse(text: &str, file: &str) -> Result<Config> {
     };
     let probe = probe(&cx, raw.probe)?;
     let clusters = clusters(&cx, &dns, &raw.cluster)?;
-    Ok(Config {
-        dns,
-        http,
-        probe,
-        clusters,
-    })
+    Ok(Config { dns, http, probe, clusters })
 }
 
 fn dns(cx: &Cx, raw: Option<RawDns>) -> Result<DnsConfig> {
@@ -85,36 +74,18 @@ fn dns(cx: &Cx, raw: Option<RawDns>) -> Result<DnsConfig> {
     let negative_ttl = whole_seconds(cx, &raw.negative_ttl, "dns.negative_ttl")?;
     let nameservers = match &raw.nameservers {
         Some(list) => nameservers(cx, list)?,
-        None => vec![Nameserver {
-            name: format!("ns1.{zone}"),
-            address: default_ns_address(&listen),
-        }],
+        None => vec![Nameserver { name: format!("ns1.{zone}"), address: default_ns_address(&listen) }],
     };
     let nsid = match &raw.nsid {
         Some(n) if n.get_ref().is_empty() => {
-            return Err(cx.err(
-                n.span(),
-                "dns.nsid",
-                "must not be empty (leave it out to use the host name)",
-            ))
+            return Err(cx.err(n.span(), "dns.nsid", "must not be empty (leave it out to use the host name)"))
         }
         Some(n) if n.get_ref().len() > MAX_NSID => {
-            return Err(cx.err(
-                n.span(),
-                "dns.nsid",
-                format!("is longer than {MAX_NSID} bytes"),
-            ))
+            return Err(cx.err(n.span(), "dns.nsid", format!("is longer than {MAX_NSID} bytes")))
         }
         other => other.as_ref().map(|n| n.get_ref().clone()),
     };
-    Ok(DnsConfig {
-        listen,
-        zone,
-        ttl,
-        negative_ttl,
-        nameservers,
-        nsid,
-    })
+    Ok(DnsConfig { listen, zone, ttl, negative_ttl, nameservers, nsid })
 }
 
 fn listen_list(cx: &Cx, list: &Spanned<Vec<Spanned<String>>>) -> Result<Vec<SocketAddr>> {
@@ -125,11 +96,7 @@ fn listen_list(cx: &Cx, list: &Spanned<Vec<Spanned<String>>>) -> Result<Vec<Sock
     for (i, item) in list.get_ref().iter().enumerate() {
         let addr = socket_addr(cx, item, &format!("dns.listen[{i}]"))?;
         if out.contains(&addr) {
-            return Err(cx.err(
-                item.span(),
-                &format!("dns.listen[{i}]"),
-                format!("{addr} is listed twice"),
-            ));
+            return Err(cx.err(item.span(), &format!("dns.listen[{i}]"), format!("{addr} is listed twice")));
         }
         out.push(addr);
     }
@@ -144,16 +111,9 @@ fn default_ns_address(listen: &[SocketAddr]) -> IpAddr {
     }
 }
 
-fn nameservers(
-    cx: &Cx,
-    list: &Spanned<Vec<Spanned<raw::RawNameserver>>>,
-) -> Result<Vec<Nameserver>> {
+fn nameservers(cx: &Cx, list: &Spanned<Vec<Spanned<raw::RawNameserver>>>) -> Result<Vec<Nameserver>> {
     if list.get_ref().is_empty() {
-        return Err(cx.err(
-            list.span(),
-            "dns.nameservers",
-            "needs at least one nameserver",
-        ));
+        return Err(cx.err(list.span(), "dns.nameservers", "needs at least one nameserver"));
     }
     let mut out: Vec<Nameserver> = Vec::new();
     for (i, ns) in list.get_ref().iter().enumerate() {
@@ -162,21 +122,11 @@ fn nameservers(
             None => format!("dns.nameservers[{i}]"),
         };
         let name = required(cx, &ns.get_ref().name, ns.span(), &format!("{key}.name"))?;
-        let name =
-            dns_name(name.get_ref()).map_err(|m| cx.err(name.span(), &format!("{key}.name"), m))?;
+        let name = dns_name(name.get_ref()).map_err(|m| cx.err(name.span(), &format!("{key}.name"), m))?;
         if out.iter().any(|n| n.name == name) {
-            return Err(cx.err(
-                ns.span(),
-                &format!("{key}.name"),
-                format!("{name:?} is listed twice"),
-            ));
+            return Err(cx.err(ns.span(), &format!("{key}.name"), format!("{name:?} is listed twice")));
         }
-        let address = required(
-            cx,
-            &ns.get_ref().address,
-            ns.span(),
-            &format!("{key}.address"),
-        )?;
+        let address = required(cx, &ns.get_ref().address, ns.span(), &format!("{key}.address"))?;
         let address = ip(cx, address, &format!("{key}.address"))?;
         out.push(Nameserver { name, address });
     }
@@ -189,11 +139,7 @@ fn whole_seconds(cx: &Cx, value: &S<Scalar>, key: &str) -> Result<Duration> {
     };
     let d = duration(cx, v, key)?;
     if d.subsec_nanos() != 0 {
-        return Err(cx.err(
-            v.span(),
-            key,
-            "must be a whole number of seconds (DNS TTLs are in seconds)",
-        ));
+        return Err(cx.err(v.span(), key, "must be a whole number of seconds (DNS TTLs are in seconds)"));
     }
     if d > MAX_TTL {
         return Err(cx.err(v.span(), key, "must be at most 1 day (24h)"));
@@ -217,11 +163,7 @@ fn probe(cx: &Cx, raw: Option<RawProbe>) -> Result<ProbeConfig> {
         let Some(v) = v else { return Ok(default) };
         match u32::try_from(*v.get_ref()) {
             Ok(n) if n >= 1 => Ok(n),
-            _ => Err(cx.err(
-                v.span(),
-                key,
-                format!("must be an integer of at least 1, not {}", v.get_ref()),
-            )),
+            _ => Err(cx.err(v.span(), key, format!("must be an integer of at least 1, not {}", v.get_ref()))),
         }
     };
     Ok(ProbeConfig {

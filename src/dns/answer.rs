@@ -86,26 +86,13 @@ pub struct Answer {
 
 impl Answer {
     fn new(kind: QueryKind, rcode: Rcode) -> Answer {
-        Answer {
-            kind,
-            rcode,
-            authoritative: true,
-            answers: Vec::new(),
-            ttl: 0,
-            authority_soa: false,
-            glue: Vec::new(),
-        }
+        Answer { kind, rcode, authoritative: true, answers: Vec::new(), ttl: 0, authority_soa: false, glue: Vec::new() }
     }
 
     /// NOERROR with records; NODATA (SOA in authority) when `answers` is empty.
     fn records(kind: QueryKind, answers: Vec<Rr>, ttl: u32) -> Answer {
         let authority_soa = answers.is_empty();
-        Answer {
-            answers,
-            ttl,
-            authority_soa,
-            ..Answer::new(kind, Rcode::NoError)
-        }
+        Answer { answers, ttl, authority_soa, ..Answer::new(kind, Rcode::NoError) }
     }
 
     fn nodata(kind: QueryKind) -> Answer {
@@ -138,9 +125,8 @@ impl Soa {
     pub fn of(snap: &Snapshot) -> Soa {
         let dns = &snap.config.dns;
         let zone = dns.zone.trim_end_matches('.').to_ascii_lowercase();
-        let mname = dns.nameservers.first().map_or(zone.clone(), |ns| {
-            ns.name.trim_end_matches('.').to_ascii_lowercase()
-        });
+        let mname =
+            dns.nameservers.first().map_or(zone.clone(), |ns| ns.name.trim_end_matches('.').to_ascii_lowercase());
         Soa {
             rname: format!("hostmaster.{zone}"),
             zone,
@@ -160,22 +146,11 @@ pub fn ttl_secs(d: Duration) -> u32 {
 }
 
 /// Answers one query: the SPEC §5 table.
-pub fn answer<R: Rng + ?Sized>(
-    snap: &Snapshot,
-    target: &Target,
-    qtype: Qtype,
-    rng: &mut R,
-) -> Answer {
+pub fn answer<R: Rng + ?Sized>(snap: &Snapshot, target: &Target, qtype: Qtype, rng: &mut R) -> Answer {
     let ttl = ttl_secs(snap.config.dns.ttl);
     match *target {
-        Target::OutOfZone => Answer {
-            authoritative: false,
-            ..Answer::new(QueryKind::OutOfZone, Rcode::Refused)
-        },
-        Target::Unknown => Answer {
-            authority_soa: true,
-            ..Answer::new(QueryKind::Unknown, Rcode::NxDomain)
-        },
+        Target::OutOfZone => Answer { authoritative: false, ..Answer::new(QueryKind::OutOfZone, Rcode::Refused) },
+        Target::Unknown => Answer { authority_soa: true, ..Answer::new(QueryKind::Unknown, Rcode::NxDomain) },
         Target::Apex => apex(snap, qtype),
         Target::Nameserver(i) => match (snap.config.dns.nameservers.get(i), qtype.family()) {
             (Some(ns), Some(fam)) if fam.admits(ns.address) => {
@@ -187,27 +162,16 @@ pub fn answer<R: Rng + ?Sized>(
             Some(view) if snap.ready => write(view, cluster, qtype, ttl),
             _ => Answer::new(QueryKind::Write, Rcode::ServFail),
         },
-        Target::Endpoint {
-            cluster,
-            endpoint,
-            variant,
-        } => {
+        Target::Endpoint { cluster, endpoint, variant } => {
             let kind = match variant {
                 Variant::Plain => QueryKind::Read,
                 Variant::MaxLag(_) => QueryKind::MaxLag,
                 Variant::Lsn(_) => QueryKind::Lsn,
             };
-            let view = snap
-                .clusters
-                .get(cluster)
-                .filter(|c| endpoint < c.endpoints.len());
+            let view = snap.clusters.get(cluster).filter(|c| endpoint < c.endpoints.len());
             match view {
                 Some(view) if snap.ready => {
-                    let ttl = if matches!(variant, Variant::Lsn(_)) {
-                        0
-                    } else {
-                        ttl
-                    };
+                    let ttl = if matches!(variant, Variant::Lsn(_)) { 0 } else { ttl };
                     let q = EndpointQuery {
                         measurable: crate::lag::measurable(&snap.config),
                         view,
@@ -237,26 +201,19 @@ fn apex(snap: &Snapshot, qtype: Qtype) -> Answer {
     let mut out = Answer::records(QueryKind::Apex, answers, ttl_secs(dns.ttl));
     if out.answers.iter().any(|r| matches!(r, Rr::Ns(_))) {
         let zone = dns.zone.trim_end_matches('.').to_ascii_lowercase();
-        out.glue = (0..dns.nameservers.len())
-            .filter(|&i| in_zone(&dns.nameservers[i].name, &zone))
-            .collect();
+        out.glue = (0..dns.nameservers.len()).filter(|&i| in_zone(&dns.nameservers[i].name, &zone)).collect();
     }
     out
 }
 
 fn in_zone(name: &str, zone: &str) -> bool {
     let name = name.trim_end_matches('.').to_ascii_lowercase();
-    name.strip_suffix(zone)
-        .is_some_and(|p| p.is_empty() || p.ends_with('.'))
+    name.strip_suffix(zone).is_some_and(|p| p.is_empty() || p.ends_with('.'))
 }
 
 fn write(view: &ClusterView, cluster: usize, qtype: Qtype, ttl: u32) -> Answer {
     if qtype == Qtype::Txt {
-        return Answer::records(
-            QueryKind::Write,
-            vec![Rr::Txt(TxtOf::Write { cluster })],
-            ttl,
-        );
+        return Answer::records(QueryKind::Write, vec![Rr::Txt(TxtOf::Write { cluster })], ttl);
     }
     let Some(fam) = qtype.family() else {
         return Answer::nodata(QueryKind::Write);
@@ -300,10 +257,7 @@ impl EndpointQuery<'_> {
 
     fn answer<R: Rng + ?Sized>(&self, qtype: Qtype, rng: &mut R) -> Answer {
         if qtype == Qtype::Txt {
-            let txt = TxtOf::Endpoint {
-                cluster: self.cluster,
-                endpoint: self.endpoint,
-            };
+            let txt = TxtOf::Endpoint { cluster: self.cluster, endpoint: self.endpoint };
             return Answer::records(self.kind, vec![Rr::Txt(txt)], self.ttl);
         }
         let Some(fam) = qtype.family() else {
@@ -332,10 +286,7 @@ impl EndpointQuery<'_> {
         match self.variant {
             Variant::Plain => self.or_fallback(ep.eligible.clone(), &ep.policy),
             Variant::MaxLag(max_lag) => {
-                let policy = Policy {
-                    max_lag: max_lag.min(self.measurable),
-                    ..ep.policy
-                };
+                let policy = Policy { max_lag: max_lag.min(self.measurable), ..ep.policy };
                 let timeline = self.view.primary_timeline();
                 let eligible = self
                     .members()
@@ -344,10 +295,7 @@ impl EndpointQuery<'_> {
                 self.or_fallback(eligible, &policy)
             }
             Variant::Lsn(lsn) => {
-                let caught_up: Vec<usize> = self
-                    .members()
-                    .filter(|&i| self.has_replayed(i, lsn))
-                    .collect();
+                let caught_up: Vec<usize> = self.members().filter(|&i| self.has_replayed(i, lsn)).collect();
                 if caught_up.is_empty() {
                     Choice::Primary
                 } else {
@@ -388,11 +336,7 @@ impl EndpointQuery<'_> {
     /// Fallback `open`: every up replica of the endpoint, least lag first, unknown last.
     fn open(&self) -> Vec<usize> {
         let mut nodes: Vec<usize> = self.members().filter(|&i| self.is_up_replica(i)).collect();
-        nodes.sort_by_key(|&i| {
-            self.view.nodes[i]
-                .lag
-                .map_or((1, Duration::ZERO), |l| (0, l))
-        });
+        nodes.sort_by_key(|&i| self.view.nodes[i].lag.map_or((1, Duration::ZERO), |l| (0, l)));
         nodes
     }
 

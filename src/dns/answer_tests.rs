@@ -29,30 +29,15 @@ fn rr_lines(snap: &Snapshot, owner: &str, ttl: u32, rr: &Rr) -> Vec<String> {
         Rr::Addr(ip) => vec![format!("{owner} {ttl} IN AAAA {ip}")],
         Rr::Soa => vec![format!(
             "{owner} {} IN SOA {}. {}. {} {} {} {} {}",
-            soa.minimum,
-            soa.mname,
-            soa.rname,
-            soa.serial,
-            soa.refresh,
-            soa.retry,
-            soa.expire,
-            soa.minimum
+            soa.minimum, soa.mname, soa.rname, soa.serial, soa.refresh, soa.retry, soa.expire, soa.minimum
         )],
-        Rr::Ns(i) => vec![format!(
-            "{owner} {ttl} IN NS {}.",
-            snap.config.dns.nameservers[*i].name
-        )],
+        Rr::Ns(i) => vec![format!("{owner} {ttl} IN NS {}.", snap.config.dns.nameservers[*i].name)],
         Rr::Txt(of) => {
             let lines = match *of {
                 TxtOf::Write { cluster } => snap.clusters[cluster].write_lines(snap.built),
-                TxtOf::Endpoint { cluster, endpoint } => {
-                    snap.clusters[cluster].endpoint_lines(endpoint)
-                }
+                TxtOf::Endpoint { cluster, endpoint } => snap.clusters[cluster].endpoint_lines(endpoint),
             };
-            lines
-                .iter()
-                .map(|l| format!("{owner} {ttl} IN TXT \"{l}\""))
-                .collect()
+            lines.iter().map(|l| format!("{owner} {ttl} IN TXT \"{l}\"")).collect()
         }
     }
 }
@@ -65,16 +50,8 @@ fn dig_with(snap: &Snapshot, qname: &str, qtype: Qtype, rng: &mut SmallRng) -> D
     Dig {
         rcode: a.rcode,
         aa: a.authoritative,
-        answer: a
-            .answers
-            .iter()
-            .flat_map(|rr| rr_lines(snap, qname, a.ttl, rr))
-            .collect(),
-        authority: if a.authority_soa {
-            rr_lines(snap, &zone, 0, &Rr::Soa)
-        } else {
-            vec![]
-        },
+        answer: a.answers.iter().flat_map(|rr| rr_lines(snap, qname, a.ttl, rr)).collect(),
+        authority: if a.authority_soa { rr_lines(snap, &zone, 0, &Rr::Soa) } else { vec![] },
         additional: a
             .glue
             .iter()
@@ -90,37 +67,18 @@ fn dig(snap: &Snapshot, qname: &str, qtype: Qtype) -> Dig {
     dig_with(snap, qname, qtype, &mut SmallRng::seed_from_u64(1))
 }
 
-const SOA: &str =
-    "db.internal. 5 IN SOA ns1.db.internal. hostmaster.db.internal. 7 3600 600 86400 5";
+const SOA: &str = "db.internal. 5 IN SOA ns1.db.internal. hostmaster.db.internal. 7 3600 600 86400 5";
 
 fn ok(answer: &[&str]) -> Dig {
-    Dig {
-        rcode: Rcode::NoError,
-        aa: true,
-        answer: strings(answer),
-        authority: vec![],
-        additional: vec![],
-    }
+    Dig { rcode: Rcode::NoError, aa: true, answer: strings(answer), authority: vec![], additional: vec![] }
 }
 
 fn nodata() -> Dig {
-    Dig {
-        rcode: Rcode::NoError,
-        aa: true,
-        answer: vec![],
-        authority: strings(&[SOA]),
-        additional: vec![],
-    }
+    Dig { rcode: Rcode::NoError, aa: true, answer: vec![], authority: strings(&[SOA]), additional: vec![] }
 }
 
 fn fail(rcode: Rcode) -> Dig {
-    Dig {
-        rcode,
-        aa: true,
-        answer: vec![],
-        authority: vec![],
-        additional: vec![],
-    }
+    Dig { rcode, aa: true, answer: vec![], authority: vec![], additional: vec![] }
 }
 
 fn strings(lines: &[&str]) -> Vec<String> {
@@ -148,164 +106,75 @@ fn set_read_policy(snap: &mut Snapshot, f: impl Fn(&mut crate::config::Policy)) 
 fn deterministic_rows() {
     let snap = snapshot();
     let txt = |lines: Vec<String>, owner: &str, ttl: u32| -> Vec<String> {
-        lines
-            .iter()
-            .map(|l| format!("{owner} {ttl} IN TXT \"{l}\""))
-            .collect()
+        lines.iter().map(|l| format!("{owner} {ttl} IN TXT \"{l}\"")).collect()
     };
     let cases: Vec<(&str, Qtype, Dig)> = vec![
         // write: the primary, by family.
-        (
-            "write.db.internal.",
-            Qtype::A,
-            ok(&["write.db.internal. 1 IN A 10.0.0.11"]),
-        ),
-        (
-            "write.db.internal.",
-            Qtype::Any,
-            ok(&["write.db.internal. 1 IN A 10.0.0.11"]),
-        ),
+        ("write.db.internal.", Qtype::A, ok(&["write.db.internal. 1 IN A 10.0.0.11"])),
+        ("write.db.internal.", Qtype::Any, ok(&["write.db.internal. 1 IN A 10.0.0.11"])),
         ("write.db.internal.", Qtype::Aaaa, nodata()),
         ("write.db.internal.", Qtype::Other, nodata()),
         ("write.db.internal.", Qtype::Soa, nodata()),
         // split brain: SERVFAIL for addresses, TXT still explains.
-        (
-            "billing-write.db.internal.",
-            Qtype::A,
-            fail(Rcode::ServFail),
-        ),
-        (
-            "billing-write.db.internal.",
-            Qtype::Aaaa,
-            fail(Rcode::ServFail),
-        ),
+        ("billing-write.db.internal.", Qtype::A, fail(Rcode::ServFail)),
+        ("billing-write.db.internal.", Qtype::Aaaa, fail(Rcode::ServFail)),
         ("billing-read.db.internal.", Qtype::A, fail(Rcode::ServFail)),
-        (
-            "lsn-0-1.billing-read.db.internal.",
-            Qtype::A,
-            fail(Rcode::ServFail),
-        ),
+        ("lsn-0-1.billing-read.db.internal.", Qtype::A, fail(Rcode::ServFail)),
         (
             "billing-write.db.internal.",
             Qtype::Txt,
-            Dig {
-                answer: txt(
-                    snap.clusters[1].write_lines(snap.built),
-                    "billing-write.db.internal.",
-                    1,
-                ),
-                ..ok(&[])
-            },
+            Dig { answer: txt(snap.clusters[1].write_lines(snap.built), "billing-write.db.internal.", 1), ..ok(&[]) },
         ),
         // read AAAA: only the IPv6 replica is eligible and of that family.
-        (
-            "read.db.internal.",
-            Qtype::Aaaa,
-            ok(&["read.db.internal. 1 IN AAAA 2001:db8::15"]),
-        ),
+        ("read.db.internal.", Qtype::Aaaa, ok(&["read.db.internal. 1 IN AAAA 2001:db8::15"])),
         ("read.db.internal.", Qtype::Other, nodata()),
-        (
-            "analytics.db.internal.",
-            Qtype::Aaaa,
-            ok(&["analytics.db.internal. 1 IN AAAA 2001:db8::15"]),
-        ),
+        ("analytics.db.internal.", Qtype::Aaaa, ok(&["analytics.db.internal. 1 IN AAAA 2001:db8::15"])),
         // maxlag: per-query bound, no hysteresis.
-        (
-            "maxlag-30ms.read.db.internal.",
-            Qtype::A,
-            ok(&["maxlag-30ms.read.db.internal. 1 IN A 10.0.0.12"]),
-        ),
-        (
-            "maxlag-1ms.read.db.internal.",
-            Qtype::A,
-            ok(&["maxlag-1ms.read.db.internal. 1 IN A 10.0.0.11"]),
-        ),
-        (
-            "maxlag-0s.read.db.internal.",
-            Qtype::A,
-            ok(&["maxlag-0s.read.db.internal. 1 IN A 10.0.0.11"]),
-        ),
+        ("maxlag-30ms.read.db.internal.", Qtype::A, ok(&["maxlag-30ms.read.db.internal. 1 IN A 10.0.0.12"])),
+        ("maxlag-1ms.read.db.internal.", Qtype::A, ok(&["maxlag-1ms.read.db.internal. 1 IN A 10.0.0.11"])),
+        ("maxlag-0s.read.db.internal.", Qtype::A, ok(&["maxlag-0s.read.db.internal. 1 IN A 10.0.0.11"])),
         ("maxlag-1ms.analytics.db.internal.", Qtype::A, nodata()),
         // lsn: replicas that replayed it (weight > 0, up), TTL 0; else the primary.
-        (
-            "lsn-0-3000000.read.db.internal.",
-            Qtype::A,
-            ok(&["lsn-0-3000000.read.db.internal. 0 IN A 10.0.0.12"]),
-        ),
+        ("lsn-0-3000000.read.db.internal.", Qtype::A, ok(&["lsn-0-3000000.read.db.internal. 0 IN A 10.0.0.12"])),
         (
             "lsn-0-3000000.read.db.internal.",
             Qtype::Aaaa,
             ok(&["lsn-0-3000000.read.db.internal. 0 IN AAAA 2001:db8::15"]),
         ),
-        (
-            "lsn-0-3000001.read.db.internal.",
-            Qtype::A,
-            ok(&["lsn-0-3000001.read.db.internal. 0 IN A 10.0.0.11"]),
-        ),
+        ("lsn-0-3000001.read.db.internal.", Qtype::A, ok(&["lsn-0-3000001.read.db.internal. 0 IN A 10.0.0.11"])),
         (
             "lsn-0-2ffff00.analytics.db.internal.",
             Qtype::A,
             ok(&["lsn-0-2ffff00.analytics.db.internal. 0 IN A 10.0.0.13"]),
         ),
         // analytics has fallback none, yet lsn- answers the primary.
-        (
-            "lsn-1-0.analytics.db.internal.",
-            Qtype::A,
-            ok(&["lsn-1-0.analytics.db.internal. 0 IN A 10.0.0.11"]),
-        ),
+        ("lsn-1-0.analytics.db.internal.", Qtype::A, ok(&["lsn-1-0.analytics.db.internal. 0 IN A 10.0.0.11"])),
         ("lsn-1-0.analytics.db.internal.", Qtype::Aaaa, nodata()),
         // TXT: the snapshot's own lines, on every endpoint name and variant.
         (
             "write.db.internal.",
             Qtype::Txt,
-            Dig {
-                answer: txt(snap.clusters[0].write_lines(snap.built), "write.db.internal.", 1),
-                ..ok(&[])
-            },
+            Dig { answer: txt(snap.clusters[0].write_lines(snap.built), "write.db.internal.", 1), ..ok(&[]) },
         ),
         (
             "read.db.internal.",
             Qtype::Txt,
-            Dig {
-                answer: txt(snap.clusters[0].endpoint_lines(0), "read.db.internal.", 1),
-                ..ok(&[])
-            },
+            Dig { answer: txt(snap.clusters[0].endpoint_lines(0), "read.db.internal.", 1), ..ok(&[]) },
         ),
         (
             "analytics.db.internal.",
             Qtype::Txt,
-            Dig {
-                answer: txt(
-                    snap.clusters[0].endpoint_lines(1),
-                    "analytics.db.internal.",
-                    1,
-                ),
-                ..ok(&[])
-            },
+            Dig { answer: txt(snap.clusters[0].endpoint_lines(1), "analytics.db.internal.", 1), ..ok(&[]) },
         ),
         (
             "maxlag-5s.read.db.internal.",
             Qtype::Txt,
-            Dig {
-                answer: txt(
-                    snap.clusters[0].endpoint_lines(0),
-                    "maxlag-5s.read.db.internal.",
-                    1,
-                ),
-                ..ok(&[])
-            },
+            Dig { answer: txt(snap.clusters[0].endpoint_lines(0), "maxlag-5s.read.db.internal.", 1), ..ok(&[]) },
         ),
         (
             "lsn-0-1.read.db.internal.",
             Qtype::Txt,
-            Dig {
-                answer: txt(
-                    snap.clusters[0].endpoint_lines(0),
-                    "lsn-0-1.read.db.internal.",
-                    0,
-                ),
-                ..ok(&[])
-            },
+            Dig { answer: txt(snap.clusters[0].endpoint_lines(0), "lsn-0-1.read.db.internal.", 0), ..ok(&[]) },
         ),
         // apex
         ("db.internal.", Qtype::Soa, ok(&[SOA])),
@@ -327,50 +196,14 @@ fn deterministic_rows() {
         ("db.internal.", Qtype::A, nodata()),
         ("db.internal.", Qtype::Txt, nodata()),
         // nameserver names in the zone
-        (
-            "ns1.db.internal.",
-            Qtype::A,
-            ok(&["ns1.db.internal. 1 IN A 192.0.2.1"]),
-        ),
+        ("ns1.db.internal.", Qtype::A, ok(&["ns1.db.internal. 1 IN A 192.0.2.1"])),
         ("ns1.db.internal.", Qtype::Aaaa, nodata()),
-        (
-            "ns3.sub.db.internal.",
-            Qtype::Aaaa,
-            ok(&["ns3.sub.db.internal. 1 IN AAAA 2001:db8::53"]),
-        ),
+        ("ns3.sub.db.internal.", Qtype::Aaaa, ok(&["ns3.sub.db.internal. 1 IN AAAA 2001:db8::53"])),
         // other names
-        (
-            "nosuch.db.internal.",
-            Qtype::A,
-            Dig {
-                authority: strings(&[SOA]),
-                ..fail(Rcode::NxDomain)
-            },
-        ),
-        (
-            "x.write.db.internal.",
-            Qtype::Txt,
-            Dig {
-                authority: strings(&[SOA]),
-                ..fail(Rcode::NxDomain)
-            },
-        ),
-        (
-            "example.com.",
-            Qtype::A,
-            Dig {
-                aa: false,
-                ..fail(Rcode::Refused)
-            },
-        ),
-        (
-            "ns2.other.net.",
-            Qtype::A,
-            Dig {
-                aa: false,
-                ..fail(Rcode::Refused)
-            },
-        ),
+        ("nosuch.db.internal.", Qtype::A, Dig { authority: strings(&[SOA]), ..fail(Rcode::NxDomain) }),
+        ("x.write.db.internal.", Qtype::Txt, Dig { authority: strings(&[SOA]), ..fail(Rcode::NxDomain) }),
+        ("example.com.", Qtype::A, Dig { aa: false, ..fail(Rcode::Refused) }),
+        ("ns2.other.net.", Qtype::A, Dig { aa: false, ..fail(Rcode::Refused) }),
     ];
     for (qname, qtype, want) in cases {
         assert_eq!(dig(&snap, qname, qtype), want, "{qname} {qtype:?}");
@@ -389,56 +222,28 @@ fn not_ready_fails_endpoint_names_but_serves_the_apex() {
         "lsn-0-1.read.db.internal.",
     ] {
         for qtype in [Qtype::A, Qtype::Aaaa, Qtype::Txt] {
-            assert_eq!(
-                dig(&snap, qname, qtype),
-                fail(Rcode::ServFail),
-                "{qname} {qtype:?}"
-            );
+            assert_eq!(dig(&snap, qname, qtype), fail(Rcode::ServFail), "{qname} {qtype:?}");
         }
     }
     assert_eq!(dig(&snap, "db.internal.", Qtype::Soa), ok(&[SOA]));
-    assert_eq!(
-        dig(&snap, "ns1.db.internal.", Qtype::A),
-        ok(&["ns1.db.internal. 1 IN A 192.0.2.1"])
-    );
-    assert_eq!(
-        dig(&snap, "nosuch.db.internal.", Qtype::A).rcode,
-        Rcode::NxDomain
-    );
+    assert_eq!(dig(&snap, "ns1.db.internal.", Qtype::A), ok(&["ns1.db.internal. 1 IN A 192.0.2.1"]));
+    assert_eq!(dig(&snap, "nosuch.db.internal.", Qtype::A).rcode, Rcode::NxDomain);
 }
 
 #[test]
 fn write_follows_the_target() {
     let mut snap = snapshot();
-    snap.clusters[0].write = WriteTarget::Stale {
-        node: 1,
-        since: SystemTime::UNIX_EPOCH,
-    };
-    assert_eq!(
-        dig(&snap, "write.db.internal.", Qtype::A),
-        ok(&["write.db.internal. 1 IN A 10.0.0.12"])
-    );
+    snap.clusters[0].write = WriteTarget::Stale { node: 1, since: SystemTime::UNIX_EPOCH };
+    assert_eq!(dig(&snap, "write.db.internal.", Qtype::A), ok(&["write.db.internal. 1 IN A 10.0.0.12"]));
     snap.clusters[0].write = WriteTarget::Primary(4);
-    assert_eq!(
-        dig(&snap, "write.db.internal.", Qtype::Aaaa),
-        ok(&["write.db.internal. 1 IN AAAA 2001:db8::15"])
-    );
+    assert_eq!(dig(&snap, "write.db.internal.", Qtype::Aaaa), ok(&["write.db.internal. 1 IN AAAA 2001:db8::15"]));
     assert_eq!(dig(&snap, "write.db.internal.", Qtype::A), nodata());
     snap.clusters[0].write = WriteTarget::Unknown;
-    assert_eq!(
-        dig(&snap, "write.db.internal.", Qtype::A),
-        fail(Rcode::ServFail)
-    );
+    assert_eq!(dig(&snap, "write.db.internal.", Qtype::A), fail(Rcode::ServFail));
     // The read fallback follows the write target too.
     set_read_policy(&mut snap, |p| p.max_lag = Duration::from_millis(1));
-    assert_eq!(
-        dig(&snap, "read.db.internal.", Qtype::A),
-        fail(Rcode::ServFail)
-    );
-    assert_eq!(
-        dig(&snap, "lsn-9-0.read.db.internal.", Qtype::A),
-        fail(Rcode::ServFail)
-    );
+    assert_eq!(dig(&snap, "read.db.internal.", Qtype::A), fail(Rcode::ServFail));
+    assert_eq!(dig(&snap, "lsn-9-0.read.db.internal.", Qtype::A), fail(Rcode::ServFail));
 }
 
 #[test]
@@ -449,10 +254,7 @@ fn read_picks_eligible_replicas_by_weight() {
     let got = tally(&snap, "read.db.internal.", Qtype::A);
     let pg2 = strings(&["read.db.internal. 1 IN A 10.0.0.12"]);
     let pg3 = strings(&["read.db.internal. 1 IN A 10.0.0.13"]);
-    assert_eq!(
-        got.keys().cloned().collect::<Vec<_>>(),
-        vec![pg2.clone(), pg3.clone()]
-    );
+    assert_eq!(got.keys().cloned().collect::<Vec<_>>(), vec![pg2.clone(), pg3.clone()]);
     let share = got[&pg3] as f64 / 4000.0;
     assert!((share - 0.75).abs() < 0.03, "pg3 share {share}");
 
@@ -488,10 +290,7 @@ fn fallbacks_when_nothing_is_eligible() {
     set_read_policy(&mut snap, |p| p.max_lag = Duration::from_millis(5));
     assert!(snap.clusters[0].endpoints[0].eligible.is_empty());
     // primary
-    assert_eq!(
-        dig(&snap, "read.db.internal.", Qtype::A),
-        ok(&["read.db.internal. 1 IN A 10.0.0.11"])
-    );
+    assert_eq!(dig(&snap, "read.db.internal.", Qtype::A), ok(&["read.db.internal. 1 IN A 10.0.0.11"]));
     assert_eq!(dig(&snap, "read.db.internal.", Qtype::Aaaa), nodata());
     // none
     set_read_policy(&mut snap, |p| p.fallback = Fallback::None);
@@ -499,29 +298,14 @@ fn fallbacks_when_nothing_is_eligible() {
     // open: every up replica, least lag first, weight 0 included, down excluded.
     set_read_policy(&mut snap, |p| p.fallback = Fallback::Open);
     let open = |ips: &[&str]| -> Dig {
-        let lines: Vec<String> = ips
-            .iter()
-            .map(|ip| format!("read.db.internal. 1 IN A {ip}"))
-            .collect();
-        Dig {
-            answer: lines,
-            ..ok(&[])
-        }
+        let lines: Vec<String> = ips.iter().map(|ip| format!("read.db.internal. 1 IN A {ip}")).collect();
+        Dig { answer: lines, ..ok(&[]) }
     };
-    assert_eq!(
-        dig(&snap, "read.db.internal.", Qtype::A),
-        open(&["10.0.0.14", "10.0.0.12", "10.0.0.13", "10.0.0.17"])
-    );
-    assert_eq!(
-        dig(&snap, "read.db.internal.", Qtype::Aaaa),
-        ok(&["read.db.internal. 1 IN AAAA 2001:db8::15"])
-    );
+    assert_eq!(dig(&snap, "read.db.internal.", Qtype::A), open(&["10.0.0.14", "10.0.0.12", "10.0.0.13", "10.0.0.17"]));
+    assert_eq!(dig(&snap, "read.db.internal.", Qtype::Aaaa), ok(&["read.db.internal. 1 IN AAAA 2001:db8::15"]));
     // unknown lag goes last
     snap.clusters[0].nodes[1].lag = None;
-    assert_eq!(
-        dig(&snap, "read.db.internal.", Qtype::A),
-        open(&["10.0.0.14", "10.0.0.13", "10.0.0.17", "10.0.0.12"])
-    );
+    assert_eq!(dig(&snap, "read.db.internal.", Qtype::A), open(&["10.0.0.14", "10.0.0.13", "10.0.0.17", "10.0.0.12"]));
     // no up replica at all → NODATA
     for n in &mut snap.clusters[0].nodes[1..] {
         n.state = NodeState::Down;
@@ -546,17 +330,10 @@ fn soa_serial_and_ttls_come_from_the_snapshot() {
     cfg.dns.ttl = Duration::from_secs(3);
     cfg.dns.negative_ttl = Duration::from_secs(9);
     snap.config = std::sync::Arc::new(cfg);
-    let soa =
-        "db.internal. 9 IN SOA ns1.db.internal. hostmaster.db.internal. 4242 3600 600 86400 9";
+    let soa = "db.internal. 9 IN SOA ns1.db.internal. hostmaster.db.internal. 4242 3600 600 86400 9";
     assert_eq!(dig(&snap, "db.internal.", Qtype::Soa), ok(&[soa]));
-    assert_eq!(
-        dig(&snap, "write.db.internal.", Qtype::A),
-        ok(&["write.db.internal. 3 IN A 10.0.0.11"])
-    );
-    assert_eq!(
-        dig(&snap, "nosuch.db.internal.", Qtype::A).authority,
-        strings(&[soa])
-    );
+    assert_eq!(dig(&snap, "write.db.internal.", Qtype::A), ok(&["write.db.internal. 3 IN A 10.0.0.11"]));
+    assert_eq!(dig(&snap, "nosuch.db.internal.", Qtype::A).authority, strings(&[soa]));
 }
 
 #[test]
@@ -575,11 +352,7 @@ fn query_kinds_are_reported_for_metrics() {
         ("nosuch.db.internal.", QueryKind::Unknown),
         ("example.com.", QueryKind::OutOfZone),
     ] {
-        assert_eq!(
-            answer(&snap, &names.parse(qname), Qtype::A, &mut rng).kind,
-            kind,
-            "{qname}"
-        );
+        assert_eq!(answer(&snap, &names.parse(qname), Qtype::A, &mut rng).kind, kind, "{qname}");
     }
 }
 

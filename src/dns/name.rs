@@ -20,11 +20,7 @@ pub enum Target {
     /// The write name of `config.clusters[cluster]`.
     Write { cluster: usize },
     /// Read endpoint `endpoint` of `config.clusters[cluster]` (`0` is `read`).
-    Endpoint {
-        cluster: usize,
-        endpoint: usize,
-        variant: Variant,
-    },
+    Endpoint { cluster: usize, endpoint: usize, variant: Variant },
     /// In the zone, but no such name: NXDOMAIN.
     Unknown,
 }
@@ -74,11 +70,7 @@ impl Names {
             .map(|(i, ns)| (trim_dot(&ns.name).to_ascii_lowercase(), i))
             .filter(|(name, _)| relative(name, &zone).is_some())
             .collect();
-        Names {
-            zone,
-            labels,
-            nameservers,
-        }
+        Names { zone, labels, nameservers }
     }
 
     /// The zone, lower case, without the trailing dot.
@@ -101,19 +93,11 @@ impl Names {
         match rel.split_once('.') {
             None => match self.labels.get(rel) {
                 Some(Label::Write(c)) => Target::Write { cluster: *c },
-                Some(Label::Endpoint(c, e)) => Target::Endpoint {
-                    cluster: *c,
-                    endpoint: *e,
-                    variant: Variant::Plain,
-                },
+                Some(Label::Endpoint(c, e)) => Target::Endpoint { cluster: *c, endpoint: *e, variant: Variant::Plain },
                 None => Target::Unknown,
             },
             Some((first, rest)) => match (self.labels.get(rest), parse_variant(first)) {
-                (Some(Label::Endpoint(c, e)), Some(variant)) => Target::Endpoint {
-                    cluster: *c,
-                    endpoint: *e,
-                    variant,
-                },
+                (Some(Label::Endpoint(c, e)), Some(variant)) => Target::Endpoint { cluster: *c, endpoint: *e, variant },
                 _ => Target::Unknown,
             },
         }
@@ -131,9 +115,7 @@ fn parse_variant(label: &str) -> Option<Variant> {
             return None;
         }
         let n: u64 = digits.parse().ok()?;
-        return Some(Variant::MaxLag(Duration::from_millis(
-            n.checked_mul(unit_ms)?,
-        )));
+        return Some(Variant::MaxLag(Duration::from_millis(n.checked_mul(unit_ms)?)));
     }
     let lsn = label.strip_prefix("lsn-")?;
     Lsn::parse_with(lsn, '-').ok().map(Variant::Lsn)
@@ -163,11 +145,7 @@ mod tests {
         // "billing" billing-write/billing-read; nameservers ns1.db.internal, ns2.other.net,
         // ns3.sub.db.internal.
         let names = Names::new(&config());
-        let ep = |cluster, endpoint, variant| Target::Endpoint {
-            cluster,
-            endpoint,
-            variant,
-        };
+        let ep = |cluster, endpoint, variant| Target::Endpoint { cluster, endpoint, variant };
         let ms = |n| Duration::from_millis(n);
         let cases = [
             ("db.internal", Target::Apex),
@@ -178,26 +156,11 @@ mod tests {
             ("analytics.db.internal.", ep(0, 1, Variant::Plain)),
             ("billing-write.db.internal.", Target::Write { cluster: 1 }),
             ("billing-read.db.internal.", ep(1, 0, Variant::Plain)),
-            (
-                "maxlag-250ms.read.db.internal.",
-                ep(0, 0, Variant::MaxLag(ms(250))),
-            ),
-            (
-                "maxlag-0ms.read.db.internal.",
-                ep(0, 0, Variant::MaxLag(ms(0))),
-            ),
-            (
-                "maxlag-5s.analytics.db.internal.",
-                ep(0, 1, Variant::MaxLag(ms(5000))),
-            ),
-            (
-                "lsn-0-3055128.read.db.internal.",
-                ep(0, 0, Variant::Lsn(Lsn(0x3055128))),
-            ),
-            (
-                "lsn-16-b374d848.billing-read.db.internal.",
-                ep(1, 0, Variant::Lsn(Lsn(0x16_b374_d848))),
-            ),
+            ("maxlag-250ms.read.db.internal.", ep(0, 0, Variant::MaxLag(ms(250)))),
+            ("maxlag-0ms.read.db.internal.", ep(0, 0, Variant::MaxLag(ms(0)))),
+            ("maxlag-5s.analytics.db.internal.", ep(0, 1, Variant::MaxLag(ms(5000)))),
+            ("lsn-0-3055128.read.db.internal.", ep(0, 0, Variant::Lsn(Lsn(0x3055128)))),
+            ("lsn-16-b374d848.billing-read.db.internal.", ep(1, 0, Variant::Lsn(Lsn(0x16_b374_d848)))),
             ("ns1.db.internal.", Target::Nameserver(0)),
             ("ns3.sub.db.internal.", Target::Nameserver(2)),
             // Unknown: in the zone, no such name.
@@ -210,10 +173,7 @@ mod tests {
             ("maxlag-5m.read.db.internal.", Target::Unknown),
             ("maxlag-1.5s.read.db.internal.", Target::Unknown),
             ("maxlag--5s.read.db.internal.", Target::Unknown),
-            (
-                "maxlag-99999999999999999999ms.read.db.internal.",
-                Target::Unknown,
-            ),
+            ("maxlag-99999999999999999999ms.read.db.internal.", Target::Unknown),
             ("lsn-0.read.db.internal.", Target::Unknown),
             ("lsn-g-1.read.db.internal.", Target::Unknown),
             ("lsn-0-1-2.read.db.internal.", Target::Unknown),
@@ -240,9 +200,6 @@ mod tests {
         cfg.clusters[0].write = "Write".into();
         let names = Names::new(&cfg);
         assert_eq!(names.zone(), "db.internal");
-        assert_eq!(
-            names.parse("write.db.internal."),
-            Target::Write { cluster: 0 }
-        );
+        assert_eq!(names.parse("write.db.internal."), Target::Write { cluster: 0 });
     }
 }

@@ -65,24 +65,9 @@ impl Zone {
             glue.push(Record::from_rdata(name, ttl, addr(server.address)));
         }
         let write_txt = snap.clusters.iter().map(|c| txt(c.write_lines(snap.built))).collect();
-        let endpoint_txt = snap
-            .clusters
-            .iter()
-            .map(|c| {
-                (0..c.endpoints.len())
-                    .map(|e| txt(c.endpoint_lines(e)))
-                    .collect()
-            })
-            .collect();
-        Ok(Zone {
-            snapshot: snap,
-            names,
-            soa,
-            ns,
-            glue,
-            write_txt,
-            endpoint_txt,
-        })
+        let endpoint_txt =
+            snap.clusters.iter().map(|c| (0..c.endpoints.len()).map(|e| txt(c.endpoint_lines(e))).collect()).collect();
+        Ok(Zone { snapshot: snap, names, soa, ns, glue, write_txt, endpoint_txt })
     }
 
     /// The SOA record (owner: the apex).
@@ -95,8 +80,7 @@ impl Zone {
     pub fn sections(&self, answer: &Answer, owner: &Name) -> Sections<'_> {
         let mut answers = Vec::with_capacity(answer.answers.len());
         for rr in &answer.answers {
-            let mut push =
-                |ttl, data: RData| answers.push(Record::from_rdata(owner.clone(), ttl, data));
+            let mut push = |ttl, data: RData| answers.push(Record::from_rdata(owner.clone(), ttl, data));
             match rr {
                 Rr::Addr(ip) => push(answer.ttl, addr(*ip)),
                 Rr::Soa => push(self.soa.ttl, self.soa.data.clone()),
@@ -115,48 +99,28 @@ impl Zone {
         Sections {
             answers,
             soa: answer.authority_soa.then_some(&self.soa),
-            additional: answer
-                .glue
-                .iter()
-                .filter_map(|&i| self.glue.get(i))
-                .collect(),
+            additional: answer.glue.iter().filter_map(|&i| self.glue.get(i)).collect(),
         }
     }
 
     fn txt(&self, of: TxtOf) -> &[RData] {
         let found = match of {
             TxtOf::Write { cluster } => self.write_txt.get(cluster),
-            TxtOf::Endpoint { cluster, endpoint } => {
-                self.endpoint_txt.get(cluster).and_then(|c| c.get(endpoint))
-            }
+            TxtOf::Endpoint { cluster, endpoint } => self.endpoint_txt.get(cluster).and_then(|c| c.get(endpoint)),
         };
         found.map_or(&[], |v| v.as_slice())
     }
 }
 
 fn soa_record(soa: &Soa) -> Result<Record, ZoneError> {
-    let data = SOA::new(
-        fqdn(&soa.mname)?,
-        fqdn(&soa.rname)?,
-        soa.serial,
-        soa.refresh,
-        soa.retry,
-        soa.expire,
-        soa.minimum,
-    );
-    Ok(Record::from_rdata(
-        fqdn(&soa.zone)?,
-        soa.minimum,
-        RData::SOA(data),
-    ))
+    let data =
+        SOA::new(fqdn(&soa.mname)?, fqdn(&soa.rname)?, soa.serial, soa.refresh, soa.retry, soa.expire, soa.minimum);
+    Ok(Record::from_rdata(fqdn(&soa.zone)?, soa.minimum, RData::SOA(data)))
 }
 
 /// A fully qualified, lower-case name from config text.
 pub fn fqdn(text: &str) -> Result<Name, ZoneError> {
-    let err = |e: &dyn std::fmt::Display| ZoneError {
-        name: text.to_string(),
-        reason: e.to_string(),
-    };
+    let err = |e: &dyn std::fmt::Display| ZoneError { name: text.to_string(), reason: e.to_string() };
     let mut name = Name::from_ascii(text.to_ascii_lowercase()).map_err(|e| err(&e))?;
     name.set_fqdn(true);
     Ok(name)
@@ -171,10 +135,7 @@ fn addr(ip: IpAddr) -> RData {
 
 /// One TXT per line; a line longer than 255 bytes is split into several strings.
 fn txt(lines: Vec<String>) -> Vec<RData> {
-    lines
-        .into_iter()
-        .map(|line| RData::TXT(TXT::new(chunks(&line, 255))))
-        .collect()
+    lines.into_iter().map(|line| RData::TXT(TXT::new(chunks(&line, 255)))).collect()
 }
 
 fn chunks(text: &str, max: usize) -> Vec<String> {
@@ -201,9 +162,7 @@ impl ZoneCell {
     /// The zone of the currently published snapshot.
     pub fn new(published: &Published) -> Result<Arc<ZoneCell>, ZoneError> {
         let zone = Zone::build(published.load(), None)?;
-        Ok(Arc::new(ZoneCell {
-            current: ArcSwap::from_pointee(zone),
-        }))
+        Ok(Arc::new(ZoneCell { current: ArcSwap::from_pointee(zone) }))
     }
 
     /// The current zone (one atomic load).
@@ -258,12 +217,7 @@ mod tests {
         let zone = Zone::build(Arc::new(snapshot()), None).unwrap();
         let owner = Name::from_ascii("WrItE.Db.InTeRnAl.").unwrap();
         let target = zone.names.parse("write.db.internal.");
-        let a = answer(
-            &zone.snapshot,
-            &target,
-            Qtype::A,
-            &mut SmallRng::seed_from_u64(1),
-        );
+        let a = answer(&zone.snapshot, &target, Qtype::A, &mut SmallRng::seed_from_u64(1));
         let s = zone.sections(&a, &owner);
         assert_eq!(text(&s.answers), ["WrItE.Db.InTeRnAl. 1 IN A 10.0.0.11"]);
         assert!(s.soa.is_none() && s.additional.is_empty());
@@ -274,12 +228,7 @@ mod tests {
         let zone = Zone::build(Arc::new(snapshot()), None).unwrap();
         let apex = Name::from_ascii("db.internal.").unwrap();
         let mut rng = SmallRng::seed_from_u64(1);
-        let ns = answer(
-            &zone.snapshot,
-            &zone.names.parse("db.internal."),
-            Qtype::Ns,
-            &mut rng,
-        );
+        let ns = answer(&zone.snapshot, &zone.names.parse("db.internal."), Qtype::Ns, &mut rng);
         let s = zone.sections(&ns, &apex);
         assert_eq!(
             text(&s.answers),
@@ -290,19 +239,8 @@ mod tests {
             ]
         );
         let glue: Vec<String> = s.additional.iter().map(|r| r.to_string()).collect();
-        assert_eq!(
-            glue,
-            [
-                "ns1.db.internal. 1 IN A 192.0.2.1",
-                "ns3.sub.db.internal. 1 IN AAAA 2001:db8::53"
-            ]
-        );
-        let nx = answer(
-            &zone.snapshot,
-            &zone.names.parse("nosuch.db.internal."),
-            Qtype::A,
-            &mut rng,
-        );
+        assert_eq!(glue, ["ns1.db.internal. 1 IN A 192.0.2.1", "ns3.sub.db.internal. 1 IN AAAA 2001:db8::53"]);
+        let nx = answer(&zone.snapshot, &zone.names.parse("nosuch.db.internal."), Qtype::A, &mut rng);
         let s = zone.sections(&nx, &apex);
         assert!(s.answers.is_empty());
         assert_eq!(
@@ -315,19 +253,13 @@ mod tests {
     fn txt_lines_are_one_record_per_node_and_split_at_255_bytes() {
         let zone = Zone::build(Arc::new(snapshot()), None).unwrap();
         let owner = Name::from_ascii("read.db.internal.").unwrap();
-        let a = answer(
-            &zone.snapshot,
-            &zone.names.parse("read.db.internal."),
-            Qtype::Txt,
-            &mut SmallRng::seed_from_u64(1),
-        );
+        let a =
+            answer(&zone.snapshot, &zone.names.parse("read.db.internal."), Qtype::Txt, &mut SmallRng::seed_from_u64(1));
         let s = zone.sections(&a, &owner);
         let lines = zone.snapshot.clusters[0].endpoint_lines(0);
         assert_eq!(s.answers.len(), lines.len());
         for (record, line) in s.answers.iter().zip(&lines) {
-            let RData::TXT(t) = &record.data else {
-                panic!("not TXT: {record}")
-            };
+            let RData::TXT(t) = &record.data else { panic!("not TXT: {record}") };
             assert_eq!(t.txt_data.concat(), line.as_bytes());
         }
         let long = "é".repeat(200);

@@ -52,22 +52,14 @@ impl DnsServer {
         stats: Arc<QueryStats>,
         nsid: Vec<u8>,
     ) -> io::Result<DnsServer> {
-        let invalid =
-            |e: &dyn std::fmt::Display| io::Error::new(io::ErrorKind::InvalidInput, e.to_string());
+        let invalid = |e: &dyn std::fmt::Display| io::Error::new(io::ErrorKind::InvalidInput, e.to_string());
         let zones = ZoneCell::new(&published).map_err(|e| invalid(&e))?;
         let nsid = match nsid.is_empty() {
             true => None,
-            false => Some(EdnsOption::NSID(
-                NSIDPayload::new(nsid).map_err(|e| invalid(&e))?,
-            )),
+            false => Some(EdnsOption::NSID(NSIDPayload::new(nsid).map_err(|e| invalid(&e))?)),
         };
         let in_flight = Arc::new(InFlight::default());
-        let handler = Handler {
-            zones: zones.clone(),
-            stats,
-            nsid,
-            in_flight: in_flight.clone(),
-        };
+        let handler = Handler { zones: zones.clone(), stats, nsid, in_flight: in_flight.clone() };
         let mut server = Server::new(handler);
         let mut addrs = Vec::with_capacity(listen.len());
         for addr in listen {
@@ -76,13 +68,7 @@ impl DnsServer {
             server.register_socket(udp);
             server.register_listener(tcp, TCP_IDLE, 32);
         }
-        Ok(DnsServer {
-            server,
-            zones,
-            published,
-            in_flight,
-            addrs,
-        })
+        Ok(DnsServer { server, zones, published, in_flight, addrs })
     }
 
     /// The bound addresses (each served over UDP and TCP).
@@ -93,11 +79,7 @@ impl DnsServer {
     /// Serves until `cancel` fires, then lets queries being answered finish and returns.
     pub async fn run(mut self, cancel: CancellationToken) -> io::Result<()> {
         let follow = CancellationToken::new();
-        tokio::spawn(
-            self.zones
-                .clone()
-                .follow(self.published.clone(), follow.clone()),
-        );
+        tokio::spawn(self.zones.clone().follow(self.published.clone(), follow.clone()));
         let stop = self.server.shutdown_token().clone();
         let in_flight = self.in_flight.clone();
         let stopper = tokio::spawn(async move {
@@ -206,31 +188,22 @@ enum Decision {
 
 #[async_trait::async_trait]
 impl RequestHandler for Handler {
-    async fn handle_request<R: ResponseHandler, T: Time>(
-        &self,
-        request: &Request,
-        mut rh: R,
-    ) -> ResponseInfo {
+    async fn handle_request<R: ResponseHandler, T: Time>(&self, request: &Request, mut rh: R) -> ResponseInfo {
         let _guard = self.in_flight.enter();
         let edns = self.response_edns(request);
         let qtype = request
             .queries
             .queries()
             .first()
-            .map_or(QueryType::Other, |q| {
-                QueryType::from_code(u16::from(q.query_type()))
-            });
+            .map_or(QueryType::Other, |q| QueryType::from_code(u16::from(q.query_type())));
         let mut builder = MessageResponseBuilder::new(&request.queries, None);
         if let Some(edns) = &edns {
             builder.edns(edns);
         }
         let (kind, rcode, sent) = match self.decide(request) {
-            Decision::Reject(kind, code, rcode) => (
-                kind,
-                rcode,
-                rh.send_response(builder.error_msg(&request.metadata, code))
-                    .await,
-            ),
+            Decision::Reject(kind, code, rcode) => {
+                (kind, rcode, rh.send_response(builder.error_msg(&request.metadata, code)).await)
+            }
             Decision::Answer(zone, answer) => {
                 let owner = request.queries.queries()[0].original().name();
                 let sections = zone.sections(&answer, owner);
@@ -246,11 +219,7 @@ impl RequestHandler for Handler {
         sent.unwrap_or_else(|_| {
             let mut meta = Metadata::response_from_request(&request.metadata);
             meta.response_code = ResponseCode::ServFail;
-            hickory_proto::op::Header {
-                metadata: meta,
-                counts: Default::default(),
-            }
-            .into()
+            hickory_proto::op::Header { metadata: meta, counts: Default::default() }.into()
         })
     }
 }
@@ -313,30 +282,15 @@ fn fit<'s, 'z>(
     mut meta: Metadata,
     sections: &'s Sections<'z>,
 ) -> (Metadata, &'s [Record], Option<&'z Record>, &'s [&'z Record]) {
-    let all = (
-        meta,
-        &sections.answers[..],
-        sections.soa,
-        &sections.additional[..],
-    );
+    let all = (meta, &sections.answers[..], sections.soa, &sections.additional[..]);
     if request.protocol() != Protocol::Udp {
         return all;
     }
-    let opt_len = edns.map_or(0, |e| {
-        11 + e
-            .options()
-            .as_ref()
-            .iter()
-            .map(|(_, o)| 4 + usize::from(o.len()))
-            .sum::<usize>()
-    });
+    let opt_len =
+        edns.map_or(0, |e| 11 + e.options().as_ref().iter().map(|(_, o)| 4 + usize::from(o.len())).sum::<usize>());
     let limit = usize::from(edns.map_or(512, |e| e.max_payload()));
     let budget = limit.saturating_sub(opt_len);
-    let records = sections
-        .answers
-        .iter()
-        .chain(sections.soa)
-        .chain(sections.additional.iter().copied());
+    let records = sections.answers.iter().chain(sections.soa).chain(sections.additional.iter().copied());
     let upper = 12 + request.queries.as_bytes().len() + records.map(record_len).sum::<usize>();
     if upper <= budget {
         return all;
@@ -351,12 +305,7 @@ fn fit<'s, 'z>(
 
 /// Encodes the response into a scratch buffer of `budget` bytes: how many answers fit,
 /// and whether the answers, authority and additional all fit.
-fn answers_that_fit(
-    request: &Request,
-    meta: Metadata,
-    sections: &Sections<'_>,
-    budget: usize,
-) -> (usize, bool) {
+fn answers_that_fit(request: &Request, meta: Metadata, sections: &Sections<'_>, budget: usize) -> (usize, bool) {
     let mut scratch = Vec::with_capacity(budget);
     let mut encoder = BinEncoder::new(&mut scratch);
     encoder.set_max_size(u16::try_from(budget).unwrap_or(u16::MAX));

@@ -29,20 +29,14 @@ impl LocalCluster {
     /// accept connections and every replica's WAL receiver is streaming.
     pub fn start(replicas: usize) -> Result<LocalCluster, LocalPgError> {
         if replicas > 200 {
-            return Err(LocalPgError::Other(format!(
-                "{replicas} replicas: at most 200 per cluster"
-            )));
+            return Err(LocalPgError::Other(format!("{replicas} replicas: at most 200 per cluster")));
         }
         let bin = bin_dir()?;
         let port = port()?;
         let slot = Slot::acquire()?;
         let k = CLUSTERS.fetch_add(1, Ordering::Relaxed);
         let dir = PathBuf::from(format!("{CLUSTER_DIR_PREFIX}{}-{k}", std::process::id()));
-        let mut cluster = LocalCluster {
-            dir: dir.clone(),
-            nodes: Vec::new(),
-            slot: None,
-        };
+        let mut cluster = LocalCluster { dir: dir.clone(), nodes: Vec::new(), slot: None };
         let _ = std::fs::remove_dir_all(&dir); // a stale one from a recycled pid
         make_dir(&dir)?;
         slot.record_dir(&dir)?;
@@ -50,14 +44,7 @@ impl LocalCluster {
             .map(|i| {
                 let name = format!("pg{}", i + 1);
                 let node_dir = dir.join(&name);
-                LocalNode::new(
-                    &name,
-                    slot.address(i),
-                    port,
-                    node_dir,
-                    bin.clone(),
-                    slot.pids_file(),
-                )
+                LocalNode::new(&name, slot.address(i), port, node_dir, bin.clone(), slot.pids_file())
             })
             .collect();
         cluster.slot = Some(slot);
@@ -69,16 +56,9 @@ impl LocalCluster {
         let (primary, replicas) = self.nodes.split_first().expect("pg1 always exists");
         init_primary(primary, bin)?;
         std::thread::scope(|s| {
-            let jobs: Vec<_> = replicas
-                .iter()
-                .map(|r| s.spawn(|| init_replica(r, primary, bin)))
-                .collect();
+            let jobs: Vec<_> = replicas.iter().map(|r| s.spawn(|| init_replica(r, primary, bin))).collect();
             jobs.into_iter()
-                .map(|j| {
-                    j.join().unwrap_or_else(|_| {
-                        Err(LocalPgError::Other("replica setup panicked".into()))
-                    })
-                })
+                .map(|j| j.join().unwrap_or_else(|_| Err(LocalPgError::Other("replica setup panicked".into()))))
                 .collect::<Result<Vec<()>, _>>()
         })?;
         for r in replicas {
@@ -152,8 +132,7 @@ fn append(path: &Path, text: &str) -> Result<(), LocalPgError> {
         .append(true)
         .open(path)
         .map_err(LocalPgError::io(format!("open {}", path.display())))?;
-    f.write_all(text.as_bytes())
-        .map_err(LocalPgError::io(format!("append to {}", path.display())))
+    f.write_all(text.as_bytes()).map_err(LocalPgError::io(format!("append to {}", path.display())))
 }
 
 fn write_new(path: &Path, text: &str) -> Result<(), LocalPgError> {
@@ -200,23 +179,9 @@ fn init_primary(node: &LocalNode, bin: &Path) -> Result<(), LocalPgError> {
     make_dir(node.dir())?;
     let data = node.data_dir();
     let mut initdb = pg_tool(bin, "initdb")?;
-    initdb
-        .args([
-            "-N",
-            "--auth=trust",
-            "-U",
-            "postgres",
-            "-E",
-            "UTF8",
-            "--locale=C",
-            "-D",
-        ])
-        .arg(&data);
+    initdb.args(["-N", "--auth=trust", "-U", "postgres", "-E", "UTF8", "--locale=C", "-D"]).arg(&data);
     run(initdb, TOOL_TIMEOUT, None)?;
-    append(
-        &data.join("postgresql.conf"),
-        &format!("{CLUSTER_CONF}{}", node_conf(node)),
-    )?;
+    append(&data.join("postgresql.conf"), &format!("{CLUSTER_CONF}{}", node_conf(node)))?;
     std::fs::write(data.join("pg_hba.conf"), HBA).map_err(LocalPgError::io("write pg_hba.conf"))?;
     node.start()?;
     node.sql(&format!(
@@ -231,17 +196,11 @@ fn init_replica(node: &LocalNode, primary: &LocalNode, bin: &Path) -> Result<(),
     let data = node.data_dir();
     let upstream = primary.upstream_conninfo(&node.name);
     let mut backup = pg_tool(bin, "pg_basebackup")?;
-    backup
-        .arg("-D")
-        .arg(&data)
-        .args(["-X", "stream", "-c", "fast", "-d", &upstream]);
+    backup.arg("-D").arg(&data).args(["-X", "stream", "-c", "fast", "-d", &upstream]);
     run(backup, TOOL_TIMEOUT, Some(&primary.log_path()))?;
     // Our own -R: a clean primary_conninfo that reconnect_upstream can restore verbatim.
     write_new(&data.join("standby.signal"), "")?;
-    append(
-        &data.join("postgresql.auto.conf"),
-        &format!("primary_conninfo = '{upstream}'\n"),
-    )?;
+    append(&data.join("postgresql.auto.conf"), &format!("primary_conninfo = '{upstream}'\n"))?;
     append(&data.join("postgresql.conf"), &node_conf(node))?;
     node.set_upstream(Some(upstream));
     node.start()

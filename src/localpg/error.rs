@@ -15,20 +15,10 @@ pub enum LocalPgError {
     BinariesNotFound(String),
 
     #[error("`{command}` failed: {status}{}", tails(stderr, log))]
-    Command {
-        command: String,
-        status: String,
-        stderr: String,
-        log: Option<(PathBuf, String)>,
-    },
+    Command { command: String, status: String, stderr: String, log: Option<(PathBuf, String)> },
 
     #[error("`{command}` timed out after {after:?} (killed){}", tails(stderr, log))]
-    CommandTimeout {
-        command: String,
-        after: Duration,
-        stderr: String,
-        log: Option<(PathBuf, String)>,
-    },
+    CommandTimeout { command: String, after: Duration, stderr: String, log: Option<(PathBuf, String)> },
 
     #[error("{what}: {source}")]
     Io {
@@ -40,23 +30,11 @@ pub enum LocalPgError {
     #[error("no free cluster slot under {0} (all in use by live processes)")]
     NoFreeSlot(PathBuf),
 
-    #[error(
-        "timed out after {after:?} waiting until {what} (last seen: {last}){}",
-        tails("", log)
-    )]
-    WaitTimeout {
-        what: String,
-        after: Duration,
-        last: String,
-        log: Option<(PathBuf, String)>,
-    },
+    #[error("timed out after {after:?} waiting until {what} (last seen: {last}){}", tails("", log))]
+    WaitTimeout { what: String, after: Duration, last: String, log: Option<(PathBuf, String)> },
 
     #[error("unexpected answer from {node} to `{query}`: {output:?}")]
-    Unexpected {
-        node: String,
-        query: String,
-        output: String,
-    },
+    Unexpected { node: String, query: String, output: String },
 
     #[error("{0}")]
     Other(String),
@@ -92,8 +70,5 @@ pub(crate) fn tail(text: &str, lines: usize) -> String {
 /// The last lines of a server log file, for error messages (empty if unreadable).
 pub(crate) fn log_tail(path: &std::path::Path) -> Option<(PathBuf, String)> {
     let text = std::fs::read(path).ok()?;
-    Some((
-        path.to_path_buf(),
-        tail(&String::from_utf8_lossy(&text), 25),
-    ))
+    Some((path.to_path_buf(), tail(&String::from_utf8_lossy(&text), 25)))
 }

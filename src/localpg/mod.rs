@@ -44,10 +44,9 @@ pub fn bin_dir() -> Result<PathBuf, LocalPgError> {
         let dir = PathBuf::from(dir);
         return match check_tools(&dir) {
             Ok(()) => Ok(dir),
-            Err(missing) => Err(LocalPgError::BinariesNotFound(format!(
-                "LAGDNS_PG_BIN={} has no {missing}",
-                dir.display()
-            ))),
+            Err(missing) => {
+                Err(LocalPgError::BinariesNotFound(format!("LAGDNS_PG_BIN={} has no {missing}", dir.display())))
+            }
         };
     }
     if let Some(dir) = newest_debian_bin(Path::new("/usr/lib/postgresql")) {
@@ -79,9 +78,7 @@ pub fn port() -> Result<u16, LocalPgError> {
             .parse::<u16>()
             .ok()
             .filter(|&p| p > 0)
-            .ok_or_else(|| {
-                LocalPgError::Other(format!("LAGDNS_PG_PORT={v:?} is not a port number"))
-            }),
+            .ok_or_else(|| LocalPgError::Other(format!("LAGDNS_PG_PORT={v:?} is not a port number"))),
     }
 }
 
@@ -98,12 +95,7 @@ fn newest_debian_bin(root: &Path) -> Option<PathBuf> {
         .ok()?
         .flatten()
         .filter_map(|e| {
-            let version = e
-                .file_name()
-                .to_str()?
-                .split('.')
-                .map(|p| p.parse().ok())
-                .collect::<Option<Vec<u32>>>()?;
+            let version = e.file_name().to_str()?.split('.').map(|p| p.parse().ok()).collect::<Option<Vec<u32>>>()?;
             let bin = e.path().join("bin");
             check_tools(&bin).is_ok().then_some((version, bin))
         })
@@ -113,10 +105,7 @@ fn newest_debian_bin(root: &Path) -> Option<PathBuf> {
 }
 
 fn pg_config_bindir() -> Option<PathBuf> {
-    let out = std::process::Command::new("pg_config")
-        .arg("--bindir")
-        .output()
-        .ok()?;
+    let out = std::process::Command::new("pg_config").arg("--bindir").output().ok()?;
     let dir = String::from_utf8(out.stdout).ok()?;
     (out.status.success() && !dir.trim().is_empty()).then(|| PathBuf::from(dir.trim()))
 }
@@ -128,12 +117,7 @@ mod tests {
     #[test]
     fn newest_version_with_all_tools_wins() {
         let root = std::env::temp_dir().join(format!("lagdns-bin-test-{}", std::process::id()));
-        for (v, complete) in [
-            ("9.6", true),
-            ("15", true),
-            ("16", false),
-            ("notaversion", true),
-        ] {
+        for (v, complete) in [("9.6", true), ("15", true), ("16", false), ("notaversion", true)] {
             let bin = root.join(v).join("bin");
             std::fs::create_dir_all(&bin).unwrap();
             let tools = if complete { TOOLS } else { &TOOLS[..1] };

@@ -54,10 +54,7 @@ impl LocalNode {
 
     /// libpq DSN for the monitoring role `lagdns` (LOGIN, member of pg_monitor) over TCP.
     pub fn dsn(&self) -> String {
-        format!(
-            "host={} port={} user=lagdns dbname=postgres",
-            self.address, self.port
-        )
+        format!("host={} port={} user=lagdns dbname=postgres", self.address, self.port)
     }
 
     /// This node as a `[[cluster.node]]` table of a lagdns config (name, address, DSN
@@ -73,10 +70,7 @@ impl LocalNode {
 
     /// libpq DSN for the superuser `postgres` over TCP.
     pub fn superuser_dsn(&self) -> String {
-        format!(
-            "host={} port={} user=postgres dbname=postgres",
-            self.address, self.port
-        )
+        format!("host={} port={} user=postgres dbname=postgres", self.address, self.port)
     }
 
     /// `address:port` of the server.
@@ -99,10 +93,7 @@ impl LocalNode {
 
     /// The primary_conninfo a replica of `self` named `app` uses.
     pub(crate) fn upstream_conninfo(&self, app: &str) -> String {
-        format!(
-            "host={} port={} user=postgres application_name={app}",
-            self.address, self.port
-        )
+        format!("host={} port={} user=postgres application_name={app}", self.address, self.port)
     }
 
     pub(crate) fn set_upstream(&self, conninfo: Option<String>) {
@@ -131,12 +122,7 @@ impl LocalNode {
     fn pg_ctl(&self, args: &[&str]) -> Result<(), LocalPgError> {
         let mut cmd = pg_tool(&self.bin, "pg_ctl")?;
         cmd.arg("-D").arg(self.data_dir()).args(args);
-        run(
-            cmd,
-            TOOL_TIMEOUT + Duration::from_secs(5),
-            Some(&self.log_path()),
-        )
-        .map(|_| ())
+        run(cmd, TOOL_TIMEOUT + Duration::from_secs(5), Some(&self.log_path())).map(|_| ())
     }
 
     /// Starts the server and waits until it accepts connections (`pg_ctl start -w`).
@@ -177,13 +163,11 @@ impl LocalNode {
 
     /// The running postmaster's pid (from `postmaster.pid`), if any.
     pub fn postmaster_pid(&self) -> Option<u32> {
-        self.read_pid()
-            .filter(|&pid| procs::is_postmaster_of(pid, &self.data_dir()))
+        self.read_pid().filter(|&pid| procs::is_postmaster_of(pid, &self.data_dir()))
     }
 
     fn running_pid(&self) -> Result<u32, LocalPgError> {
-        self.postmaster_pid()
-            .ok_or_else(|| LocalPgError::Other(format!("{}: postmaster is not running", self.name)))
+        self.postmaster_pid().ok_or_else(|| LocalPgError::Other(format!("{}: postmaster is not running", self.name)))
     }
 
     fn read_pid(&self) -> Option<u32> {
@@ -198,15 +182,10 @@ impl LocalNode {
         let Ok(mut tcp) = TcpStream::connect_timeout(&self.socket_addr(), timeout) else {
             return false;
         };
-        let left = deadline
-            .saturating_duration_since(Instant::now())
-            .max(Duration::from_millis(1));
+        let left = deadline.saturating_duration_since(Instant::now()).max(Duration::from_millis(1));
         let _ = tcp.set_read_timeout(Some(left));
         // SSLRequest: length 8, code 80877103; the server answers 'S' or 'N'.
-        if tcp
-            .write_all(&[0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f])
-            .is_err()
-        {
+        if tcp.write_all(&[0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f]).is_err() {
             return false;
         }
         let mut answer = [0u8; 1];
@@ -220,50 +199,28 @@ impl LocalNode {
     /// Requests a replay pause and waits until replay is actually paused.
     pub fn pause_replay(&self) -> Result<(), LocalPgError> {
         self.sql("SELECT pg_wal_replay_pause()")?;
-        self.wait_sql(
-            "replay is paused",
-            "SELECT pg_get_wal_replay_pause_state()",
-            "paused",
-            SETTLE_TIMEOUT,
-        )
+        self.wait_sql("replay is paused", "SELECT pg_get_wal_replay_pause_state()", "paused", SETTLE_TIMEOUT)
     }
 
     pub fn resume_replay(&self) -> Result<(), LocalPgError> {
         self.sql("SELECT pg_wal_replay_resume()")?;
-        self.wait_sql(
-            "replay is resumed",
-            "SELECT pg_get_wal_replay_pause_state()",
-            "not paused",
-            SETTLE_TIMEOUT,
-        )
+        self.wait_sql("replay is resumed", "SELECT pg_get_wal_replay_pause_state()", "not paused", SETTLE_TIMEOUT)
     }
 
     /// Cuts a replica off from its upstream (empty primary_conninfo) and waits until its
     /// WAL receiver is gone. The server keeps running and answering queries.
     pub fn disconnect_upstream(&self) -> Result<(), LocalPgError> {
         self.set_primary_conninfo("")?;
-        self.wait_sql(
-            "the WAL receiver stopped",
-            "SELECT count(*) FROM pg_stat_wal_receiver",
-            "0",
-            SETTLE_TIMEOUT,
-        )
+        self.wait_sql("the WAL receiver stopped", "SELECT count(*) FROM pg_stat_wal_receiver", "0", SETTLE_TIMEOUT)
     }
 
     /// Restores the replica's upstream connection (the value it had before
     /// [`disconnect_upstream`](Self::disconnect_upstream), or the last [`follow`](Self::follow)).
     /// Does not wait; see [`wait_streaming`](Self::wait_streaming).
     pub fn reconnect_upstream(&self) -> Result<(), LocalPgError> {
-        let upstream = self
-            .upstream
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
+        let upstream = self.upstream.lock().unwrap_or_else(|e| e.into_inner()).clone();
         let upstream = upstream.ok_or_else(|| {
-            LocalPgError::Other(format!(
-                "{} was created as a primary: no upstream to reconnect to",
-                self.name
-            ))
+            LocalPgError::Other(format!("{} was created as a primary: no upstream to reconnect to", self.name))
         })?;
         self.set_primary_conninfo(&upstream)
     }
@@ -283,12 +240,7 @@ impl LocalNode {
 
     /// Waits until this replica's WAL receiver reports `streaming`.
     pub fn wait_streaming(&self, timeout: Duration) -> Result<(), LocalPgError> {
-        self.wait_sql(
-            "the WAL receiver is streaming",
-            "SELECT status FROM pg_stat_wal_receiver",
-            "streaming",
-            timeout,
-        )
+        self.wait_sql("the WAL receiver is streaming", "SELECT status FROM pg_stat_wal_receiver", "streaming", timeout)
     }
 
     /// Last WAL position replayed (replica; error on a primary).
@@ -311,9 +263,7 @@ impl LocalNode {
         let q = "SELECT CASE WHEN pg_is_in_recovery() THEN (SELECT timeline_id FROM pg_control_checkpoint()) \
                  ELSE ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int END";
         let out = self.sql(q)?;
-        out.parse()
-            .map(Timeline)
-            .map_err(|_| self.unexpected(q, &out))
+        out.parse().map(Timeline).map_err(|_| self.unexpected(q, &out))
     }
 
     fn sql_lsn(&self, q: &str) -> Result<Lsn, LocalPgError> {
@@ -330,21 +280,11 @@ impl LocalNode {
     }
 
     fn unexpected(&self, query: &str, output: &str) -> LocalPgError {
-        LocalPgError::Unexpected {
-            node: self.name.clone(),
-            query: query.into(),
-            output: output.into(),
-        }
+        LocalPgError::Unexpected { node: self.name.clone(), query: query.into(), output: output.into() }
     }
 
     /// Polls `query` until it returns `want`, or fails after `timeout`.
-    pub fn wait_sql(
-        &self,
-        what: &str,
-        query: &str,
-        want: &str,
-        timeout: Duration,
-    ) -> Result<(), LocalPgError> {
+    pub fn wait_sql(&self, what: &str, query: &str, want: &str, timeout: Duration) -> Result<(), LocalPgError> {
         let deadline = Instant::now() + timeout;
         loop {
             let last = match self.sql(query) {
@@ -370,15 +310,11 @@ impl LocalNode {
     pub(crate) fn teardown(&self) {
         let data = self.data_dir();
         let recorded = *self.postmaster.lock().unwrap_or_else(|e| e.into_inner());
-        let pid = self
-            .read_pid()
-            .or(recorded)
-            .filter(|&p| procs::is_postmaster_of(p, &data));
+        let pid = self.read_pid().or(recorded).filter(|&p| procs::is_postmaster_of(p, &data));
         let Some(pid) = pid else { return };
         procs::continue_tree(pid);
         let _ = self.pg_ctl(&["stop", "-m", "immediate", "-w", "-t", "10", "-s"]);
-        if !procs::wait_gone(pid, Duration::from_millis(500)) && procs::is_postmaster_of(pid, &data)
-        {
+        if !procs::wait_gone(pid, Duration::from_millis(500)) && procs::is_postmaster_of(pid, &data) {
             procs::kill_tree(pid);
             procs::wait_gone(pid, Duration::from_secs(5));
         }

@@ -28,9 +28,7 @@ fn stat_fields(pid: u32) -> Option<Vec<String>> {
 /// True if `pid` exists and is not a zombie.
 pub(crate) fn alive(pid: u32) -> bool {
     match stat_fields(pid) {
-        Some(f) => {
-            f.first().map(String::as_str) != Some("Z") && f.first().map(String::as_str) != Some("X")
-        }
+        Some(f) => f.first().map(String::as_str) != Some("Z") && f.first().map(String::as_str) != Some("X"),
         None => false,
     }
 }
@@ -58,11 +56,7 @@ pub(crate) fn descendants(root: u32) -> Vec<u32> {
     let mut by_parent: Vec<(u32, u32)> = Vec::new();
     if let Ok(dir) = std::fs::read_dir("/proc") {
         for entry in dir.flatten() {
-            let Some(pid) = entry
-                .file_name()
-                .to_str()
-                .and_then(|s| s.parse::<u32>().ok())
-            else {
+            let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
                 continue;
             };
             if let Some(ppid) = parent(pid) {

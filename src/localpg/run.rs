@@ -40,9 +40,7 @@ pub(crate) struct PgUser {
 /// `Some(postgres account)` when running as root, `None` when tools can run as ourselves.
 pub(crate) fn run_as() -> Result<Option<PgUser>, LocalPgError> {
     static USER: OnceLock<Result<Option<PgUser>, String>> = OnceLock::new();
-    USER.get_or_init(lookup_pg_user)
-        .clone()
-        .map_err(LocalPgError::Other)
+    USER.get_or_init(lookup_pg_user).clone().map_err(LocalPgError::Other)
 }
 
 fn lookup_pg_user() -> Result<Option<PgUser>, String> {
@@ -56,30 +54,21 @@ fn lookup_pg_user() -> Result<Option<PgUser>, String> {
     unsafe {
         let pw = libc::getpwnam(name.as_ptr());
         if pw.is_null() {
-            return Err(
-                "running as root, but there is no `postgres` user to run PostgreSQL \
+            return Err("running as root, but there is no `postgres` user to run PostgreSQL \
                         as (PostgreSQL refuses to run as root); create one (the \
                         postgresql package does) or run as an ordinary user"
-                    .into(),
-            );
+                .into());
         }
-        let home = std::ffi::CStr::from_ptr((*pw).pw_dir)
-            .to_string_lossy()
-            .into_owned();
-        Ok(Some(PgUser {
-            uid: (*pw).pw_uid,
-            gid: (*pw).pw_gid,
-            home: home.into(),
-        }))
+        let home = std::ffi::CStr::from_ptr((*pw).pw_dir).to_string_lossy().into_owned();
+        Ok(Some(PgUser { uid: (*pw).pw_uid, gid: (*pw).pw_gid, home: home.into() }))
     }
 }
 
 /// Makes `path` owned by the postgres account when we are root (no-op otherwise).
 pub(crate) fn chown_to_pg(path: &Path) -> Result<(), LocalPgError> {
     if let Some(user) = run_as()? {
-        std::os::unix::fs::chown(path, Some(user.uid), Some(user.gid)).map_err(
-            LocalPgError::io(format!("chown {} to postgres", path.display())),
-        )?;
+        std::os::unix::fs::chown(path, Some(user.uid), Some(user.gid))
+            .map_err(LocalPgError::io(format!("chown {} to postgres", path.display())))?;
     }
     Ok(())
 }
@@ -91,9 +80,7 @@ pub(crate) fn pg_tool(bin: &Path, tool: &str) -> Result<Command, LocalPgError> {
     neutral_env(&mut cmd);
     if let Some(user) = run_as()? {
         cmd.uid(user.uid).gid(user.gid);
-        cmd.env("HOME", &user.home)
-            .env("USER", "postgres")
-            .env("LOGNAME", "postgres");
+        cmd.env("HOME", &user.home).env("USER", "postgres").env("LOGNAME", "postgres");
     }
     Ok(cmd)
 }
@@ -128,11 +115,7 @@ pub(crate) fn describe(cmd: &Command) -> String {
 
 /// Runs `cmd` to completion within `timeout`; returns its stdout. On failure the error
 /// carries the stderr tail and, if `log` is given, the tail of that server log.
-pub(crate) fn run(
-    mut cmd: Command,
-    timeout: Duration,
-    log: Option<&Path>,
-) -> Result<String, LocalPgError> {
+pub(crate) fn run(mut cmd: Command, timeout: Duration, log: Option<&Path>) -> Result<String, LocalPgError> {
     let command = describe(&cmd);
     let mut child = cmd
         .stdout(Stdio::piped())
@@ -147,22 +130,9 @@ pub(crate) fn run(
     let log = log.and_then(log_tail);
     match status {
         Some(Ok(s)) if s.success() => Ok(stdout),
-        Some(Ok(s)) => Err(LocalPgError::Command {
-            command,
-            status: s.to_string(),
-            stderr,
-            log,
-        }),
-        Some(Err(e)) => Err(LocalPgError::Io {
-            what: format!("waiting for `{command}`"),
-            source: e,
-        }),
-        None => Err(LocalPgError::CommandTimeout {
-            command,
-            after: timeout,
-            stderr,
-            log,
-        }),
+        Some(Ok(s)) => Err(LocalPgError::Command { command, status: s.to_string(), stderr, log }),
+        Some(Err(e)) => Err(LocalPgError::Io { what: format!("waiting for `{command}`"), source: e }),
+        None => Err(LocalPgError::CommandTimeout { command, after: timeout, stderr, log }),
     }
 }
 
@@ -177,10 +147,7 @@ fn drain<R: Read + Send + 'static>(pipe: Option<R>) -> std::thread::JoinHandle<S
 }
 
 /// Waits for `child` until `timeout`; on timeout kills it (and reaps it) and returns None.
-pub(crate) fn wait_deadline(
-    child: &mut Child,
-    timeout: Duration,
-) -> Option<std::io::Result<std::process::ExitStatus>> {
+pub(crate) fn wait_deadline(child: &mut Child, timeout: Duration) -> Option<std::io::Result<std::process::ExitStatus>> {
     let deadline = Instant::now() + timeout;
     let mut pause = Duration::from_millis(2);
     loop {

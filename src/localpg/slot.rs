@@ -39,11 +39,9 @@ impl Slot {
     /// Claims the lowest free slot, reclaiming slots of dead owners on the way.
     pub fn acquire() -> Result<Slot, LocalPgError> {
         let root = root();
-        std::fs::create_dir_all(&root)
-            .map_err(LocalPgError::io(format!("create {}", root.display())))?;
+        std::fs::create_dir_all(&root).map_err(LocalPgError::io(format!("create {}", root.display())))?;
         // Shared by every user of the machine: world-writable and sticky, like /tmp.
-        let _ =
-            std::fs::set_permissions(&root, std::os::unix::fs::PermissionsExt::from_mode(0o1777));
+        let _ = std::fs::set_permissions(&root, std::os::unix::fs::PermissionsExt::from_mode(0o1777));
         sweep();
         for n in FIRST..=LAST {
             if let Some(slot) = Slot::try_claim(n)? {
@@ -55,8 +53,7 @@ impl Slot {
 
     fn try_claim(n: u8) -> Result<Option<Slot>, LocalPgError> {
         let stage = unique("claim");
-        std::fs::create_dir(&stage)
-            .map_err(LocalPgError::io(format!("create {}", stage.display())))?;
+        std::fs::create_dir(&stage).map_err(LocalPgError::io(format!("create {}", stage.display())))?;
         let me = std::process::id();
         let owner = format!("{me} {}\n", procs::start_time(me).unwrap_or(0));
         std::fs::write(stage.join("owner"), owner).map_err(LocalPgError::io("write slot owner"))?;
@@ -90,11 +87,7 @@ impl Slot {
 
 /// Records a postmaster we started (pid + data directory), for reclaim after a crash.
 pub(crate) fn record_postmaster(pids_file: &Path, pid: u32, data: &Path) {
-    if let Ok(mut f) = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(pids_file)
-    {
+    if let Ok(mut f) = std::fs::OpenOptions::new().create(true).append(true).open(pids_file) {
         let _ = writeln!(f, "{pid} {}", data.display());
     }
 }
@@ -119,11 +112,9 @@ pub(crate) fn sweep() {
         let name = entry.file_name().to_string_lossy().into_owned();
         let dead = match name.strip_prefix('.') {
             // .claim-<pid>-<k>, .free-<pid>-<k>, .dead-<pid>-<k>
-            Some(scratch) => scratch
-                .split('-')
-                .nth(1)
-                .and_then(|pid| pid.parse::<u32>().ok())
-                .is_some_and(|pid| !procs::alive(pid)),
+            Some(scratch) => {
+                scratch.split('-').nth(1).and_then(|pid| pid.parse::<u32>().ok()).is_some_and(|pid| !procs::alive(pid))
+            }
             None => owner_is_dead(&path),
         };
         if dead {

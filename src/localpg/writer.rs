@@ -44,11 +44,7 @@ impl LocalNode {
         let sent = Arc::new(AtomicU64::new(0));
         let spawn = {
             // Opened once: respawns must never create files (the cluster may be gone).
-            let log = std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(self.dir().join("writer.log"))
-                .ok();
+            let log = std::fs::OpenOptions::new().create(true).append(true).open(self.dir().join("writer.log")).ok();
             let mut cmd = self.psql();
             cmd.args(["-v", "ON_ERROR_STOP=0"]);
             move || -> Option<(Child, ChildStdin)> {
@@ -64,12 +60,7 @@ impl LocalNode {
             let (child, sent) = (child.clone(), sent.clone());
             std::thread::spawn(move || write_loop(spawn, every, rx, child, sent))
         };
-        Writer {
-            stop: Some(tx),
-            thread: Some(thread),
-            child,
-            sent,
-        }
+        Writer { stop: Some(tx), thread: Some(thread), child, sent }
     }
 }
 

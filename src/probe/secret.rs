@@ -39,16 +39,10 @@ impl fmt::Display for Secret {
 /// Read at every connect, so a rotated file is picked up on the next reconnect. The
 /// error names the file, never its contents.
 pub fn password_for(node: &NodeConfig) -> Result<Option<Secret>, io::Error> {
-    password_from(
-        node.password_file.as_deref(),
-        std::env::var("PGPASSWORD").ok(),
-    )
+    password_from(node.password_file.as_deref(), std::env::var("PGPASSWORD").ok())
 }
 
-fn password_from(
-    file: Option<&std::path::Path>,
-    env: Option<String>,
-) -> Result<Option<Secret>, io::Error> {
+fn password_from(file: Option<&std::path::Path>, env: Option<String>) -> Result<Option<Secret>, io::Error> {
     let Some(path) = file else {
         return Ok(env.map(Secret));
     };
@@ -110,9 +104,7 @@ fn redact_key_value(dsn: &str) -> String {
         let ws = rest.len() - rest.trim_start().len();
         out.push_str(&rest[..ws]);
         rest = &rest[ws..];
-        let key_len = rest
-            .find(|c: char| c == '=' || c.is_whitespace())
-            .unwrap_or(rest.len());
+        let key_len = rest.find(|c: char| c == '=' || c.is_whitespace()).unwrap_or(rest.len());
         let key = &rest[..key_len];
         out.push_str(key);
         rest = &rest[key_len..];
@@ -182,24 +174,12 @@ mod tests {
             ("host=h password=pw user=u", "host=h password=*** user=u"),
             ("password=pw", "password=***"),
             ("host=h password = pw", "host=h password = ***"),
-            (
-                "host=h password='a b\\' c' user=u",
-                "host=h password=*** user=u",
-            ),
+            ("host=h password='a b\\' c' user=u", "host=h password=*** user=u"),
             ("password='unterminated and more", "password=***"),
             ("password=p\\ w user=u", "password=*** user=u"),
-            (
-                "host=h user=u dbname=postgres",
-                "host=h user=u dbname=postgres",
-            ),
-            (
-                "application_name=password user=password",
-                "application_name=password user=password",
-            ),
-            (
-                "host=h  password=x password=y",
-                "host=h  password=*** password=***",
-            ),
+            ("host=h user=u dbname=postgres", "host=h user=u dbname=postgres"),
+            ("application_name=password user=password", "application_name=password user=password"),
+            ("host=h  password=x password=y", "host=h  password=*** password=***"),
             ("", ""),
         ];
         for (dsn, want) in cases {
@@ -211,16 +191,10 @@ mod tests {
     fn redacts_url_passwords() {
         let cases = [
             ("postgres://u:pw@h:5432/db", "postgres://u:***@h:5432/db"),
-            (
-                "postgresql://u:p%40w@h/db?sslmode=disable",
-                "postgresql://u:***@h/db?sslmode=disable",
-            ),
+            ("postgresql://u:p%40w@h/db?sslmode=disable", "postgresql://u:***@h/db?sslmode=disable"),
             ("postgres://u:p@ss@h", "postgres://u:***@h"),
             ("postgres://u@h/db", "postgres://u@h/db"),
-            (
-                "postgres://h/db?user=u&password=pw&x=1",
-                "postgres://h/db?user=u&password=***&x=1",
-            ),
+            ("postgres://h/db?user=u&password=pw&x=1", "postgres://h/db?user=u&password=***&x=1"),
             ("postgres://h", "postgres://h"),
         ];
         for (dsn, want) in cases {
@@ -237,22 +211,13 @@ mod tests {
         let got = password_from(Some(&file), Some("env".into())).unwrap();
         assert_eq!(got.unwrap().expose(), "s3cret");
         std::fs::write(&file, "two\nlines\r\n").unwrap();
-        assert_eq!(
-            password_from(Some(&file), None).unwrap().unwrap().expose(),
-            "two\nlines"
-        );
+        assert_eq!(password_from(Some(&file), None).unwrap().unwrap().expose(), "two\nlines");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
     fn falls_back_to_env_then_none() {
-        assert_eq!(
-            password_from(None, Some("e".into()))
-                .unwrap()
-                .unwrap()
-                .expose(),
-            "e"
-        );
+        assert_eq!(password_from(None, Some("e".into())).unwrap().unwrap().expose(), "e");
         assert!(password_from(None, None).unwrap().is_none());
     }
 

@@ -56,18 +56,13 @@ FROM (SELECT pg_is_in_recovery() AS in_recovery) AS r";
 /// Decodes the single row of [`PROBE_SQL`].
 pub fn sample_from_row(row: &Row) -> Result<Sample, tokio_postgres::Error> {
     let lsn = |i: usize| -> Result<Option<Lsn>, tokio_postgres::Error> {
-        Ok(row
-            .try_get::<_, Option<PgLsn>>(i)?
-            .map(|l| Lsn(u64::from(l))))
+        Ok(row.try_get::<_, Option<PgLsn>>(i)?.map(|l| Lsn(u64::from(l))))
     };
     Ok(Sample {
         in_recovery: row.try_get(0)?,
         // int8 carries the u64 identifier's bits; `as` reinterprets them unchanged.
         system_id: SystemId(row.try_get::<_, i64>(1)? as u64),
-        timeline: row
-            .try_get::<_, Option<i64>>(2)?
-            .and_then(|t| u32::try_from(t).ok())
-            .map(Timeline),
+        timeline: row.try_get::<_, Option<i64>>(2)?.and_then(|t| u32::try_from(t).ok()).map(Timeline),
         current_lsn: lsn(3)?,
         receive_lsn: lsn(4)?,
         replay_lsn: lsn(5)?,
@@ -81,36 +76,19 @@ mod tests {
 
     #[test]
     fn one_statement_with_seven_documented_columns() {
-        let code: String = PROBE_SQL
-            .lines()
-            .filter(|l| !l.trim_start().starts_with("--"))
-            .collect();
+        let code: String = PROBE_SQL.lines().filter(|l| !l.trim_start().starts_with("--")).collect();
         assert!(!code.contains(';'), "one statement only");
         let comments = PROBE_SQL
             .lines()
-            .filter(|l| {
-                l.trim_start()
-                    .strip_prefix("-- ")
-                    .is_some_and(|c| c.starts_with(|d: char| d.is_ascii_digit()))
-            })
+            .filter(|l| l.trim_start().strip_prefix("-- ").is_some_and(|c| c.starts_with(|d: char| d.is_ascii_digit())))
             .count();
         assert_eq!(comments, 7);
-        for (i, name) in [
-            "in_recovery",
-            "system_id",
-            "timeline",
-            "current_lsn",
-            "receive_lsn",
-            "replay_lsn",
-            "replay_paused",
-        ]
-        .iter()
-        .enumerate()
+        for (i, name) in
+            ["in_recovery", "system_id", "timeline", "current_lsn", "receive_lsn", "replay_lsn", "replay_paused"]
+                .iter()
+                .enumerate()
         {
-            assert!(
-                PROBE_SQL.contains(&format!("-- {i} {name}")),
-                "column {i} {name} documented"
-            );
+            assert!(PROBE_SQL.contains(&format!("-- {i} {name}")), "column {i} {name} documented");
         }
     }
 }

@@ -41,15 +41,7 @@ pub async fn run(
 ) {
     let span = tracing::info_span!("probe", node = %id);
     let tls = ProbeTls::from_dsn(&node.dsn);
-    let prober = Prober {
-        id,
-        tls,
-        node,
-        probe,
-        phase,
-        conn: None,
-        connect_failures: 0,
-    };
+    let prober = Prober { id, tls, node, probe, phase, conn: None, connect_failures: 0 };
     prober.run(tx, cancel).instrument(span).await
 }
 
@@ -215,10 +207,10 @@ impl Prober {
     async fn connect(&self) -> Result<Conn, String> {
         let tls = self.tls.as_ref().map_err(Clone::clone)?;
         let config = self.pg_config(tls)?;
-        let (client, connection) = config.connect(tls.connector.clone()).await.map_err(|e| {
-            super::tls::explain(&e, &tls.options, &first_host(&config))
-                .unwrap_or_else(|| describe(&e))
-        })?;
+        let (client, connection) = config
+            .connect(tls.connector.clone())
+            .await
+            .map_err(|e| super::tls::explain(&e, &tls.options, &first_host(&config)).unwrap_or_else(|| describe(&e)))?;
         // From here on, an error or a timeout drops `driver`, which closes the socket.
         let driver = Driver(Some(tokio::spawn(
             async move {
@@ -229,18 +221,12 @@ impl Prober {
             .in_current_span(),
         )));
         let statement = client.prepare(PROBE_SQL).await.map_err(|e| describe(&e))?;
-        Ok(Conn {
-            client,
-            statement,
-            driver,
-        })
+        Ok(Conn { client, statement, driver })
     }
 
     fn pg_config(&self, tls: &ProbeTls) -> Result<tokio_postgres::Config, String> {
-        let mut config: tokio_postgres::Config = tls
-            .dsn
-            .parse()
-            .map_err(|e: tokio_postgres::Error| format!("dsn: {}", describe(&e)))?;
+        let mut config: tokio_postgres::Config =
+            tls.dsn.parse().map_err(|e: tokio_postgres::Error| format!("dsn: {}", describe(&e)))?;
         config.ssl_mode(tls.options.mode.negotiation());
         if let Some(secret) = password_for(&self.node).map_err(|e| e.to_string())? {
             config.password(secret.expose());
@@ -249,10 +235,7 @@ impl Prober {
             config.application_name("lagdns");
         }
         // The server stops a query lagdns already gave up on.
-        let statement_timeout = format!(
-            "-c statement_timeout={}",
-            self.probe.timeout.as_millis().max(1)
-        );
+        let statement_timeout = format!("-c statement_timeout={}", self.probe.timeout.as_millis().max(1));
         let options = match config.get_options() {
             Some(existing) if !existing.trim().is_empty() => {
                 format!("{existing} {statement_timeout}")
@@ -297,8 +280,7 @@ impl Prober {
                     .in_current_span(),
                 );
             }
-            None => self
-                .note_connect_failure(&format!("connect timed out after {:?}", self.probe.timeout)),
+            None => self.note_connect_failure(&format!("connect timed out after {:?}", self.probe.timeout)),
         }
     }
 
@@ -313,12 +295,7 @@ impl Prober {
 
     /// Closes the connection politely (Terminate), waiting only briefly for it.
     async fn close(&mut self) {
-        if let Some(Conn {
-            client,
-            statement,
-            driver,
-        }) = self.conn.take()
-        {
+        if let Some(Conn { client, statement, driver }) = self.conn.take() {
             drop(statement);
             drop(client); // the driver sends Terminate and finishes
             driver.finish(Duration::from_millis(200)).await;
@@ -333,9 +310,7 @@ impl Prober {
 /// `interval × 2^(failures-1)`, at most [`MAX_BACKOFF`] (never less than one interval).
 fn backoff(interval: Duration, failures: u32) -> Duration {
     let factor = 1u32 << failures.saturating_sub(1).min(16);
-    interval
-        .saturating_mul(factor)
-        .min(MAX_BACKOFF.max(interval))
+    interval.saturating_mul(factor).min(MAX_BACKOFF.max(interval))
 }
 
 /// The first host of `config`, as the TLS layer checks it against the certificate.
@@ -380,11 +355,7 @@ mod tests {
             (ms(2000), 3, ms(2000)),
         ];
         for (interval, failures, want) in cases {
-            assert_eq!(
-                backoff(interval, failures),
-                want,
-                "{interval:?} × {failures}"
-            );
+            assert_eq!(backoff(interval, failures), want, "{interval:?} × {failures}");
         }
     }
 }

@@ -28,9 +28,7 @@ use rustls::crypto::{verify_tls12_signature, verify_tls13_signature, CryptoProvi
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::server::ParsedCertificate;
-use rustls::{
-    CertificateError, ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme,
-};
+use rustls::{CertificateError, ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
 /// libpq's `sslmode` values (`allow` reads as `Prefer`).
@@ -52,7 +50,11 @@ impl SslMode {
             "require" => SslMode::Require,
             "verify-ca" => SslMode::VerifyCa,
             "verify-full" => SslMode::VerifyFull,
-            other => return Err(format!("invalid sslmode {other:?} (disable, allow, prefer, require, verify-ca, verify-full)")),
+            other => {
+                return Err(format!(
+                    "invalid sslmode {other:?} (disable, allow, prefer, require, verify-ca, verify-full)"
+                ))
+            }
         })
     }
 
@@ -185,10 +187,7 @@ fn value_len(s: &str) -> Option<usize> {
 
 /// The value of a libpq `value` token: quotes removed, `\x` → `x`.
 fn unescape(raw: &str) -> String {
-    let inner = raw
-        .strip_prefix('\'')
-        .and_then(|r| r.strip_suffix('\''))
-        .unwrap_or(raw);
+    let inner = raw.strip_prefix('\'').and_then(|r| r.strip_suffix('\'')).unwrap_or(raw);
     let mut out = String::with_capacity(inner.len());
     let mut chars = inner.chars();
     while let Some(c) = chars.next() {
@@ -204,9 +203,7 @@ fn split_url(dsn: &str) -> Result<(String, TlsOptions), String> {
     let mut opts = TlsOptions::default();
     // Like tokio-postgres: credentials run to the first '@'; the query starts after them.
     let scheme_end = dsn.find("://").map_or(0, |i| i + 3);
-    let from = dsn[scheme_end..]
-        .find('@')
-        .map_or(scheme_end, |i| scheme_end + i + 1);
+    let from = dsn[scheme_end..].find('@').map_or(scheme_end, |i| scheme_end + i + 1);
     let Some(q) = dsn[from..].find('?').map(|i| from + i) else {
         return Ok((dsn.to_string(), opts));
     };
@@ -220,11 +217,7 @@ fn split_url(dsn: &str) -> Result<(String, TlsOptions), String> {
         }
     }
     let base = &dsn[..q];
-    let rest = if kept.is_empty() {
-        base.to_string()
-    } else {
-        format!("{base}?{}", kept.join("&"))
-    };
+    let rest = if kept.is_empty() { base.to_string() } else { format!("{base}?{}", kept.join("&")) };
     Ok((rest, opts))
 }
 
@@ -235,9 +228,7 @@ fn percent_decode(s: &str) -> Result<String, String> {
     let mut i = 0;
     while i < bytes.len() {
         if bytes[i] == b'%' {
-            let hex = s
-                .get(i + 1..i + 3)
-                .and_then(|h| u8::from_str_radix(h, 16).ok());
+            let hex = s.get(i + 1..i + 3).and_then(|h| u8::from_str_radix(h, 16).ok());
             let byte = hex.ok_or("dsn: invalid percent-encoding in a TLS parameter")?;
             out.push(byte);
             i += 3;
@@ -263,11 +254,7 @@ impl ProbeTls {
     pub fn from_dsn(dsn: &str) -> Result<ProbeTls, String> {
         let (dsn, options) = split_dsn(dsn).map_err(|e| format!("dsn: {e}"))?;
         let connector = connector(&options)?;
-        Ok(ProbeTls {
-            dsn,
-            options,
-            connector,
-        })
+        Ok(ProbeTls { dsn, options, connector })
     }
 }
 
@@ -277,13 +264,10 @@ impl ProbeTls {
 pub fn connector(opts: &TlsOptions) -> Result<MakeRustlsConnect, String> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let verifier: Arc<dyn ServerCertVerifier> = match opts.verify() {
-        Verify::Nothing => Arc::new(Unverified {
-            provider: provider.clone(),
-        }),
-        Verify::Chain => Arc::new(ChainOnly {
-            roots: Arc::new(roots(opts.root_cert.as_deref())?),
-            provider: provider.clone(),
-        }),
+        Verify::Nothing => Arc::new(Unverified { provider: provider.clone() }),
+        Verify::Chain => {
+            Arc::new(ChainOnly { roots: Arc::new(roots(opts.root_cert.as_deref())?), provider: provider.clone() })
+        }
         Verify::ChainAndName => {
             let roots = Arc::new(roots(opts.root_cert.as_deref())?);
             WebPkiServerVerifier::builder_with_provider(roots, provider.clone())
@@ -302,11 +286,8 @@ pub fn connector(opts: &TlsOptions) -> Result<MakeRustlsConnect, String> {
             let chain = CertificateDer::pem_file_iter(cert)
                 .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
                 .map_err(|e| format!("sslcert {cert}: {e}"))?;
-            let key_der =
-                PrivateKeyDer::from_pem_file(key).map_err(|e| format!("sslkey {key}: {e}"))?;
-            builder
-                .with_client_auth_cert(chain, key_der)
-                .map_err(|e| format!("sslcert/sslkey: {e}"))?
+            let key_der = PrivateKeyDer::from_pem_file(key).map_err(|e| format!("sslkey {key}: {e}"))?;
+            builder.with_client_auth_cert(chain, key_der).map_err(|e| format!("sslcert/sslkey: {e}"))?
         }
         (Some(_), Some(_)) => builder.with_no_client_auth(),
         _ => return Err("sslcert and sslkey must be given together".into()),
@@ -323,9 +304,7 @@ fn roots(path: Option<&str>) -> Result<RootCertStore, String> {
                 .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
                 .map_err(|e| format!("sslrootcert {path}: {e}"))?;
             for cert in certs {
-                store
-                    .add(cert)
-                    .map_err(|e| format!("sslrootcert {path}: {e}"))?;
+                store.add(cert).map_err(|e| format!("sslrootcert {path}: {e}"))?;
             }
             if store.is_empty() {
                 return Err(format!("sslrootcert {path}: no certificates in the file"));
@@ -380,9 +359,7 @@ macro_rules! signatures_via_provider {
         }
 
         fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-            self.provider
-                .signature_verification_algorithms
-                .supported_schemes()
+            self.provider.signature_verification_algorithms.supported_schemes()
         }
     };
 }
@@ -465,11 +442,7 @@ mod tests {
     use super::*;
 
     fn opts(mode: SslMode, root: Option<&str>) -> TlsOptions {
-        TlsOptions {
-            mode,
-            root_cert: root.map(str::to_string),
-            ..TlsOptions::default()
-        }
+        TlsOptions { mode, root_cert: root.map(str::to_string), ..TlsOptions::default() }
     }
 
     #[test]
@@ -479,11 +452,7 @@ mod tests {
             ("host=h user=u", "host=h user=u", opts(Prefer, None)),
             ("", "", opts(Prefer, None)),
             ("host=h sslmode=require", "host=h", opts(Require, None)),
-            (
-                "sslmode=verify-full host=h",
-                "host=h",
-                opts(VerifyFull, None),
-            ),
+            ("sslmode=verify-full host=h", "host=h", opts(VerifyFull, None)),
             (
                 "host=h sslmode = verify-ca  sslrootcert='/a b/c\\'s.pem' user=u",
                 "host=h user=u",
@@ -503,21 +472,14 @@ mod tests {
         }
         let (rest, o) = split_dsn("host=h sslcert=/c.pem sslkey='/k.pem'").unwrap();
         assert_eq!(rest, "host=h");
-        assert_eq!(
-            (o.cert.as_deref(), o.key.as_deref()),
-            (Some("/c.pem"), Some("/k.pem"))
-        );
+        assert_eq!((o.cert.as_deref(), o.key.as_deref()), (Some("/c.pem"), Some("/k.pem")));
     }
 
     #[test]
     fn takes_tls_keys_out_of_url_query_parameters() {
         use SslMode::*;
         let cases = [
-            (
-                "postgres://u:pw@h/db",
-                "postgres://u:pw@h/db",
-                opts(Prefer, None),
-            ),
+            ("postgres://u:pw@h/db", "postgres://u:pw@h/db", opts(Prefer, None)),
             (
                 "postgres://u:pw@h/db?sslmode=verify-full&sslrootcert=%2Fetc%2Fca%20x.pem",
                 "postgres://u:pw@h/db",
@@ -528,16 +490,8 @@ mod tests {
                 "postgresql://h:5432/db?application_name=a&connect_timeout=2",
                 opts(Require, None),
             ),
-            (
-                "postgres://u:p?w@h/db?sslmode=disable",
-                "postgres://u:p?w@h/db",
-                opts(Disable, None),
-            ),
-            (
-                "postgres://h?sslmode=verify-ca",
-                "postgres://h",
-                opts(VerifyCa, None),
-            ),
+            ("postgres://u:p?w@h/db?sslmode=disable", "postgres://u:p?w@h/db", opts(Disable, None)),
+            ("postgres://h?sslmode=verify-ca", "postgres://h", opts(VerifyCa, None)),
         ];
         for (dsn, rest, want) in cases {
             assert_eq!(split_dsn(dsn), Ok((rest.to_string(), want)), "{dsn:?}");
@@ -547,10 +501,7 @@ mod tests {
     #[test]
     fn rejects_bad_values_without_leaking_other_values() {
         let err = split_dsn("password=hunter2 sslmode=verify").unwrap_err();
-        assert!(
-            err.contains("\"verify\"") && !err.contains("hunter2"),
-            "{err}"
-        );
+        assert!(err.contains("\"verify\"") && !err.contains("hunter2"), "{err}");
         let err = split_dsn("postgres://u:hunter2@h?sslrootcert=%zz").unwrap_err();
         assert!(err.contains("percent") && !err.contains("hunter2"), "{err}");
         assert!(split_dsn("postgres://h?sslmode=full").is_err());
@@ -590,21 +541,13 @@ mod tests {
         for (o, want) in cases {
             assert_eq!(o.verify(), want, "{o:?}");
         }
-        assert_eq!(
-            VerifyCa.negotiation(),
-            tokio_postgres::config::SslMode::Require
-        );
-        assert_eq!(
-            Prefer.negotiation(),
-            tokio_postgres::config::SslMode::Prefer
-        );
+        assert_eq!(VerifyCa.negotiation(), tokio_postgres::config::SslMode::Require);
+        assert_eq!(Prefer.negotiation(), tokio_postgres::config::SslMode::Prefer);
     }
 
     #[test]
     fn connector_errors_name_the_file() {
-        let err = connector(&opts(SslMode::VerifyFull, Some("/nonexistent/ca.pem")))
-            .err()
-            .unwrap();
+        let err = connector(&opts(SslMode::VerifyFull, Some("/nonexistent/ca.pem"))).err().unwrap();
         assert!(err.contains("sslrootcert /nonexistent/ca.pem"), "{err}");
         let mut half = opts(SslMode::Require, None);
         half.cert = Some("/c.pem".into());
@@ -617,10 +560,7 @@ mod tests {
         let o = opts(SslMode::VerifyFull, Some("/ca.pem"));
         let name = rustls::Error::InvalidCertificate(CertificateError::NotValidForName);
         let io = std::io::Error::new(std::io::ErrorKind::InvalidData, name);
-        assert_eq!(
-            explain(&io, &o, "127.0.0.9").as_deref(),
-            Some("TLS: certificate not valid for name 127.0.0.9")
-        );
+        assert_eq!(explain(&io, &o, "127.0.0.9").as_deref(), Some("TLS: certificate not valid for name 127.0.0.9"));
         let issuer = rustls::Error::InvalidCertificate(CertificateError::UnknownIssuer);
         assert_eq!(
             explain(&issuer, &o, "h").as_deref(),

@@ -74,7 +74,9 @@ pub fn txt(m: &Message) -> Vec<String> {
     m.answers
         .iter()
         .filter_map(|r| match &r.data {
-            RData::TXT(t) => Some(t.txt_data.iter().map(|s| String::from_utf8_lossy(s).into_owned()).collect::<Vec<_>>()),
+            RData::TXT(t) => {
+                Some(t.txt_data.iter().map(|s| String::from_utf8_lossy(s).into_owned()).collect::<Vec<_>>())
+            }
             _ => None,
         })
         .flatten()
@@ -108,7 +110,9 @@ where
     loop {
         match check().await {
             Ok(v) => return v,
-            Err(last) if Instant::now() >= deadline => panic!("timed out after {within:?} waiting for {what}; last: {last}"),
+            Err(last) if Instant::now() >= deadline => {
+                panic!("timed out after {within:?} waiting for {what}; last: {last}")
+            }
             Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
         }
     }
@@ -378,7 +382,12 @@ impl ServeProcess {
         let mut names: Vec<String> = addrs(&m)
             .into_iter()
             .map(|a| {
-                cluster.nodes().iter().find(|n| IpAddr::V4(n.address) == a).map(|n| n.name.clone()).unwrap_or(a.to_string())
+                cluster
+                    .nodes()
+                    .iter()
+                    .find(|n| IpAddr::V4(n.address) == a)
+                    .map(|n| n.name.clone())
+                    .unwrap_or(a.to_string())
             })
             .collect();
         names.sort();

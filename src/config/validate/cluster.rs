@@ -17,11 +17,7 @@ struct LabelSite {
     key: String,
 }
 
-pub(super) fn clusters(
-    cx: &Cx,
-    dns: &DnsConfig,
-    raw: &[Spanned<RawCluster>],
-) -> Result<Vec<ClusterConfig>> {
+pub(super) fn clusters(cx: &Cx, dns: &DnsConfig, raw: &[Spanned<RawCluster>]) -> Result<Vec<ClusterConfig>> {
     if raw.is_empty() {
         return Err(cx.err(0..0, "cluster", "at least one [[cluster]] is required"));
     }
@@ -31,27 +27,15 @@ pub(super) fn clusters(
         .iter()
         .filter_map(|ns| ns.name.strip_suffix(&zone_suffix))
         .filter(|rel| !rel.contains('.'))
-        .map(|rel| LabelSite {
-            label: rel.to_owned(),
-            key: "dns.nameservers".to_owned(),
-        })
+        .map(|rel| LabelSite { label: rel.to_owned(), key: "dns.nameservers".to_owned() })
         .collect();
     let mut out: Vec<ClusterConfig> = Vec::new();
     for (i, c) in raw.iter().enumerate() {
-        let name = required(
-            cx,
-            &c.get_ref().name,
-            c.span(),
-            &format!("cluster[{i}].name"),
-        )?;
+        let name = required(cx, &c.get_ref().name, c.span(), &format!("cluster[{i}].name"))?;
         let name_text = plain_name(cx, name, &format!("cluster[{i}].name"))?;
         if out.iter().any(|o| o.name == name_text) {
             let key = format!("cluster[{name_text}].name");
-            return Err(cx.err(
-                name.span(),
-                &key,
-                format!("cluster {name_text:?} is defined twice"),
-            ));
+            return Err(cx.err(name.span(), &key, format!("cluster {name_text:?} is defined twice")));
         }
         out.push(cluster(cx, name_text, name.span(), c, &mut labels)?);
     }
@@ -68,44 +52,19 @@ fn cluster(
     let c = raw.get_ref();
     let key = format!("cluster[{name}]");
     if c.node.is_empty() {
-        return Err(cx.err(
-            raw.span(),
-            &format!("{key}.node"),
-            "a cluster needs at least one [[cluster.node]]",
-        ));
+        return Err(cx.err(raw.span(), &format!("{key}.node"), "a cluster needs at least one [[cluster.node]]"));
     }
     let nodes = nodes(cx, &key, &c.node)?;
     let node_names: Vec<String> = nodes.iter().map(|n| n.name.clone()).collect();
-    let write = label(
-        cx,
-        &c.write,
-        ("write", &name_span),
-        &format!("{key}.write"),
-        labels,
-    )?;
-    let read = label(
-        cx,
-        &c.read,
-        ("read", &name_span),
-        &format!("{key}.read"),
-        labels,
-    )?;
+    let write = label(cx, &c.write, ("write", &name_span), &format!("{key}.write"), labels)?;
+    let read = label(cx, &c.read, ("read", &name_span), &format!("{key}.read"), labels)?;
     let policy = policy(cx, c.policy(), DEFAULT_POLICY, &key)?;
     let read_nodes = node_list(cx, &c.read_nodes, &node_names, &format!("{key}.read_nodes"))?;
-    let mut endpoints = vec![EndpointConfig {
-        label: read,
-        nodes: read_nodes,
-        policy,
-    }];
+    let mut endpoints = vec![EndpointConfig { label: read, nodes: read_nodes, policy }];
     for (j, e) in c.endpoint.iter().enumerate() {
         endpoints.push(endpoint(cx, &key, j, e, &node_names, policy, labels)?);
     }
-    Ok(ClusterConfig {
-        name,
-        write,
-        endpoints,
-        nodes,
-    })
+    Ok(ClusterConfig { name, write, endpoints, nodes })
 }
 
 fn endpoint(
@@ -118,30 +77,12 @@ fn endpoint(
     labels: &mut Vec<LabelSite>,
 ) -> Result<EndpointConfig> {
     let e = raw.get_ref();
-    let name = required(
-        cx,
-        &e.name,
-        raw.span(),
-        &format!("{cluster_key}.endpoint[{j}].name"),
-    )?;
-    let key = format!(
-        "{cluster_key}.endpoint[{}]",
-        name.get_ref().to_ascii_lowercase()
-    );
-    let label = label(
-        cx,
-        &e.name,
-        ("", &raw.span()),
-        &format!("{key}.name"),
-        labels,
-    )?;
+    let name = required(cx, &e.name, raw.span(), &format!("{cluster_key}.endpoint[{j}].name"))?;
+    let key = format!("{cluster_key}.endpoint[{}]", name.get_ref().to_ascii_lowercase());
+    let label = label(cx, &e.name, ("", &raw.span()), &format!("{key}.name"), labels)?;
     let policy = policy(cx, e.policy(), base, &key)?;
     let nodes = node_list(cx, &e.nodes, node_names, &format!("{key}.nodes"))?;
-    Ok(EndpointConfig {
-        label,
-        nodes,
-        policy,
-    })
+    Ok(EndpointConfig { label, nodes, policy })
 }
 
 /// A label (`read`, `write`, endpoint name), or its default (reported at the given
@@ -159,23 +100,12 @@ fn label(
     };
     let label = dns_label(text).map_err(|m| cx.err(span.clone(), key, m))?;
     if let Some(prefix) = RESERVED_PREFIXES.iter().find(|p| label.starts_with(*p)) {
-        return Err(cx.err(
-            span,
-            key,
-            format!("must not start with {prefix:?} (reserved for queries)"),
-        ));
+        return Err(cx.err(span, key, format!("must not start with {prefix:?} (reserved for queries)")));
     }
     if let Some(prev) = labels.iter().find(|s| s.label == label) {
-        return Err(cx.err(
-            span,
-            key,
-            format!("{label:?} is already used by {}", prev.key),
-        ));
+        return Err(cx.err(span, key, format!("{label:?} is already used by {}", prev.key)));
     }
-    labels.push(LabelSite {
-        label: label.clone(),
-        key: key.to_owned(),
-    });
+    labels.push(LabelSite { label: label.clone(), key: key.to_owned() });
     Ok(label)
 }
 
@@ -196,12 +126,7 @@ fn policy(cx: &Cx, raw: RawPolicy, base: Policy, key: &str) -> Result<Policy> {
         Some(v) => fallback(cx, v, &format!("{key}.fallback"))?,
         None => base.fallback,
     };
-    Ok(Policy {
-        max_lag,
-        max_lag_bytes,
-        answers,
-        fallback,
-    })
+    Ok(Policy { max_lag, max_lag_bytes, answers, fallback })
 }
 
 fn nodes(cx: &Cx, cluster_key: &str, raw: &[Spanned<RawNode>]) -> Result<Vec<NodeConfig>> {
@@ -220,26 +145,13 @@ fn nodes(cx: &Cx, cluster_key: &str, raw: &[Spanned<RawNode>]) -> Result<Vec<Nod
 
 fn node(cx: &Cx, cluster_key: &str, i: usize, raw: &Spanned<RawNode>) -> Result<NodeConfig> {
     let n = raw.get_ref();
-    let name = required(
-        cx,
-        &n.name,
-        raw.span(),
-        &format!("{cluster_key}.node[{i}].name"),
-    )?;
+    let name = required(cx, &n.name, raw.span(), &format!("{cluster_key}.node[{i}].name"))?;
     let name = plain_name(cx, name, &format!("{cluster_key}.node[{i}].name"))?;
     let key = format!("{cluster_key}.node[{name}]");
-    let address = ip(
-        cx,
-        required(cx, &n.address, raw.span(), &format!("{key}.address"))?,
-        &format!("{key}.address"),
-    )?;
+    let address = ip(cx, required(cx, &n.address, raw.span(), &format!("{key}.address"))?, &format!("{key}.address"))?;
     if address.is_unspecified() || address.is_multicast() {
         let span = n.address.as_ref().map_or(raw.span(), Spanned::span);
-        return Err(cx.err(
-            span,
-            &format!("{key}.address"),
-            format!("{address} cannot be answered to clients"),
-        ));
+        return Err(cx.err(span, &format!("{key}.address"), format!("{address} cannot be answered to clients")));
     }
     let dsn = required(cx, &n.dsn, raw.span(), &format!("{key}.dsn"))?;
     if dsn.get_ref().trim().is_empty() {
@@ -247,59 +159,32 @@ fn node(cx: &Cx, cluster_key: &str, i: usize, raw: &Spanned<RawNode>) -> Result<
     }
     let weight = match &n.weight {
         Some(w) => u32::try_from(*w.get_ref()).map_err(|_| {
-            cx.err(
-                w.span(),
-                &format!("{key}.weight"),
-                format!("must be an integer of at least 0, not {}", w.get_ref()),
-            )
+            cx.err(w.span(), &format!("{key}.weight"), format!("must be an integer of at least 0, not {}", w.get_ref()))
         })?,
         None => DEFAULT_WEIGHT,
     };
     let password_file = match &n.password_file {
         Some(p) if p.get_ref().trim().is_empty() => {
-            return Err(cx.err(
-                p.span(),
-                &format!("{key}.password_file"),
-                "must not be empty",
-            ))
+            return Err(cx.err(p.span(), &format!("{key}.password_file"), "must not be empty"))
         }
         other => other.as_ref().map(|p| PathBuf::from(p.get_ref())),
     };
-    Ok(NodeConfig {
-        name,
-        address,
-        dsn: dsn.get_ref().clone(),
-        weight,
-        password_file,
-    })
+    Ok(NodeConfig { name, address, dsn: dsn.get_ref().clone(), weight, password_file })
 }
 
 /// `read_nodes` / endpoint `nodes`: existing node names, each once; all nodes if absent.
-fn node_list(
-    cx: &Cx,
-    raw: &S<Vec<Spanned<String>>>,
-    known: &[String],
-    key: &str,
-) -> Result<Vec<String>> {
+fn node_list(cx: &Cx, raw: &S<Vec<Spanned<String>>>, known: &[String], key: &str) -> Result<Vec<String>> {
     let Some(list) = raw else {
         return Ok(known.to_vec());
     };
     if list.get_ref().is_empty() {
-        return Err(cx.err(
-            list.span(),
-            key,
-            "must name at least one node (leave it out for all nodes)",
-        ));
+        return Err(cx.err(list.span(), key, "must name at least one node (leave it out for all nodes)"));
     }
     let mut seen = HashSet::new();
     for item in list.get_ref() {
         let name = item.get_ref();
         if !known.contains(name) {
-            return Err(cx.err(
-                item.span(),
-                key,
-                format!("no node named {name:?} in this cluster"),
-            ));
+            return Err(cx.err(item.span(), key, format!("no node named {name:?} in this cluster")));
         }
         if !seen.insert(name) {
             return Err(cx.err(item.span(), key, format!("node {name:?} is listed twice")));

@@ -41,21 +41,11 @@ fn minimal_config_gets_every_default() {
             zone: "db.internal".into(),
             ttl: ms(1000),
             negative_ttl: ms(1000),
-            nameservers: vec![Nameserver {
-                name: "ns1.db.internal".into(),
-                address: "127.0.0.1".parse().unwrap(),
-            }],
+            nameservers: vec![Nameserver { name: "ns1.db.internal".into(), address: "127.0.0.1".parse().unwrap() }],
             nsid: None,
         },
-        http: HttpConfig {
-            listen: "127.0.0.1:8053".parse().unwrap(),
-        },
-        probe: ProbeConfig {
-            interval: ms(250),
-            timeout: ms(1000),
-            fall: 2,
-            rise: 2,
-        },
+        http: HttpConfig { listen: "127.0.0.1:8053".parse().unwrap() },
+        probe: ProbeConfig { interval: ms(250), timeout: ms(1000), fall: 2, rise: 2 },
         clusters: vec![ClusterConfig {
             name: "main".into(),
             write: "write".into(),
@@ -84,17 +74,9 @@ fn minimal_config_gets_every_default() {
 #[test]
 fn default_nameserver_follows_zone_and_first_listen_address() {
     let table = [
-        (
-            r#"listen = ["127.0.0.2:53", "[::1]:53"]"#,
-            "ns1.example.test",
-            "127.0.0.2",
-        ),
+        (r#"listen = ["127.0.0.2:53", "[::1]:53"]"#, "ns1.example.test", "127.0.0.2"),
         (r#"listen = ["[::1]:53"]"#, "ns1.example.test", "::1"),
-        (
-            r#"listen = ["0.0.0.0:53"]"#,
-            "ns1.example.test",
-            "127.0.0.1",
-        ),
+        (r#"listen = ["0.0.0.0:53"]"#, "ns1.example.test", "127.0.0.1"),
         (r#"listen = ["[::]:53"]"#, "ns1.example.test", "127.0.0.1"),
     ];
     for (listen, name, address) in table {
@@ -102,11 +84,7 @@ fn default_nameserver_follows_zone_and_first_listen_address() {
         assert_eq!(cfg.dns.zone, "example.test");
         assert_eq!(cfg.dns.nameservers.len(), 1, "{listen}");
         assert_eq!(cfg.dns.nameservers[0].name, name, "{listen}");
-        assert_eq!(
-            cfg.dns.nameservers[0].address.to_string(),
-            address,
-            "{listen}"
-        );
+        assert_eq!(cfg.dns.nameservers[0].address.to_string(), address, "{listen}");
     }
 }
 
@@ -141,42 +119,18 @@ address = "::1"
 dsn = "host=b"
 "#;
     let c = &ok(text).clusters[0];
-    let summary: Vec<_> = c
-        .endpoints
-        .iter()
-        .map(|e| (e.label.as_str(), e.nodes.join(","), e.policy))
-        .collect();
-    let policy = |max_lag, bytes, answers, fallback| Policy {
-        max_lag,
-        max_lag_bytes: bytes,
-        answers,
-        fallback,
-    };
+    let summary: Vec<_> = c.endpoints.iter().map(|e| (e.label.as_str(), e.nodes.join(","), e.policy)).collect();
+    let policy = |max_lag, bytes, answers, fallback| Policy { max_lag, max_lag_bytes: bytes, answers, fallback };
     assert_eq!(
         summary,
         vec![
-            (
-                "reads",
-                "pg2,pg1".into(),
-                policy(ms(100), Some(16 << 20), Answers::All, Fallback::Open)
-            ),
-            (
-                "analytics",
-                "pg2".into(),
-                policy(ms(300_000), Some(16 << 20), Answers::All, Fallback::None)
-            ),
-            (
-                "batch",
-                "pg1,pg2".into(),
-                policy(ms(100), Some(4096), Answers::Count(2), Fallback::Open)
-            ),
+            ("reads", "pg2,pg1".into(), policy(ms(100), Some(16 << 20), Answers::All, Fallback::Open)),
+            ("analytics", "pg2".into(), policy(ms(300_000), Some(16 << 20), Answers::All, Fallback::None)),
+            ("batch", "pg1,pg2".into(), policy(ms(100), Some(4096), Answers::Count(2), Fallback::Open)),
         ]
     );
     assert_eq!(c.nodes[0].weight, 0);
-    assert_eq!(
-        c.nodes[0].password_file,
-        Some(PathBuf::from("/run/secrets/pg"))
-    );
+    assert_eq!(c.nodes[0].password_file, Some(PathBuf::from("/run/secrets/pg")));
     assert_eq!(c.nodes[1].address, "::1".parse::<IpAddr>().unwrap());
     assert_eq!(c.nodes[1].weight, 100);
 }
@@ -184,17 +138,9 @@ dsn = "host=b"
 #[test]
 fn several_clusters_share_the_zone() {
     let second = MIN.replace("\"main\"", "\"other\"");
-    let second = second.replacen(
-        "name = \"other\"",
-        "name = \"other\"\nread = \"read2\"\nwrite = \"write2\"",
-        1,
-    );
+    let second = second.replacen("name = \"other\"", "name = \"other\"\nread = \"read2\"\nwrite = \"write2\"", 1);
     let cfg = ok(&format!("{MIN}{second}"));
-    let labels: Vec<_> = cfg
-        .clusters
-        .iter()
-        .map(|c| (c.write.as_str(), c.endpoints[0].label.as_str()))
-        .collect();
+    let labels: Vec<_> = cfg.clusters.iter().map(|c| (c.write.as_str(), c.endpoints[0].label.as_str())).collect();
     assert_eq!(labels, [("write", "read"), ("write2", "read2")]);
 }
 
@@ -219,24 +165,11 @@ rise = 1
     let cfg = ok(&text);
     assert_eq!(cfg.dns.listen.len(), 2);
     assert_eq!((cfg.dns.ttl, cfg.dns.negative_ttl), (ms(5000), ms(0)));
-    let ns: Vec<_> = cfg
-        .dns
-        .nameservers
-        .iter()
-        .map(|n| n.name.as_str())
-        .collect();
+    let ns: Vec<_> = cfg.dns.nameservers.iter().map(|n| n.name.as_str()).collect();
     assert_eq!(ns, ["ns1.db.internal", "ns.other.test"]);
     assert_eq!(cfg.dns.nsid.as_deref(), Some("lagdns-a"));
     assert_eq!(cfg.http.listen, "[::1]:9000".parse().unwrap());
-    assert_eq!(
-        cfg.probe,
-        ProbeConfig {
-            interval: ms(100),
-            timeout: ms(1500),
-            fall: 3,
-            rise: 1
-        }
-    );
+    assert_eq!(cfg.probe, ProbeConfig { interval: ms(100), timeout: ms(1500), fall: 3, rise: 1 });
 }
 
 /// `(config text, exact error)`. Line numbers count from the first line of the text.
@@ -344,15 +277,10 @@ fn errors_in_a_cluster_name_the_cluster_and_node() {
 
 #[test]
 fn clusters_collide_by_name_and_by_label() {
-    let second = |name: &str, extra: &str| {
-        MIN.replace("name = \"main\"\n", &format!("name = \"{name}\"\n{extra}"))
-    };
+    let second = |name: &str, extra: &str| MIN.replace("name = \"main\"\n", &format!("name = \"{name}\"\n{extra}"));
     let table = [
         // a second cluster with the default labels: reported at its name (line 8)
-        (
-            second("other", ""),
-            "t.toml:8: cluster[other].write: \"write\" is already used by cluster[main].write",
-        ),
+        (second("other", ""), "t.toml:8: cluster[other].write: \"write\" is already used by cluster[main].write"),
         (
             second("other", "write = \"w2\"\n"),
             "t.toml:8: cluster[other].read: \"read\" is already used by cluster[main].read",
@@ -361,10 +289,7 @@ fn clusters_collide_by_name_and_by_label() {
             second("other", "write = \"w2\"\nread = \"READ\"\n"),
             "t.toml:10: cluster[other].read: \"read\" is already used by cluster[main].read",
         ),
-        (
-            second("main", "write = \"w2\"\n"),
-            "t.toml:8: cluster[main].name: cluster \"main\" is defined twice",
-        ),
+        (second("main", "write = \"w2\"\n"), "t.toml:8: cluster[main].name: cluster \"main\" is defined twice"),
     ];
     for (tail, want) in table {
         let text = format!("{MIN}{tail}");
@@ -374,9 +299,7 @@ fn clusters_collide_by_name_and_by_label() {
 
 #[test]
 fn nameservers_outside_the_zone_take_no_label() {
-    let text = format!(
-        "[dns]\nnameservers = [{{ name = \"read.other.test\", address = \"127.0.0.1\" }}]\n{MIN}"
-    );
+    let text = format!("[dns]\nnameservers = [{{ name = \"read.other.test\", address = \"127.0.0.1\" }}]\n{MIN}");
     assert_eq!(ok(&text).clusters[0].endpoints[0].label, "read");
 }
 
@@ -384,8 +307,5 @@ fn nameservers_outside_the_zone_take_no_label() {
 fn nsid_is_at_most_128_bytes() {
     let cfg = |n: usize| format!("[dns]\nnsid = \"{}\"\n{MIN}", "a".repeat(n));
     assert_eq!(ok(&cfg(128)).dns.nsid.map(|s| s.len()), Some(128));
-    assert_eq!(
-        err(&cfg(129)),
-        "t.toml:2: dns.nsid: is longer than 128 bytes"
-    );
+    assert_eq!(err(&cfg(129)), "t.toml:2: dns.nsid: is longer than 128 bytes");
 }

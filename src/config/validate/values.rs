@@ -19,23 +19,10 @@ pub(super) struct Cx<'a> {
 }
 
 impl Cx<'_> {
-    pub(super) fn err(
-        &self,
-        span: Range<usize>,
-        key: &str,
-        message: impl Into<String>,
-    ) -> ConfigError {
+    pub(super) fn err(&self, span: Range<usize>, key: &str, message: impl Into<String>) -> ConfigError {
         let end = span.start.min(self.text.len());
-        let line = 1 + self.text.as_bytes()[..end]
-            .iter()
-            .filter(|&&b| b == b'\n')
-            .count();
-        ConfigError::Invalid {
-            file: self.file.to_owned(),
-            line,
-            key: key.to_owned(),
-            message: message.into(),
-        }
+        let line = 1 + self.text.as_bytes()[..end].iter().filter(|&&b| b == b'\n').count();
+        ConfigError::Invalid { file: self.file.to_owned(), line, key: key.to_owned(), message: message.into() }
     }
 
     /// A syntax, type or unknown-key error from the TOML parser, with the key it is at.
@@ -45,11 +32,7 @@ impl Cx<'_> {
             .ok()
             .and_then(|tree| raw::path_at(&tree, span.start))
             .unwrap_or_else(|| syntax_key(self.text, span.start));
-        let message = e
-            .message()
-            .trim()
-            .replace('\n', "; ")
-            .replace("expected i64", "expected an integer");
+        let message = e.message().trim().replace('\n', "; ").replace("expected i64", "expected an integer");
         self.err(span, &key, message)
     }
 }
@@ -63,18 +46,12 @@ pub(super) fn syntax_key(text: &str, offset: usize) -> String {
     }
     let line_start = text[..offset].rfind('\n').map_or(0, |i| i + 1);
     let line_end = text[offset..].find('\n').map_or(text.len(), |i| offset + i);
-    let header = text[..line_end]
-        .lines()
-        .map(str::trim)
-        .rfind(|l| l.starts_with('['))
-        .map(|l| {
-            let l = l.trim_start_matches('[');
-            l.split(']').next().unwrap_or(l).trim().to_owned()
-        });
+    let header = text[..line_end].lines().map(str::trim).rfind(|l| l.starts_with('[')).map(|l| {
+        let l = l.trim_start_matches('[');
+        l.split(']').next().unwrap_or(l).trim().to_owned()
+    });
     let line = text[line_start..line_end].trim();
-    let key = line
-        .split_once('=')
-        .map(|(k, _)| k.trim().trim_matches('"').to_owned());
+    let key = line.split_once('=').map(|(k, _)| k.trim().trim_matches('"').to_owned());
     match (header, key) {
         (Some(h), Some(k)) => format!("{h}.{k}"),
         (Some(h), None) => h,
@@ -83,26 +60,15 @@ pub(super) fn syntax_key(text: &str, offset: usize) -> String {
     }
 }
 
-pub(super) fn required<'a, T>(
-    cx: &Cx,
-    value: &'a S<T>,
-    table: Range<usize>,
-    key: &str,
-) -> Result<&'a Spanned<T>> {
-    value
-        .as_ref()
-        .ok_or_else(|| cx.err(table, key, "is required"))
+pub(super) fn required<'a, T>(cx: &Cx, value: &'a S<T>, table: Range<usize>, key: &str) -> Result<&'a Spanned<T>> {
+    value.as_ref().ok_or_else(|| cx.err(table, key, "is required"))
 }
 
 /// A cluster or node name: non-empty, no spaces (it is printed in TXT and status lines).
 pub(super) fn plain_name(cx: &Cx, v: &Spanned<String>, key: &str) -> Result<String> {
     let s = v.get_ref();
     if s.is_empty() || s.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return Err(cx.err(
-            v.span(),
-            key,
-            format!("{s:?} must be non-empty and without spaces"),
-        ));
+        return Err(cx.err(v.span(), key, format!("{s:?} must be non-empty and without spaces")));
     }
     Ok(s.clone())
 }
@@ -110,39 +76,25 @@ pub(super) fn plain_name(cx: &Cx, v: &Spanned<String>, key: &str) -> Result<Stri
 pub(super) fn duration(cx: &Cx, v: &Spanned<Scalar>, key: &str) -> Result<Duration> {
     match v.get_ref() {
         Scalar::Str(s) => parse_duration(s).map_err(|m| cx.err(v.span(), key, m)),
-        Scalar::Int(n) => Err(cx.err(
-            v.span(),
-            key,
-            format!("a duration needs a unit: write \"{n}ms\" or \"{n}s\""),
-        )),
+        Scalar::Int(n) => Err(cx.err(v.span(), key, format!("a duration needs a unit: write \"{n}ms\" or \"{n}s\""))),
     }
 }
 
 pub(super) fn size(cx: &Cx, v: &Spanned<Scalar>, key: &str) -> Result<u64> {
     match v.get_ref() {
         Scalar::Str(s) => parse_size(s).map_err(|m| cx.err(v.span(), key, m)),
-        Scalar::Int(n) => {
-            u64::try_from(*n).map_err(|_| cx.err(v.span(), key, "must not be negative"))
-        }
+        Scalar::Int(n) => u64::try_from(*n).map_err(|_| cx.err(v.span(), key, "must not be negative")),
     }
 }
 
 pub(super) fn answers(cx: &Cx, v: &Spanned<Scalar>, key: &str) -> Result<Answers> {
     match v.get_ref() {
         Scalar::Str(s) if s == "all" => Ok(Answers::All),
-        Scalar::Int(n) if *n >= 1 => u32::try_from(*n)
-            .map(Answers::Count)
-            .map_err(|_| cx.err(v.span(), key, "is too large")),
-        Scalar::Int(n) => Err(cx.err(
-            v.span(),
-            key,
-            format!("must be an integer of at least 1 or \"all\", not {n}"),
-        )),
-        Scalar::Str(s) => Err(cx.err(
-            v.span(),
-            key,
-            format!("must be an integer of at least 1 or \"all\", not {s:?}"),
-        )),
+        Scalar::Int(n) if *n >= 1 => {
+            u32::try_from(*n).map(Answers::Count).map_err(|_| cx.err(v.span(), key, "is too large"))
+        }
+        Scalar::Int(n) => Err(cx.err(v.span(), key, format!("must be an integer of at least 1 or \"all\", not {n}"))),
+        Scalar::Str(s) => Err(cx.err(v.span(), key, format!("must be an integer of at least 1 or \"all\", not {s:?}"))),
     }
 }
 
@@ -151,30 +103,17 @@ pub(super) fn fallback(cx: &Cx, v: &Spanned<String>, key: &str) -> Result<Fallba
         "primary" => Ok(Fallback::Primary),
         "none" => Ok(Fallback::None),
         "open" => Ok(Fallback::Open),
-        other => Err(cx.err(
-            v.span(),
-            key,
-            format!("must be \"primary\", \"none\" or \"open\", not {other:?}"),
-        )),
+        other => Err(cx.err(v.span(), key, format!("must be \"primary\", \"none\" or \"open\", not {other:?}"))),
     }
 }
 
 pub(super) fn ip(cx: &Cx, v: &Spanned<String>, key: &str) -> Result<IpAddr> {
-    v.get_ref().parse().map_err(|_| {
-        cx.err(
-            v.span(),
-            key,
-            format!("{:?} is not an IPv4 or IPv6 address", v.get_ref()),
-        )
-    })
+    v.get_ref().parse().map_err(|_| cx.err(v.span(), key, format!("{:?} is not an IPv4 or IPv6 address", v.get_ref())))
 }
 
 pub(super) fn socket_addr(cx: &Cx, v: &Spanned<String>, key: &str) -> Result<SocketAddr> {
     v.get_ref().parse().map_err(|_| {
-        let msg = format!(
-            "{:?} is not an address with a port, like \"127.0.0.1:5353\" or \"[::1]:5353\"",
-            v.get_ref()
-        );
+        let msg = format!("{:?} is not an address with a port, like \"127.0.0.1:5353\" or \"[::1]:5353\"", v.get_ref());
         cx.err(v.span(), key, msg)
     })
 }
@@ -182,18 +121,9 @@ pub(super) fn socket_addr(cx: &Cx, v: &Spanned<String>, key: &str) -> Result<Soc
 /// A single DNS label, lower-cased: letters, digits and inner hyphens, at most 63.
 pub(super) fn dns_label(text: &str) -> std::result::Result<String, String> {
     let label = text.to_ascii_lowercase();
-    let ok_chars = label
-        .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || b == b'-');
-    if label.is_empty()
-        || label.len() > 63
-        || !ok_chars
-        || label.starts_with('-')
-        || label.ends_with('-')
-    {
-        return Err(format!(
-            "{text:?} is not a DNS label (letters, digits and inner hyphens, at most 63 characters)"
-        ));
+    let ok_chars = label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
+    if label.is_empty() || label.len() > 63 || !ok_chars || label.starts_with('-') || label.ends_with('-') {
+        return Err(format!("{text:?} is not a DNS label (letters, digits and inner hyphens, at most 63 characters)"));
     }
     Ok(label)
 }
@@ -202,9 +132,7 @@ pub(super) fn dns_label(text: &str) -> std::result::Result<String, String> {
 pub(super) fn dns_name(text: &str) -> std::result::Result<String, String> {
     let name = text.strip_suffix('.').unwrap_or(text).to_ascii_lowercase();
     if name.is_empty() || name.len() > 253 || name.split('.').any(|l| dns_label(l).is_err()) {
-        return Err(format!(
-            "{text:?} is not a domain name like \"db.internal\""
-        ));
+        return Err(format!("{text:?} is not a domain name like \"db.internal\""));
     }
     Ok(name)
 }
