@@ -36,6 +36,8 @@ pub mod publisher;
 pub mod select;
 pub mod snapshot;
 pub mod state;
+pub mod store;
 pub mod telemetry;
+pub mod testkit;
 pub mod topology;
 pub mod wal;

@@ -1,44 +1,8 @@
-//! The one writer: folds observations into cluster state, builds a new snapshot and
-//! swaps it in atomically. Readers load the current snapshot and never wait.
+//! The one writer: folds observations and config reloads into cluster state, builds
+//! the next snapshot from it and publishes it to the [`Store`]. The store (`store`) is
+//! the value readers load; this is the only code that writes it.
 
 use std::sync::Arc;
-
-use arc_swap::ArcSwap;
-use tokio::sync::watch;
-
-use crate::snapshot::Snapshot;
-
-/// The current snapshot, shared by the publisher (writer) and every reader.
-pub struct Published {
-    current: ArcSwap<Snapshot>,
-    changes: watch::Sender<Arc<Snapshot>>,
-}
-
-impl Published {
-    pub fn new(initial: Snapshot) -> Arc<Published> {
-        let initial = Arc::new(initial);
-        let (changes, _) = watch::channel(initial.clone());
-        Arc::new(Published { current: ArcSwap::new(initial), changes })
-    }
-
-    /// The current snapshot (one atomic load; never blocks).
-    pub fn load(&self) -> Arc<Snapshot> {
-        self.current.load_full()
-    }
-
-    /// Publishes a new snapshot to readers and subscribers.
-    pub fn store(&self, snapshot: Snapshot) {
-        let snapshot = Arc::new(snapshot);
-        self.current.store(snapshot.clone());
-        self.changes.send_replace(snapshot);
-    }
-
-    /// A receiver woken on each new snapshot (for state derived from it, e.g. DNS zones).
-    pub fn subscribe(&self) -> watch::Receiver<Arc<Snapshot>> {
-        self.changes.subscribe()
-    }
-}
-
 use std::time::SystemTime;
 
 use tokio::sync::mpsc;
@@ -46,23 +10,25 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
 use crate::probe::Observation;
+use crate::snapshot::Snapshot;
 use crate::state::{ClusterState, Event};
+use crate::store::Store;
 
 /// The single writer of cluster state.
-pub struct Publisher {
+pub struct Publisher<D> {
     config: Arc<Config>,
     clusters: Vec<ClusterState>,
-    published: Arc<Published>,
+    store: Arc<Store<D>>,
     /// Sticky: once every node has been probed, a reload adding nodes does not make
     /// the endpoints SERVFAIL again.
     ready: bool,
 }
 
-impl Publisher {
-    pub fn new(config: Arc<Config>, published: Arc<Published>) -> Publisher {
+impl<D: Send + Sync + 'static> Publisher<D> {
+    pub fn new(config: Arc<Config>, store: Arc<Store<D>>) -> Publisher<D> {
         let h = crate::lag::evidence_window(&config);
         let clusters = config.clusters.iter().map(|c| ClusterState::new(c, &config.probe, h)).collect();
-        Publisher { config, clusters, published, ready: false }
+        Publisher { config, clusters, store, ready: false }
     }
 
     /// Folds one observation and publishes the result. Observations of nodes no longer
@@ -77,8 +43,8 @@ impl Publisher {
 
     /// Switches to a new config, keeping what is known of clusters and nodes that keep
     /// their names, and publishes.
-    pub fn reload(&mut self, config: Arc<Config>) {
-        let (h, now) = (crate::lag::evidence_window(&config), SystemTime::now());
+    pub fn reload(&mut self, config: Arc<Config>, now: SystemTime) {
+        let h = crate::lag::evidence_window(&config);
         let old = std::mem::take(&mut self.clusters);
         self.clusters = config
             .clusters
@@ -95,12 +61,12 @@ impl Publisher {
     fn publish(&mut self, now: SystemTime) {
         self.ready = self.ready || self.clusters.iter().all(ClusterState::probed_all);
         let views = self.clusters.iter().map(ClusterState::view).collect();
-        let prev = self.published.load();
-        let next = crate::snapshot::Snapshot::next(&prev, self.config.clone(), views, self.ready, now);
-        if next.serial != prev.serial {
+        let prev = self.store.load();
+        let next = Snapshot::next(&prev.snapshot, self.config.clone(), views, self.ready, now);
+        if next.serial != prev.snapshot.serial {
             tracing::debug!(serial = next.serial, "answer set changed");
         }
-        self.published.store(next);
+        self.store.publish(next);
     }
 
     /// Folds observations and config reloads until `cancel`. Each reload is applied
@@ -118,7 +84,7 @@ impl Publisher {
                 _ = cancel.cancelled() => return,
                 Some(obs) = observations.recv() => self.observe(&obs),
                 Some(config) = reloads.recv() => {
-                    self.reload(config.clone());
+                    self.reload(config.clone(), SystemTime::now());
                     if let Some(forward) = &forward {
                         let _ = forward.send(config).await;
                     }

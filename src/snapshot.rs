@@ -5,14 +5,13 @@
 //! and reason is computed once here; TXT, `/status`, `/metrics` and `lagdns status`
 //! all render these same values.
 
-use std::fmt;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use crate::config::{format_duration, Config, Policy};
+use crate::config::{Config, Policy};
 use crate::health::NodeState;
-use crate::topology::{Eligibility, Role};
+use crate::topology::{Conflict, Eligibility, NodeFacts, Role};
 use crate::wal::{Lsn, SystemId, Timeline};
 
 #[derive(Debug, Clone)]
@@ -76,34 +75,6 @@ impl WriteTarget {
             WriteTarget::Primary(i) | WriteTarget::Stale { node: i, .. } => Some(*i),
             WriteTarget::Unknown | WriteTarget::Conflict(_) => None,
         }
-    }
-}
-
-/// Two or more nodes out of recovery at once.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Conflict {
-    /// The node indices claiming to be primary.
-    pub nodes: Vec<usize>,
-    pub why: ConflictKind,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ConflictKind {
-    /// Their system identifiers differ: unrelated clusters.
-    SystemIdMismatch,
-    /// Same system, but no single node is on a strictly newer timeline.
-    SameTimeline,
-    /// A claimant's timeline is unknown.
-    TimelineUnknown,
-}
-
-impl fmt::Display for ConflictKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            ConflictKind::SystemIdMismatch => "system identifiers differ",
-            ConflictKind::SameTimeline => "no strictly newer timeline",
-            ConflictKind::TimelineUnknown => "timeline unknown",
-        })
     }
 }
 
@@ -195,6 +166,12 @@ impl ClusterView {
 }
 
 impl NodeView {
+    /// What eligibility is judged on.
+    pub fn facts(&self) -> NodeFacts {
+        let NodeView { state, role, weight, timeline, lag, lag_bytes, .. } = *self;
+        NodeFacts { state, role, weight, timeline, lag, lag_bytes }
+    }
+
     pub fn unprobed(cfg: &crate::config::NodeConfig) -> NodeView {
         NodeView {
             name: cfg.name.clone(),
@@ -216,80 +193,6 @@ impl NodeView {
             probe_errors: 0,
             probe_seconds: 0.0,
         }
-    }
-}
-
-/// One node's line in TXT answers and `lagdns status`: name, address, role, state,
-/// lag, lag_bytes, weight and the verdict.
-pub struct NodeLine<'a> {
-    pub node: &'a NodeView,
-    pub verdict: Verdict<'a>,
-}
-
-/// The last field of a [`NodeLine`]: for a read endpoint the node's eligibility, for
-/// the write name whether `write` answers it.
-pub enum Verdict<'a> {
-    Read(Eligibility),
-    Write { target: &'a WriteTarget, rivals: &'a [usize], me: usize, now: SystemTime },
-}
-
-impl fmt::Display for NodeLine<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let n = self.node;
-        let lag = n.lag.map(format_duration).unwrap_or_else(|| "-".into());
-        let bytes = n.lag_bytes.map(|b| b.to_string()).unwrap_or_else(|| "-".into());
-        write!(
-            f,
-            "{} {} role={} state={} lag={} lag_bytes={} weight={} ",
-            n.name, n.address, n.role, n.state, lag, bytes, n.weight
-        )?;
-        match &self.verdict {
-            Verdict::Read(e) => write!(f, "{e}"),
-            Verdict::Write { target, rivals, me, now } => write_verdict(f, target, rivals, *me, *now),
-        }
-    }
-}
-
-fn write_verdict(
-    f: &mut fmt::Formatter<'_>,
-    target: &WriteTarget,
-    rivals: &[usize],
-    me: usize,
-    now: SystemTime,
-) -> fmt::Result {
-    match target {
-        WriteTarget::Primary(i) if *i == me => f.write_str("write: answered"),
-        WriteTarget::Stale { node, since } if *node == me => {
-            let ago = now.duration_since(*since).unwrap_or_default();
-            write!(f, "write: answered, stale (no primary reachable for {})", format_duration(ago))
-        }
-        WriteTarget::Conflict(c) if c.nodes.contains(&me) => {
-            write!(f, "write: SERVFAIL, split brain ({})", c.why)
-        }
-        _ if rivals.contains(&me) => f.write_str("write: not answered, split brain (older timeline)"),
-        _ => f.write_str("write: not answered"),
-    }
-}
-
-impl ClusterView {
-    /// TXT strings for the write name: one per node (`now` dates a stale primary).
-    pub fn write_lines(&self, now: SystemTime) -> Vec<String> {
-        (0..self.nodes.len())
-            .map(|i| {
-                let verdict = Verdict::Write { target: &self.write, rivals: &self.rivals, me: i, now };
-                NodeLine { node: &self.nodes[i], verdict }.to_string()
-            })
-            .collect()
-    }
-
-    /// TXT strings for read endpoint `ep`: one per node.
-    pub fn endpoint_lines(&self, ep: usize) -> Vec<String> {
-        let view = &self.endpoints[ep];
-        self.nodes
-            .iter()
-            .zip(&view.verdicts)
-            .map(|(node, v)| NodeLine { node, verdict: Verdict::Read(*v) }.to_string())
-            .collect()
     }
 }
 

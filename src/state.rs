@@ -5,11 +5,11 @@
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::config::{ClusterConfig, ProbeConfig};
-use crate::health::{Health, NodeState};
+use crate::health::{Hysteresis, NodeState};
 use crate::lag::WalEvidence;
 use crate::probe::{Observation, Sample};
-use crate::snapshot::{ClusterView, Conflict, EndpointView, NodeView, WriteTarget};
-use crate::topology::{elect, evaluate, Claim, Election, Eligibility, Reason, Role};
+use crate::snapshot::{ClusterView, EndpointView, NodeView, WriteTarget};
+use crate::topology::{elect, evaluate_both, Claim, Election, Eligibility, Reason, Role};
 use crate::wal::SystemId;
 
 /// Everything the publisher remembers about one cluster.
@@ -28,15 +28,16 @@ pub struct ClusterState {
     rivals: Vec<usize>,
     last_primary: Option<usize>,
     split_brain_events: u64,
-    /// `[endpoint][node]` re-admission gates.
-    gates: Vec<Vec<Gate>>,
+    /// `[endpoint][node]` re-admission hysteresis: leaving is immediate, coming back
+    /// takes `rise` consecutive own probes that were good (judged as if the node were up).
+    gates: Vec<Vec<Hysteresis>>,
     /// The view as of the last fold (what the snapshot shows).
     current: ClusterView,
 }
 
 #[derive(Debug, Clone, Default)]
 struct NodeTrack {
-    health: Health,
+    health: Hysteresis,
     /// The last successful sample and when it was read.
     sample: Option<(Instant, Sample)>,
     /// Whether the last probe succeeded.
@@ -49,14 +50,13 @@ struct NodeTrack {
     seconds: f64,
 }
 
-/// Hysteresis for a node's eligibility on one endpoint: leaving is immediate, coming
-/// back takes `rise` consecutive good probes.
-#[derive(Debug, Clone, Copy, Default)]
-struct Gate {
-    /// `None` until the first verdict (which is taken as is).
-    open: Option<bool>,
-    /// Consecutive own probes that were good (judged as if the node were up).
-    streak: u32,
+/// Whether rendering moves the re-admission gates.
+#[derive(Debug, Clone, Copy)]
+enum Gates {
+    /// Render with the gates as they are (start, reload).
+    Keep,
+    /// After an observation; `own` is the node whose successful probe it was.
+    Refresh { own: Option<usize> },
 }
 
 /// Something worth one log line.
@@ -72,7 +72,7 @@ impl ClusterState {
     pub fn new(cfg: &ClusterConfig, probe: &ProbeConfig, horizon: Duration) -> ClusterState {
         let mut state = ClusterState {
             nodes: vec![NodeTrack::default(); cfg.nodes.len()],
-            gates: vec![vec![Gate::default(); cfg.nodes.len()]; cfg.endpoints.len()],
+            gates: vec![vec![Hysteresis::default(); cfg.nodes.len()]; cfg.endpoints.len()],
             cfg: cfg.clone(),
             probe: probe.clone(),
             horizon,
@@ -84,7 +84,7 @@ impl ClusterState {
             split_brain_events: 0,
             current: ClusterView::unprobed(cfg),
         };
-        state.current = state.render();
+        state.current = state.render(Gates::Keep);
         state
     }
 
@@ -119,7 +119,7 @@ impl ClusterState {
         next.evidence_owner = self.evidence_owner.clone();
         next.split_brain_events = self.split_brain_events;
         next.elect_write(now);
-        next.current = next.render();
+        next.current = next.render(Gates::Keep);
         next
     }
 
@@ -142,8 +142,7 @@ impl ClusterState {
         self.track(node, obs);
         self.elect_write(obs.wall);
         self.gather_evidence(node, obs);
-        self.refresh_gates(obs.result.is_ok().then_some(node));
-        let rendered = self.render();
+        let rendered = self.render(Gates::Refresh { own: obs.result.is_ok().then_some(node) });
         let before = std::mem::replace(&mut self.current, rendered);
         self.events_since(&before)
     }
@@ -193,7 +192,7 @@ impl ClusterState {
                 (Some(i), _) => WriteTarget::Stale { node: i, since: now },
                 (None, _) => WriteTarget::Unknown,
             },
-            Election::Conflict(nodes, why) => WriteTarget::Conflict(Conflict { nodes, why }),
+            Election::Conflict(c) => WriteTarget::Conflict(c),
         };
         if claims.len() > 1 && !was_split {
             self.split_brain_events += 1;
@@ -223,45 +222,16 @@ impl ClusterState {
         }
     }
 
-    fn refresh_gates(&mut self, own: Option<usize>) {
-        let primary_timeline = self.primary_timeline();
-        let views: Vec<NodeView> = (0..self.nodes.len()).map(|n| self.node_view(n)).collect();
-        for e in 0..self.cfg.endpoints.len() {
-            for (n, view) in views.iter().enumerate() {
-                let member = self.is_member(e, n);
-                let policy = self.cfg.endpoints[e].policy;
-                let actual = evaluate(view, member, &policy, primary_timeline);
-                let as_up = NodeView { state: NodeState::Up, ..view.clone() };
-                let as_up = evaluate(&as_up, member, &policy, primary_timeline);
-                let gate = &mut self.gates[e][n];
-                if own == Some(n) {
-                    gate.streak = if as_up.is_eligible() { gate.streak + 1 } else { 0 };
-                }
-                gate.open = match (actual, gate.open) {
-                    (Eligibility::Eligible, None) => Some(true),
-                    (Eligibility::Eligible, Some(false)) => Some(gate.streak >= self.probe.rise),
-                    (Eligibility::Eligible, open) => open,
-                    (Eligibility::Ineligible(Reason::NotProbed | Reason::LagUnknown), None) => None,
-                    (Eligibility::Ineligible(_), _) => Some(false),
-                };
-            }
-        }
-    }
-
     /// The timeline of the node `write` answers, from its last sample.
     fn primary_timeline(&self) -> Option<crate::wal::Timeline> {
         let node = self.write.node()?;
         self.nodes[node].sample.as_ref().and_then(|(_, s)| s.timeline)
     }
 
-    fn is_member(&self, endpoint: usize, node: usize) -> bool {
-        self.cfg.endpoints[endpoint].nodes.contains(&self.cfg.nodes[node].name)
-    }
-
     fn node_view(&self, i: usize) -> NodeView {
         let t = &self.nodes[i];
         let mut v = NodeView::unprobed(&self.cfg.nodes[i]);
-        v.state = t.health.state;
+        v.state = t.health.state();
         v.last_probe = t.last_probe;
         v.last_probe_duration = t.last_duration;
         v.last_error = t.last_error.clone();
@@ -282,38 +252,43 @@ impl ClusterState {
         v
     }
 
-    fn verdict(&self, e: usize, n: usize, view: &NodeView) -> Eligibility {
-        let policy = &self.cfg.endpoints[e].policy;
-        let actual = evaluate(view, self.is_member(e, n), policy, self.primary_timeline());
-        let gate = self.gates[e][n];
-        match (actual, gate.open) {
-            (Eligibility::Eligible, Some(true)) => Eligibility::Eligible,
-            (Eligibility::Eligible, _) => {
-                Eligibility::Ineligible(Reason::Rising { seen: gate.streak, need: self.probe.rise })
-            }
-            (ineligible, _) => ineligible,
-        }
-    }
-
     /// The cluster as the snapshot shows it.
     pub fn view(&self) -> ClusterView {
         self.current.clone()
     }
 
-    fn render(&self) -> ClusterView {
+    /// The view of the cluster now: every node's view built once, and one evaluation per
+    /// node per endpoint, which also moves the re-admission gates when asked to.
+    fn render(&mut self, gates: Gates) -> ClusterView {
         let nodes: Vec<NodeView> = (0..self.nodes.len()).map(|i| self.node_view(i)).collect();
-        let endpoints = self
-            .cfg
-            .endpoints
-            .iter()
-            .enumerate()
-            .map(|(e, ep)| {
-                let verdicts: Vec<Eligibility> =
-                    nodes.iter().enumerate().map(|(n, view)| self.verdict(e, n, view)).collect();
-                let eligible = (0..nodes.len()).filter(|n| verdicts[*n].is_eligible()).collect();
-                EndpointView { label: ep.label.clone(), policy: ep.policy, verdicts, eligible }
-            })
-            .collect();
+        let primary_timeline = self.primary_timeline();
+        let mut endpoints = Vec::with_capacity(self.cfg.endpoints.len());
+        for (e, ep) in self.cfg.endpoints.iter().enumerate() {
+            let mut verdicts = Vec::with_capacity(nodes.len());
+            for (n, view) in nodes.iter().enumerate() {
+                let member = ep.nodes.contains(&self.cfg.nodes[n].name);
+                let (actual, as_up) = evaluate_both(&view.facts(), member, &ep.policy, primary_timeline);
+                let gate = &mut self.gates[e][n];
+                if let Gates::Refresh { own } = gates {
+                    if own == Some(n) {
+                        gate.count(as_up.is_eligible());
+                    }
+                    let undecidable = matches!(actual, Eligibility::Ineligible(Reason::NotProbed | Reason::LagUnknown));
+                    if !(undecidable && gate.on().is_none()) {
+                        gate.decide(actual.is_eligible(), 0, self.probe.rise);
+                    }
+                }
+                verdicts.push(match (actual, gate.on()) {
+                    (Eligibility::Eligible, Some(true)) => Eligibility::Eligible,
+                    (Eligibility::Eligible, _) => {
+                        Eligibility::Ineligible(Reason::Rising { seen: gate.good_run(), need: self.probe.rise })
+                    }
+                    (ineligible, _) => ineligible,
+                });
+            }
+            let eligible = (0..nodes.len()).filter(|n| verdicts[*n].is_eligible()).collect();
+            endpoints.push(EndpointView { label: ep.label.clone(), policy: ep.policy, verdicts, eligible });
+        }
         ClusterView {
             name: self.cfg.name.clone(),
             write: self.write.clone(),

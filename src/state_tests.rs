@@ -5,7 +5,7 @@ use std::time::{Duration, Instant, SystemTime};
 use super::*;
 use crate::config::{Answers, EndpointConfig, Fallback, NodeConfig, Policy};
 use crate::probe::{NodeId, ProbeFailure};
-use crate::snapshot::ConflictKind;
+use crate::topology::{Conflict, ConflictKind};
 use crate::wal::{Lsn, Timeline};
 
 const SYS: SystemId = SystemId(42);
@@ -204,9 +204,9 @@ fn primary_outage_keeps_write_stale_and_caught_up_replicas_readable() {
     assert_eq!(v.nodes[0].state, NodeState::Down);
     assert_eq!(s.read(), ["pg2"], "pg2 had replayed the last primary position; pg3 had not");
     assert!(
-        v.write_lines(SystemTime::UNIX_EPOCH)[0].contains("write: answered, stale"),
+        crate::dns::txt::write_lines(&v, SystemTime::UNIX_EPOCH)[0].contains("write: answered, stale"),
         "{}",
-        v.write_lines(SystemTime::UNIX_EPOCH)[0]
+        crate::dns::txt::write_lines(&v, SystemTime::UNIX_EPOCH)[0]
     );
 }
 
@@ -229,8 +229,9 @@ fn failover_follows_the_promoted_replica_and_never_returns_to_the_old_primary() 
     assert_eq!(v.rivals, vec![0], "the old primary is reported as a rival");
     assert_eq!(v.split_brain_events, 1);
     assert!(events.iter().any(|e| matches!(e, Event::SplitBrain { .. })), "{events:?}");
-    assert!(v.write_lines(SystemTime::UNIX_EPOCH)[0].ends_with("write: not answered, split brain (older timeline)"));
-    assert!(v.write_lines(SystemTime::UNIX_EPOCH)[1].ends_with("write: answered"));
+    assert!(crate::dns::txt::write_lines(&v, SystemTime::UNIX_EPOCH)[0]
+        .ends_with("write: not answered, split brain (older timeline)"));
+    assert!(crate::dns::txt::write_lines(&v, SystemTime::UNIX_EPOCH)[1].ends_with("write: answered"));
 }
 
 #[test]
@@ -245,9 +246,8 @@ fn unrelated_primaries_fail_closed_and_count_one_event() {
     s.at(500, "pg3", Ok(other));
     s.at(501, "pg1", Ok(primary(1000, 1)));
     assert_eq!(s.state.view().split_brain_events, 1, "one conflict, one event");
-    assert!(
-        v.write_lines(SystemTime::UNIX_EPOCH)[2].ends_with("write: SERVFAIL, split brain (system identifiers differ)")
-    );
+    assert!(crate::dns::txt::write_lines(&v, SystemTime::UNIX_EPOCH)[2]
+        .ends_with("write: SERVFAIL, split brain (system identifiers differ)"));
 }
 
 #[test]

@@ -7,7 +7,7 @@ use std::time::Duration;
 use crate::config::format_duration;
 use crate::config::Policy;
 use crate::health::NodeState;
-use crate::snapshot::NodeView;
+use crate::wal::{SystemId, Timeline};
 
 /// What the node said about itself on its last successful probe.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -76,8 +76,8 @@ pub enum Reason {
     /// On an older timeline than the primary: following a dead old primary, or holding
     /// WAL the primary never had.
     Timeline {
-        replica: crate::wal::Timeline,
-        primary: crate::wal::Timeline,
+        replica: Timeline,
+        primary: Timeline,
     },
 }
 
@@ -111,16 +111,25 @@ impl fmt::Display for Eligibility {
     }
 }
 
+/// What eligibility is judged on: one node's facts as its last probes left them.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct NodeFacts {
+    pub state: NodeState,
+    pub role: Role,
+    /// 0 = drained.
+    pub weight: u32,
+    pub timeline: Option<Timeline>,
+    /// Time lag (SPEC §4); `None` on a primary or when it cannot be measured.
+    pub lag: Option<Duration>,
+    /// Byte lag (SPEC §4); `None` on a primary or when it cannot be measured.
+    pub lag_bytes: Option<u64>,
+}
+
 /// Eligibility of one node under `policy`, without hysteresis: what a single probe
 /// says. Used by the publisher (which adds `rise` debouncing) and by per-query
 /// policies (`maxlag-N`), which are evaluated as they come. `primary_timeline` is the
 /// timeline of the node `write` answers, when known.
-pub fn evaluate(
-    node: &NodeView,
-    member: bool,
-    policy: &Policy,
-    primary_timeline: Option<crate::wal::Timeline>,
-) -> Eligibility {
+pub fn evaluate(node: &NodeFacts, member: bool, policy: &Policy, primary_timeline: Option<Timeline>) -> Eligibility {
     use Eligibility::Ineligible;
     if !member {
         return Ineligible(Reason::NotMember);
@@ -155,12 +164,58 @@ pub fn evaluate(
     Eligibility::Eligible
 }
 
+/// [`evaluate`] twice over: the actual eligibility, and the eligibility as if the node
+/// were up (what re-admission counts, so that a node's health rise and its eligibility
+/// rise overlap instead of adding up). One full evaluation: a node that is not up is
+/// turned away by its state at once.
+pub fn evaluate_both(
+    node: &NodeFacts,
+    member: bool,
+    policy: &Policy,
+    primary_timeline: Option<Timeline>,
+) -> (Eligibility, Eligibility) {
+    let as_up = evaluate(&NodeFacts { state: NodeState::Up, ..*node }, member, policy, primary_timeline);
+    let actual = match node.state {
+        NodeState::Up => as_up,
+        NodeState::Unknown | NodeState::Down => evaluate(node, member, policy, primary_timeline),
+    };
+    (actual, as_up)
+}
+
 /// A node that answered its last probe out of recovery: it claims to be primary.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Claim {
     pub node: usize,
-    pub system_id: crate::wal::SystemId,
-    pub timeline: Option<crate::wal::Timeline>,
+    pub system_id: SystemId,
+    pub timeline: Option<Timeline>,
+}
+
+/// Two or more nodes out of recovery at once that election could not settle.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Conflict {
+    /// The node indices claiming to be primary.
+    pub nodes: Vec<usize>,
+    pub why: ConflictKind,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConflictKind {
+    /// Their system identifiers differ: unrelated clusters.
+    SystemIdMismatch,
+    /// Same system, but no single node is on a strictly newer timeline.
+    SameTimeline,
+    /// A claimant's timeline is unknown.
+    TimelineUnknown,
+}
+
+impl fmt::Display for ConflictKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ConflictKind::SystemIdMismatch => "system identifiers differ",
+            ConflictKind::SameTimeline => "no strictly newer timeline",
+            ConflictKind::TimelineUnknown => "timeline unknown",
+        })
+    }
 }
 
 /// The outcome of primary election over the current claims.
@@ -170,31 +225,30 @@ pub enum Election {
     NoPrimary,
     Elected(usize),
     /// Several claims that cannot be settled: `write` fails closed.
-    Conflict(Vec<usize>, crate::snapshot::ConflictKind),
+    Conflict(Conflict),
 }
 
 /// Elects the primary: a single claim wins; of several, the one on a strictly newer
 /// timeline wins, but only if all share one system identifier (else they are unrelated
 /// clusters). Anything else is a conflict.
 pub fn elect(claims: &[Claim]) -> Election {
-    use crate::snapshot::ConflictKind;
     match claims {
         [] => return Election::NoPrimary,
         [only] => return Election::Elected(only.node),
         _ => {}
     }
-    let nodes = || claims.iter().map(|c| c.node).collect::<Vec<_>>();
+    let conflict = |why| Election::Conflict(Conflict { nodes: claims.iter().map(|c| c.node).collect(), why });
     if claims.iter().any(|c| c.system_id != claims[0].system_id) {
-        return Election::Conflict(nodes(), ConflictKind::SystemIdMismatch);
+        return conflict(ConflictKind::SystemIdMismatch);
     }
     let Some(timelines) = claims.iter().map(|c| c.timeline).collect::<Option<Vec<_>>>() else {
-        return Election::Conflict(nodes(), ConflictKind::TimelineUnknown);
+        return conflict(ConflictKind::TimelineUnknown);
     };
     let newest = *timelines.iter().max().expect("two or more claims");
     let mut on_newest = claims.iter().zip(&timelines).filter(|(_, t)| **t == newest);
     match (on_newest.next(), on_newest.next()) {
         (Some((winner, _)), None) => Election::Elected(winner.node),
-        _ => Election::Conflict(nodes(), ConflictKind::SameTimeline),
+        _ => conflict(ConflictKind::SameTimeline),
     }
 }
 
@@ -202,8 +256,10 @@ pub fn elect(claims: &[Claim]) -> Election {
 mod tests {
     use super::*;
     use crate::config::{Answers, Fallback};
-    use crate::snapshot::ConflictKind;
-    use crate::wal::{SystemId, Timeline};
+
+    fn split(nodes: Vec<usize>, why: ConflictKind) -> Election {
+        Election::Conflict(super::Conflict { nodes, why })
+    }
 
     fn claim(node: usize, sys: u64, tl: Option<u32>) -> Claim {
         Claim { node, system_id: SystemId(sys), timeline: tl.map(Timeline) }
@@ -221,22 +277,22 @@ mod tests {
             (
                 "same timeline",
                 vec![claim(0, 7, Some(2)), claim(1, 7, Some(2))],
-                Conflict(vec![0, 1], ConflictKind::SameTimeline),
+                split(vec![0, 1], ConflictKind::SameTimeline),
             ),
             (
                 "different systems, even with newer timeline",
                 vec![claim(0, 7, Some(1)), claim(1, 8, Some(5))],
-                Conflict(vec![0, 1], ConflictKind::SystemIdMismatch),
+                split(vec![0, 1], ConflictKind::SystemIdMismatch),
             ),
             (
                 "unknown timeline",
                 vec![claim(0, 7, Some(1)), claim(1, 7, None)],
-                Conflict(vec![0, 1], ConflictKind::TimelineUnknown),
+                split(vec![0, 1], ConflictKind::TimelineUnknown),
             ),
             (
                 "three, two tied on newest",
                 vec![claim(0, 7, Some(1)), claim(1, 7, Some(3)), claim(2, 7, Some(3))],
-                Conflict(vec![0, 1, 2], ConflictKind::SameTimeline),
+                split(vec![0, 1, 2], ConflictKind::SameTimeline),
             ),
         ];
         for (name, claims, want) in cases {
@@ -244,20 +300,15 @@ mod tests {
         }
     }
 
-    fn replica(state: NodeState, weight: u32, lag_ms: Option<u64>, bytes: Option<u64>) -> NodeView {
-        let cfg = crate::config::NodeConfig {
-            name: "pg2".into(),
-            address: "10.0.0.2".parse().unwrap(),
-            dsn: "host=x".into(),
+    fn replica(state: NodeState, weight: u32, lag_ms: Option<u64>, bytes: Option<u64>) -> NodeFacts {
+        NodeFacts {
+            state,
+            role: Role::Replica,
             weight,
-            password_file: None,
-        };
-        let mut n = NodeView::unprobed(&cfg);
-        n.state = state;
-        n.role = Role::Replica;
-        n.lag = lag_ms.map(Duration::from_millis);
-        n.lag_bytes = bytes;
-        n
+            timeline: None,
+            lag: lag_ms.map(Duration::from_millis),
+            lag_bytes: bytes,
+        }
     }
 
     #[test]
@@ -272,7 +323,7 @@ mod tests {
         };
         let mut primary = replica(Up, 100, None, None);
         primary.role = Role::Primary;
-        let cases: Vec<(&str, NodeView, bool, Eligibility)> = vec![
+        let cases: Vec<(&str, NodeFacts, bool, Eligibility)> = vec![
             ("healthy", replica(Up, 100, Some(5), Some(10)), true, Eligible),
             ("at the bound", replica(Up, 100, Some(100), Some(1000)), true, Eligible),
             ("not a member", replica(Up, 100, Some(5), Some(10)), false, Ineligible(Reason::NotMember)),

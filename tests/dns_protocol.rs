@@ -14,13 +14,16 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpStream, UdpSocket};
 use tokio_util::sync::CancellationToken;
 
-use lagdns::config::{ClusterConfig, Config};
+use lagdns::config::Config;
+use lagdns::dns::query::{Qtype, QueryKind, QueryStats, Rcode};
+use lagdns::dns::records::Zone;
+use lagdns::dns::txt;
 use lagdns::dns::DnsServer;
 use lagdns::health::NodeState;
-use lagdns::metrics::{QueryKind, QueryStats, QueryType, Rcode};
-use lagdns::publisher::Published;
-use lagdns::snapshot::{ClusterView, Conflict, ConflictKind, EndpointView, NodeView, Snapshot, WriteTarget};
-use lagdns::topology::{evaluate, Role};
+use lagdns::snapshot::{ClusterView, NodeView, Snapshot, WriteTarget};
+use lagdns::store::Store;
+use lagdns::testkit::SnapshotBuilder;
+use lagdns::topology::{Conflict, ConflictKind, Role};
 use lagdns::wal::Lsn;
 
 const NSID: &[u8] = b"lagdns-test-1";
@@ -104,78 +107,54 @@ fn node_tables(specs: &[NodeSpec]) -> String {
         .collect()
 }
 
-fn cluster_view(cfg: &ClusterConfig, specs: &[NodeSpec], write: WriteTarget) -> ClusterView {
-    let nodes: Vec<NodeView> = cfg
-        .nodes
-        .iter()
-        .zip(specs)
-        .map(|(c, s)| {
-            let mut n = NodeView::unprobed(c);
-            n.role = s.3;
-            n.state = s.4;
-            n.lag = s.5.map(Duration::from_millis);
-            n.lag_bytes = s.5.map(|_| 0x3000000 - s.6);
-            n.replay_lsn = s.5.map(|_| Lsn(s.6));
-            n
-        })
-        .collect();
-    let endpoints = cfg
-        .endpoints
-        .iter()
-        .map(|e| {
-            let verdicts: Vec<_> =
-                nodes.iter().map(|n| evaluate(n, e.nodes.contains(&n.name), &e.policy, None)).collect();
-            let eligible = (0..verdicts.len()).filter(|&i| verdicts[i].is_eligible()).collect();
-            EndpointView { label: e.label.clone(), policy: e.policy, verdicts, eligible }
-        })
-        .collect();
-    ClusterView {
-        name: cfg.name.clone(),
-        write,
-        primary_lsn: Some(Lsn(0x3000000)),
-        rivals: vec![],
-        split_brain_events: 1,
-        nodes,
-        endpoints,
+/// Sets each node's facts from its spec.
+fn facts(specs: &'static [NodeSpec]) -> impl FnMut(usize, &mut NodeView) {
+    |i, n| {
+        let s = specs[i];
+        n.role = s.3;
+        n.state = s.4;
+        n.lag = s.5.map(Duration::from_millis);
+        n.lag_bytes = s.5.map(|_| 0x3000000 - s.6);
+        n.replay_lsn = s.5.map(|_| Lsn(s.6));
     }
 }
 
 fn snapshot(serial: u32, ready: bool) -> Snapshot {
-    let config = Arc::new(config());
     let conflict = Conflict { nodes: vec![0, 1], why: ConflictKind::SystemIdMismatch };
-    Snapshot {
-        serial,
-        ready,
-        built: SystemTime::now(),
-        answer_changes: 0,
-        clusters: vec![
-            cluster_view(&config.clusters[0], &MAIN, WriteTarget::Primary(0)),
-            cluster_view(&config.clusters[1], &BILLING, WriteTarget::Conflict(conflict)),
-        ],
-        config,
-    }
+    let primary_lsn = |c: &mut ClusterView| (c.primary_lsn, c.split_brain_events) = (Some(Lsn(0x3000000)), 1);
+    SnapshotBuilder::from_config(config())
+        .serial(serial)
+        .ready(ready)
+        .built(SystemTime::now())
+        .write("main", WriteTarget::Primary(0))
+        .cluster("main", primary_lsn)
+        .each_node("main", facts(&MAIN))
+        .write("billing", WriteTarget::Conflict(conflict))
+        .cluster("billing", primary_lsn)
+        .each_node("billing", facts(&BILLING))
+        .build()
 }
 
 // ---------------------------------------------------------------- harness
 
 struct Harness {
     addr: SocketAddr,
-    published: Arc<Published>,
+    store: Arc<Store<Zone>>,
     stats: Arc<QueryStats>,
     cancel: CancellationToken,
     task: tokio::task::JoinHandle<std::io::Result<()>>,
 }
 
 async fn start(snap: Snapshot) -> Harness {
-    let published = Published::new(snap);
+    let store = Store::new(snap, Zone::derive);
     let stats = Arc::new(QueryStats::default());
     let listen: Vec<SocketAddr> = vec!["127.0.0.1:0".parse().unwrap()];
-    let server = DnsServer::bind(&listen, published.clone(), stats.clone(), NSID.to_vec()).await.unwrap();
+    let server = DnsServer::bind(&listen, store.clone(), stats.clone(), NSID.to_vec()).await.unwrap();
     let addr = server.local_addrs()[0];
     assert_ne!(addr.port(), 0);
     let cancel = CancellationToken::new();
     let task = tokio::spawn(server.run(cancel.clone()));
-    Harness { addr, published, stats, cancel, task }
+    Harness { addr, store, stats, cancel, task }
 }
 
 impl Harness {
@@ -348,8 +327,8 @@ async fn maxlag_picks_among_replicas_within_the_bound() {
 #[tokio::test]
 async fn apex_ns_carries_glue_and_txt_renders_the_snapshot() {
     let snap = snapshot(7, true);
-    let write_lines = snap.clusters[0].write_lines(snap.built);
-    let read_lines = snap.clusters[0].endpoint_lines(0);
+    let write_lines = txt::write_lines(&snap.clusters[0], snap.built);
+    let read_lines = txt::endpoint_lines(&snap.clusters[0], 0);
     let h = start(snap).await;
     let (r, _) = h.udp(&query("db.internal.", RecordType::NS)).await;
     assert_eq!(lines(&r.answers), ["db.internal. 1 IN NS ns1.db.internal."]);
@@ -379,7 +358,7 @@ async fn not_ready_fails_closed_until_the_first_round() {
     let (r, _) = h.udp(&query("db.internal.", RecordType::SOA)).await;
     assert_eq!(lines(&r.answers), [SOA.replace(" 7 ", " 1 ")]);
 
-    h.published.store(snapshot(2, true));
+    h.store.publish(snapshot(2, true));
     h.wait_for_serial(2).await;
     let (r, _) = h.udp(&query("write.db.internal.", RecordType::A)).await;
     assert_eq!(lines(&r.answers), ["write.db.internal. 1 IN A 10.0.0.11"]);
@@ -391,7 +370,7 @@ async fn a_new_snapshot_changes_answers_and_serial() {
     let h = start(snapshot(7, true)).await;
     let mut next = snapshot(8, true);
     next.clusters[0].write = WriteTarget::Stale { node: 1, since: SystemTime::now() };
-    h.published.store(next);
+    h.store.publish(next);
     h.wait_for_serial(8).await;
     let (r, _) = h.udp(&query("write.db.internal.", RecordType::A)).await;
     assert_eq!(lines(&r.answers), ["write.db.internal. 1 IN A 10.0.0.12"]);
@@ -429,7 +408,7 @@ async fn edns_payload_is_echoed_and_clamped() {
 #[tokio::test]
 async fn large_answers_truncate_on_udp_and_complete_over_tcp() {
     let snap = snapshot(7, true);
-    let all = snap.clusters[0].endpoint_lines(0);
+    let all = txt::endpoint_lines(&snap.clusters[0], 0);
     let h = start(snap).await;
     let q = query("read.db.internal.", RecordType::TXT);
     let (plain, size) = h.udp(&q).await;
@@ -555,11 +534,11 @@ async fn every_answered_query_is_counted() {
     let mut got = h.stats.nonzero();
     got.sort_by_key(|(k, t, r, _)| (k.as_str(), t.as_str(), r.as_str()));
     let mut want = vec![
-        (QueryKind::Write, QueryType::A, Rcode::NoError, 2),
-        (QueryKind::MaxLag, QueryType::Aaaa, Rcode::NoError, 1),
-        (QueryKind::Unknown, QueryType::Txt, Rcode::NxDomain, 1),
-        (QueryKind::OutOfZone, QueryType::A, Rcode::Refused, 1),
-        (QueryKind::Malformed, QueryType::A, Rcode::NotImp, 1),
+        (QueryKind::Write, Qtype::A, Rcode::NoError, 2),
+        (QueryKind::MaxLag, Qtype::Aaaa, Rcode::NoError, 1),
+        (QueryKind::Unknown, Qtype::Txt, Rcode::NxDomain, 1),
+        (QueryKind::OutOfZone, Qtype::A, Rcode::Refused, 1),
+        (QueryKind::Malformed, Qtype::A, Rcode::NotImp, 1),
     ];
     want.sort_by_key(|(k, t, r, _)| (k.as_str(), t.as_str(), r.as_str()));
     assert_eq!(got, want);
@@ -568,10 +547,10 @@ async fn every_answered_query_is_counted() {
 
 #[tokio::test]
 async fn binds_several_addresses_and_stops_cleanly() {
-    let published = Published::new(snapshot(7, true));
+    let store = Store::new(snapshot(7, true), Zone::derive);
     let listen: Vec<SocketAddr> = vec!["127.0.0.1:0".parse().unwrap(), "127.0.0.2:0".parse().unwrap()];
     let stats = Arc::new(QueryStats::default());
-    let server = DnsServer::bind(&listen, published, stats, Vec::new()).await.unwrap();
+    let server = DnsServer::bind(&listen, store, stats, Vec::new()).await.unwrap();
     let addrs = server.local_addrs();
     assert_eq!(addrs.len(), 2);
     let cancel = CancellationToken::new();

@@ -6,12 +6,13 @@ use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
 
 use lagdns::config::Config;
+use lagdns::dns::query::{Qtype, QueryKind, QueryStats, Rcode};
 use lagdns::health::NodeState;
 use lagdns::http::status::{StatusDoc, WriteState};
-use lagdns::metrics::{QueryKind, QueryStats, QueryType, Rcode};
-use lagdns::publisher::Published;
 use lagdns::snapshot::{Snapshot, WriteTarget};
-use lagdns::topology::{evaluate, Eligibility, Reason, Role};
+use lagdns::store::{Snapshots, Store};
+use lagdns::testkit::SnapshotBuilder;
+use lagdns::topology::{Eligibility, Reason, Role};
 use lagdns::wal::{Lsn, Timeline};
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
@@ -56,46 +57,41 @@ fallback = "none"
 /// pg1 primary; pg2 caught up; pg3 lagging 1.5s; pg4 down with an error; pg5 drained.
 fn snapshot(serial: u32) -> Snapshot {
     let built = UNIX_EPOCH + Duration::from_secs(1_750_000_000);
-    let mut snap = Snapshot::initial(Arc::new(config()), serial, std::time::SystemTime::now());
-    snap.ready = true;
-    snap.built = built;
-    snap.answer_changes = 4;
-    let c = &mut snap.clusters[0];
-    c.write = WriteTarget::Primary(0);
-    c.primary_lsn = Some(Lsn(0x1_0000_5000));
-    for (i, n) in c.nodes.iter_mut().enumerate() {
-        n.state = NodeState::Up;
-        n.role = Role::Replica;
-        n.timeline = Some(Timeline(2));
-        n.last_probe = Some(built - Duration::from_millis(50));
-        n.last_probe_duration = Some(Duration::from_millis(2));
-        n.probes = 100 + i as u64;
-        n.probe_seconds = 0.5;
-        n.lag = Some(Duration::ZERO);
-        n.lag_bytes = Some(0);
-        n.replay_lsn = Some(Lsn(0x1_0000_5000));
-    }
-    let [pg1, _, pg3, pg4, _] = &mut c.nodes[..] else { unreachable!() };
-    pg1.role = Role::Primary;
-    (pg1.lag, pg1.lag_bytes, pg1.replay_lsn, pg1.current_lsn) = (None, None, None, Some(Lsn(0x1_0000_5000)));
-    (pg3.lag, pg3.lag_bytes, pg3.replay_lsn) =
-        (Some(Duration::from_millis(1500)), Some(8192), Some(Lsn(0x1_0000_3000)));
-    pg4.state = NodeState::Down;
-    pg4.last_error = Some("connect: connection refused".into());
-    pg4.probe_errors = 7;
-    // The verdicts are computed the way the publisher does (without rise debouncing).
-    let cfg = snap.config.clone();
-    let c = &mut snap.clusters[0];
-    for (e, ecfg) in c.endpoints.iter_mut().zip(&cfg.clusters[0].endpoints) {
-        e.verdicts = c.nodes.iter().map(|n| evaluate(n, ecfg.nodes.contains(&n.name), &ecfg.policy, None)).collect();
-        e.eligible = (0..c.nodes.len()).filter(|&i| e.verdicts[i].is_eligible()).collect();
-    }
-    snap
+    let at = Lsn(0x1_0000_5000);
+    SnapshotBuilder::from_config(config())
+        .serial(serial)
+        .built(built)
+        .answer_changes(4)
+        .cluster("main", |c| (c.write, c.primary_lsn) = (WriteTarget::Primary(0), Some(at)))
+        .each_node("main", |i, n| {
+            n.state = NodeState::Up;
+            n.role = Role::Replica;
+            n.timeline = Some(Timeline(2));
+            n.last_probe = Some(built - Duration::from_millis(50));
+            n.last_probe_duration = Some(Duration::from_millis(2));
+            n.probes = 100 + i as u64;
+            n.probe_seconds = 0.5;
+            (n.lag, n.lag_bytes, n.replay_lsn) = (Some(Duration::ZERO), Some(0), Some(at));
+        })
+        .node("main", "pg1", |n| {
+            n.role = Role::Primary;
+            (n.lag, n.lag_bytes, n.replay_lsn, n.current_lsn) = (None, None, None, Some(at));
+        })
+        .node("main", "pg3", |n| {
+            (n.lag, n.lag_bytes, n.replay_lsn) =
+                (Some(Duration::from_millis(1500)), Some(8192), Some(Lsn(0x1_0000_3000)))
+        })
+        .node("main", "pg4", |n| {
+            n.state = NodeState::Down;
+            n.last_error = Some("connect: connection refused".into());
+            n.probe_errors = 7;
+        })
+        .build()
 }
 
 struct Server {
     addr: SocketAddr,
-    published: Arc<Published>,
+    store: Arc<Store<()>>,
     cancel: CancellationToken,
     task: tokio::task::JoinHandle<std::io::Result<()>>,
 }
@@ -103,10 +99,10 @@ struct Server {
 async fn start(stats: Arc<QueryStats>) -> Server {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let published = Published::new(snapshot(9));
+    let store = Store::new(snapshot(9), |_, _| ());
     let cancel = CancellationToken::new();
-    let task = tokio::spawn(lagdns::http::serve(listener, published.clone(), stats, cancel.clone()));
-    Server { addr, published, cancel, task }
+    let task = tokio::spawn(lagdns::http::serve(listener, store.clone(), stats, cancel.clone()));
+    Server { addr, store, cancel, task }
 }
 
 /// (status, content type, body) of a GET, over a real TCP connection.
@@ -139,9 +135,9 @@ fn metric(text: &str, series: &str) -> Option<f64> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn endpoints_render_the_published_snapshot() {
     let stats = Arc::new(QueryStats::default());
-    stats.record(QueryKind::Write, QueryType::A, Rcode::NoError);
+    stats.record(QueryKind::Write, Qtype::A, Rcode::NoError);
     let server = start(stats.clone()).await;
-    let snap = server.published.load();
+    let snap = server.store.snapshot();
 
     let (code, _, body) = get(server.addr, "/healthz").await;
     assert_eq!((code, body.trim()), (200, "ok"));
@@ -208,8 +204,8 @@ async fn endpoints_render_the_published_snapshot() {
     // Each request loads the current snapshot.
     let mut next = snapshot(10);
     next.clusters[0].write = WriteTarget::Stale { node: 0, since: next.built - Duration::from_secs(2) };
-    server.published.store(next);
-    stats.record(QueryKind::Write, QueryType::A, Rcode::NoError);
+    server.store.publish(next);
+    stats.record(QueryKind::Write, Qtype::A, Rcode::NoError);
     let doc: StatusDoc = serde_json::from_str(&get(server.addr, "/status").await.2).unwrap();
     assert_eq!(
         (doc.serial, doc.clusters[0].write_state, doc.clusters[0].stale_for_ms),
@@ -239,7 +235,7 @@ async fn status_command_reads_the_server() {
         (doc, table)
     })
     .expect("lagdns status succeeds against a running server");
-    assert_eq!(doc, StatusDoc::from_snapshot(&server.published.load()));
+    assert_eq!(doc, StatusDoc::from_snapshot(&server.store.snapshot()));
     assert!(printed.contains("cluster main: write.db.internal: pg1 (primary)"), "{printed}");
     let row =
         |name: &str| printed.lines().find(|l| l.split_whitespace().take(2).eq(["main", name])).unwrap().to_string();

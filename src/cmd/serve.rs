@@ -14,11 +14,13 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, NodeConfig, ProbeConfig};
+use crate::dns::query::QueryStats;
+use crate::dns::records::Zone;
 use crate::dns::server::DnsServer;
-use crate::metrics::QueryStats;
 use crate::probe::{NodeId, Observation};
-use crate::publisher::{Published, Publisher};
+use crate::publisher::Publisher;
 use crate::snapshot::Snapshot;
+use crate::store::{Snapshots, Store};
 
 /// How long shutdown waits for in-flight work.
 const GRACE: Duration = Duration::from_secs(5);
@@ -27,7 +29,7 @@ const GRACE: Duration = Duration::from_secs(5);
 pub struct Server {
     pub dns_addrs: Vec<SocketAddr>,
     pub http_addr: SocketAddr,
-    published: Arc<Published>,
+    store: Arc<Store<Zone>>,
     reload_tx: mpsc::Sender<Arc<Config>>,
     /// Stops DNS and HTTP.
     front: CancellationToken,
@@ -41,12 +43,12 @@ impl Server {
     pub async fn start(config: Config) -> anyhow::Result<Server> {
         let config = Arc::new(config);
         let serial = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs() as u32).unwrap_or(1);
-        let published = Published::new(Snapshot::initial(config.clone(), serial, SystemTime::now()));
+        let store = Store::new(Snapshot::initial(config.clone(), serial, SystemTime::now()), Zone::derive);
         let stats = Arc::new(QueryStats::default());
         let (front, back) = (CancellationToken::new(), CancellationToken::new());
         let nsid = config.dns.nsid.clone().unwrap_or_else(host_name).into_bytes();
 
-        let dns = DnsServer::bind(&config.dns.listen, published.clone(), stats.clone(), nsid)
+        let dns = DnsServer::bind(&config.dns.listen, store.clone(), stats.clone(), nsid)
             .await
             .with_context(|| format!("cannot bind DNS on {:?}", config.dns.listen))?;
         let dns_addrs = dns.local_addrs();
@@ -58,7 +60,7 @@ impl Server {
         let (obs_tx, obs_rx) = mpsc::channel::<Observation>(1024);
         let (reload_tx, reload_rx) = mpsc::channel::<Arc<Config>>(4);
         let (probe_reload_tx, probe_reload_rx) = mpsc::channel::<Arc<Config>>(4);
-        let publisher = Publisher::new(config.clone(), published.clone());
+        let publisher = Publisher::new(config.clone(), store.clone());
 
         let mut tasks = Vec::new();
         tasks.push(tokio::spawn(publisher.run(obs_rx, reload_rx, Some(probe_reload_tx), back.clone())));
@@ -69,19 +71,19 @@ impl Server {
                 tracing::error!(error = %e, "DNS server stopped");
             }
         }));
-        let (p, s, f) = (published.clone(), stats.clone(), front.clone());
+        let (p, s, f): (Arc<dyn Snapshots>, _, _) = (store.clone(), stats.clone(), front.clone());
         tasks.push(tokio::spawn(async move {
             if let Err(e) = crate::http::serve(http_listener, p, s, f).await {
                 tracing::error!(error = %e, "HTTP server stopped");
             }
         }));
         tracing::info!(dns = ?dns_addrs, http = %http_addr, zone = %config.dns.zone, "serving");
-        Ok(Server { dns_addrs, http_addr, published, reload_tx, front, back, tasks })
+        Ok(Server { dns_addrs, http_addr, store, reload_tx, front, back, tasks })
     }
 
     /// The current snapshot (for tests and the demo).
-    pub fn published(&self) -> Arc<Published> {
-        self.published.clone()
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        self.store.snapshot()
     }
 
     /// Switches to a new, already validated config.
@@ -226,7 +228,7 @@ pub async fn run(path: PathBuf) -> anyhow::Result<()> {
 async fn reload_from(server: &Server, path: &std::path::Path) {
     match Config::load(path) {
         Ok(config) => {
-            let old = server.published.load();
+            let old = server.snapshot();
             let (was, now) = (&old.config, &config);
             if was.dns.listen != now.dns.listen || was.http.listen != now.http.listen || was.dns.nsid != now.dns.nsid {
                 tracing::warn!("dns.listen, http.listen and dns.nsid changes take effect on restart only");

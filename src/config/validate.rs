@@ -27,6 +27,8 @@ const DEFAULT_POLICY: Policy = Policy {
 };
 const DEFAULT_WEIGHT: u32 = 100;
 const MAX_NSID: usize = 128;
+/// 253 characters in a name, less `hostmaster.`.
+const MAX_ZONE_LEN: usize = 253 - "hostmaster.".len();
 /// Prefixes that `dns::name` reads as query modifiers, so no label may start with them.
 const RESERVED_PREFIXES: [&str; 2] = ["maxlag-", "lsn-"];
 
@@ -53,6 +55,16 @@ pub fn parse(text: &str, file: &str) -> Result<Config> {
     Ok(Config { dns, http, probe, clusters })
 }
 
+/// The zone: a domain name short enough that the SOA's contact `hostmaster.<zone>` is
+/// one too.
+fn zone_name(text: &str) -> std::result::Result<String, String> {
+    let zone = dns_name(text)?;
+    if zone.len() > MAX_ZONE_LEN {
+        return Err(format!("is longer than {MAX_ZONE_LEN} characters (hostmaster.<zone> must fit a DNS name)"));
+    }
+    Ok(zone)
+}
+
 fn dns(cx: &Cx, raw: Option<RawDns>) -> Result<DnsConfig> {
     let raw = raw.unwrap_or(RawDns {
         listen: None,
@@ -67,7 +79,7 @@ fn dns(cx: &Cx, raw: Option<RawDns>) -> Result<DnsConfig> {
         None => vec![DEFAULT_LISTEN.parse().expect("default dns address")],
     };
     let zone = match &raw.zone {
-        Some(z) => dns_name(z.get_ref()).map_err(|m| cx.err(z.span(), "dns.zone", m))?,
+        Some(z) => zone_name(z.get_ref()).map_err(|m| cx.err(z.span(), "dns.zone", m))?,
         None => DEFAULT_ZONE.to_owned(),
     };
     let ttl = whole_seconds(cx, &raw.ttl, "dns.ttl")?;

@@ -7,17 +7,14 @@ use std::time::Duration;
 
 use rand::Rng;
 
-use crate::config::{Answers, Fallback, Policy};
+use crate::config::{Answers, Config, Fallback, Policy};
 use crate::dns::name::{Target, Variant};
+use crate::dns::query::{Qtype, QueryKind, Rcode};
 use crate::health::NodeState;
-use crate::metrics::{QueryKind, Rcode};
 use crate::select;
 use crate::snapshot::{ClusterView, EndpointView, Snapshot};
 use crate::topology::{evaluate, Eligibility, Reason, Role};
 use crate::wal::Lsn;
-
-/// The query types the table distinguishes (the same set the metrics count).
-pub use crate::metrics::QueryType as Qtype;
 
 impl Qtype {
     /// Which address families an address query wants; `None` for non-address types.
@@ -122,8 +119,13 @@ pub struct Soa {
 }
 
 impl Soa {
+    /// The SOA of `snap`'s zone with its serial.
     pub fn of(snap: &Snapshot) -> Soa {
-        let dns = &snap.config.dns;
+        Soa::new(&snap.config, snap.serial)
+    }
+
+    pub fn new(config: &Config, serial: u32) -> Soa {
+        let dns = &config.dns;
         let zone = dns.zone.trim_end_matches('.').to_ascii_lowercase();
         let mname =
             dns.nameservers.first().map_or(zone.clone(), |ns| ns.name.trim_end_matches('.').to_ascii_lowercase());
@@ -131,7 +133,7 @@ impl Soa {
             rname: format!("hostmaster.{zone}"),
             zone,
             mname,
-            serial: snap.serial,
+            serial,
             refresh: SOA_REFRESH,
             retry: SOA_RETRY,
             expire: SOA_EXPIRE,
@@ -290,7 +292,7 @@ impl EndpointQuery<'_> {
                 let timeline = self.view.primary_timeline();
                 let eligible = self
                     .members()
-                    .filter(|&i| evaluate(&self.view.nodes[i], true, &policy, timeline).is_eligible())
+                    .filter(|&i| evaluate(&self.view.nodes[i].facts(), true, &policy, timeline).is_eligible())
                     .collect();
                 self.or_fallback(eligible, &policy)
             }

@@ -10,6 +10,7 @@ use super::*;
 use crate::config::Answers;
 use crate::dns::name::Names;
 use crate::dns::testdata::{reevaluate, snapshot};
+use crate::dns::txt;
 use crate::snapshot::WriteTarget;
 
 /// The answer as (rcode, aa, answer lines, authority lines, additional lines).
@@ -34,8 +35,8 @@ fn rr_lines(snap: &Snapshot, owner: &str, ttl: u32, rr: &Rr) -> Vec<String> {
         Rr::Ns(i) => vec![format!("{owner} {ttl} IN NS {}.", snap.config.dns.nameservers[*i].name)],
         Rr::Txt(of) => {
             let lines = match *of {
-                TxtOf::Write { cluster } => snap.clusters[cluster].write_lines(snap.built),
-                TxtOf::Endpoint { cluster, endpoint } => snap.clusters[cluster].endpoint_lines(endpoint),
+                TxtOf::Write { cluster } => txt::write_lines(&snap.clusters[cluster], snap.built),
+                TxtOf::Endpoint { cluster, endpoint } => txt::endpoint_lines(&snap.clusters[cluster], endpoint),
             };
             lines.iter().map(|l| format!("{owner} {ttl} IN TXT \"{l}\"")).collect()
         }
@@ -123,7 +124,10 @@ fn deterministic_rows() {
         (
             "billing-write.db.internal.",
             Qtype::Txt,
-            Dig { answer: txt(snap.clusters[1].write_lines(snap.built), "billing-write.db.internal.", 1), ..ok(&[]) },
+            Dig {
+                answer: txt(txt::write_lines(&snap.clusters[1], snap.built), "billing-write.db.internal.", 1),
+                ..ok(&[])
+            },
         ),
         // read AAAA: only the IPv6 replica is eligible and of that family.
         ("read.db.internal.", Qtype::Aaaa, ok(&["read.db.internal. 1 IN AAAA 2001:db8::15"])),
@@ -154,27 +158,27 @@ fn deterministic_rows() {
         (
             "write.db.internal.",
             Qtype::Txt,
-            Dig { answer: txt(snap.clusters[0].write_lines(snap.built), "write.db.internal.", 1), ..ok(&[]) },
+            Dig { answer: txt(txt::write_lines(&snap.clusters[0], snap.built), "write.db.internal.", 1), ..ok(&[]) },
         ),
         (
             "read.db.internal.",
             Qtype::Txt,
-            Dig { answer: txt(snap.clusters[0].endpoint_lines(0), "read.db.internal.", 1), ..ok(&[]) },
+            Dig { answer: txt(txt::endpoint_lines(&snap.clusters[0], 0), "read.db.internal.", 1), ..ok(&[]) },
         ),
         (
             "analytics.db.internal.",
             Qtype::Txt,
-            Dig { answer: txt(snap.clusters[0].endpoint_lines(1), "analytics.db.internal.", 1), ..ok(&[]) },
+            Dig { answer: txt(txt::endpoint_lines(&snap.clusters[0], 1), "analytics.db.internal.", 1), ..ok(&[]) },
         ),
         (
             "maxlag-5s.read.db.internal.",
             Qtype::Txt,
-            Dig { answer: txt(snap.clusters[0].endpoint_lines(0), "maxlag-5s.read.db.internal.", 1), ..ok(&[]) },
+            Dig { answer: txt(txt::endpoint_lines(&snap.clusters[0], 0), "maxlag-5s.read.db.internal.", 1), ..ok(&[]) },
         ),
         (
             "lsn-0-1.read.db.internal.",
             Qtype::Txt,
-            Dig { answer: txt(snap.clusters[0].endpoint_lines(0), "lsn-0-1.read.db.internal.", 0), ..ok(&[]) },
+            Dig { answer: txt(txt::endpoint_lines(&snap.clusters[0], 0), "lsn-0-1.read.db.internal.", 0), ..ok(&[]) },
         ),
         // apex
         ("db.internal.", Qtype::Soa, ok(&[SOA])),

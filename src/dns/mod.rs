@@ -3,8 +3,10 @@
 
 pub mod answer;
 pub mod name;
+pub mod query;
 pub mod records;
 pub mod server;
+pub mod txt;
 
 pub use server::DnsServer;
 

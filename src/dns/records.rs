@@ -1,42 +1,48 @@
 //! The DNS wire form of a snapshot: a [`Zone`] (SOA, NS, glue, TXT data and the name
-//! table) built once per published snapshot, kept in an `ArcSwap` that the query
-//! handler loads once per query, plus the encoding of an [`Answer`] into records.
+//! table), derived by [`Zone::derive`] when the publisher publishes a snapshot and
+//! swapped in together with it, plus the encoding of an [`Answer`] into records.
+//!
+//! What depends only on the config (the name table, the parsed names of the SOA, NS
+//! and glue) is a [`ZoneNames`] built once per config and shared by every zone of it.
 
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use arc_swap::ArcSwap;
 use hickory_proto::rr::rdata::{A, AAAA, NS, SOA, TXT};
 use hickory_proto::rr::{Name, RData, Record};
-use tokio_util::sync::CancellationToken;
 
+use crate::config::Config;
 use crate::dns::answer::{ttl_secs, Answer, Rr, Soa, TxtOf};
 use crate::dns::name::Names;
-use crate::publisher::Published;
+use crate::dns::txt;
 use crate::snapshot::Snapshot;
 
-/// A name in the config that is not a valid DNS name.
-#[derive(Debug, thiserror::Error)]
-#[error("invalid DNS name {name:?}: {reason}")]
-pub struct ZoneError {
-    pub name: String,
-    pub reason: String,
-}
-
-/// Everything the handler needs for one snapshot, precomputed.
+/// What the handler needs of one snapshot, precomputed.
 pub struct Zone {
-    pub snapshot: Arc<Snapshot>,
-    pub names: Arc<Names>,
-    /// The zone SOA record (owner: the apex), for the authority section.
+    /// The per-config part, shared with the zones of the previous snapshots.
+    pub names: Arc<ZoneNames>,
+    /// The zone SOA record with this snapshot's serial (owner: the apex).
     soa: Record,
-    /// NS target per nameserver index.
-    ns: Vec<RData>,
-    /// Address record per nameserver index (owner: the nameserver).
-    glue: Vec<Record>,
     /// Per cluster, one TXT per node.
     write_txt: Vec<Vec<RData>>,
     /// Per cluster, per endpoint, one TXT per node.
     endpoint_txt: Vec<Vec<Vec<RData>>>,
+}
+
+/// The part of a zone that only the config decides.
+pub struct ZoneNames {
+    /// The config these names were built from.
+    config: Arc<Config>,
+    /// Query name → target.
+    pub table: Names,
+    /// The apex, the SOA's MNAME and RNAME.
+    apex: Name,
+    mname: Name,
+    rname: Name,
+    /// NS target per nameserver index.
+    ns: Vec<RData>,
+    /// Address record per nameserver index (owner: the nameserver).
+    glue: Vec<Record>,
 }
 
 /// The sections of one response; authority and additional borrow from the zone.
@@ -46,33 +52,48 @@ pub struct Sections<'z> {
     pub additional: Vec<&'z Record>,
 }
 
-impl Zone {
-    /// Derives the wire form of `snap`; reuses `prev`'s name table when the config is
-    /// the same.
-    pub fn build(snap: Arc<Snapshot>, prev: Option<&Zone>) -> Result<Zone, ZoneError> {
-        let names = match prev {
-            Some(p) if Arc::ptr_eq(&p.snapshot.config, &snap.config) => p.names.clone(),
-            _ => Arc::new(Names::new(&snap.config)),
-        };
-        let dns = &snap.config.dns;
-        let ttl = ttl_secs(dns.ttl);
-        let soa = soa_record(&Soa::of(&snap))?;
+impl ZoneNames {
+    pub fn new(config: Arc<Config>) -> ZoneNames {
+        let soa = Soa::new(&config, 0);
+        let ttl = ttl_secs(config.dns.ttl);
         let mut ns = Vec::new();
         let mut glue = Vec::new();
-        for server in &dns.nameservers {
-            let name = fqdn(&server.name)?;
+        for server in &config.dns.nameservers {
+            let name = fqdn(&server.name);
             ns.push(RData::NS(NS(name.clone())));
             glue.push(Record::from_rdata(name, ttl, addr(server.address)));
         }
-        let write_txt = snap.clusters.iter().map(|c| txt(c.write_lines(snap.built))).collect();
-        let endpoint_txt =
-            snap.clusters.iter().map(|c| (0..c.endpoints.len()).map(|e| txt(c.endpoint_lines(e))).collect()).collect();
-        Ok(Zone { snapshot: snap, names, soa, ns, glue, write_txt, endpoint_txt })
+        ZoneNames {
+            table: Names::new(&config),
+            apex: fqdn(&soa.zone),
+            mname: fqdn(&soa.mname),
+            rname: fqdn(&soa.rname),
+            ns,
+            glue,
+            config,
+        }
     }
+}
 
-    /// The SOA record (owner: the apex).
-    pub fn soa(&self) -> &Record {
-        &self.soa
+impl Zone {
+    /// Derives the wire form of `snap`; reuses `prev`'s names when the config is the
+    /// same one. This is the publisher's builder: it cannot fail.
+    pub fn derive(snap: &Snapshot, prev: Option<&Zone>) -> Zone {
+        let names = match prev {
+            Some(zone) if Arc::ptr_eq(&zone.names.config, &snap.config) => zone.names.clone(),
+            _ => Arc::new(ZoneNames::new(snap.config.clone())),
+        };
+        let s = Soa::of(snap);
+        let data =
+            SOA::new(names.mname.clone(), names.rname.clone(), s.serial, s.refresh, s.retry, s.expire, s.minimum);
+        let soa = Record::from_rdata(names.apex.clone(), s.minimum, RData::SOA(data));
+        let write_txt = snap.clusters.iter().map(|c| to_txt(txt::write_lines(c, snap.built))).collect();
+        let endpoint_txt = snap
+            .clusters
+            .iter()
+            .map(|c| (0..c.endpoints.len()).map(|e| to_txt(txt::endpoint_lines(c, e))).collect())
+            .collect();
+        Zone { names, soa, write_txt, endpoint_txt }
     }
 
     /// The records for `answer`, owned by `owner` (the question name as sent, so its
@@ -85,7 +106,7 @@ impl Zone {
                 Rr::Addr(ip) => push(answer.ttl, addr(*ip)),
                 Rr::Soa => push(self.soa.ttl, self.soa.data.clone()),
                 Rr::Ns(i) => {
-                    if let Some(ns) = self.ns.get(*i) {
+                    if let Some(ns) = self.names.ns.get(*i) {
                         push(answer.ttl, ns.clone());
                     }
                 }
@@ -99,7 +120,7 @@ impl Zone {
         Sections {
             answers,
             soa: answer.authority_soa.then_some(&self.soa),
-            additional: answer.glue.iter().filter_map(|&i| self.glue.get(i)).collect(),
+            additional: answer.glue.iter().filter_map(|&i| self.names.glue.get(i)).collect(),
         }
     }
 
@@ -112,18 +133,14 @@ impl Zone {
     }
 }
 
-fn soa_record(soa: &Soa) -> Result<Record, ZoneError> {
-    let data =
-        SOA::new(fqdn(&soa.mname)?, fqdn(&soa.rname)?, soa.serial, soa.refresh, soa.retry, soa.expire, soa.minimum);
-    Ok(Record::from_rdata(fqdn(&soa.zone)?, soa.minimum, RData::SOA(data)))
-}
-
-/// A fully qualified, lower-case name from config text.
-pub fn fqdn(text: &str) -> Result<Name, ZoneError> {
-    let err = |e: &dyn std::fmt::Display| ZoneError { name: text.to_string(), reason: e.to_string() };
-    let mut name = Name::from_ascii(text.to_ascii_lowercase()).map_err(|e| err(&e))?;
+/// A fully qualified, lower-case name from a validated config name. Config validation
+/// admits only LDH labels of at most 63 characters in names that fit 253 characters
+/// (`hostmaster.<zone>` included), which hickory always parses: see the test below.
+fn fqdn(text: &str) -> Name {
+    let mut name = Name::from_ascii(text.to_ascii_lowercase())
+        .unwrap_or_else(|e| panic!("config validation admitted {text:?}, which is not a DNS name: {e}"));
     name.set_fqdn(true);
-    Ok(name)
+    name
 }
 
 fn addr(ip: IpAddr) -> RData {
@@ -134,7 +151,7 @@ fn addr(ip: IpAddr) -> RData {
 }
 
 /// One TXT per line; a line longer than 255 bytes is split into several strings.
-fn txt(lines: Vec<String>) -> Vec<RData> {
+fn to_txt(lines: Vec<String>) -> Vec<RData> {
     lines.into_iter().map(|line| RData::TXT(TXT::new(chunks(&line, 255)))).collect()
 }
 
@@ -153,57 +170,11 @@ fn chunks(text: &str, max: usize) -> Vec<String> {
     out
 }
 
-/// The current [`Zone`], swapped whenever a snapshot is published.
-pub struct ZoneCell {
-    current: ArcSwap<Zone>,
-}
-
-impl ZoneCell {
-    /// The zone of the currently published snapshot.
-    pub fn new(published: &Published) -> Result<Arc<ZoneCell>, ZoneError> {
-        let zone = Zone::build(published.load(), None)?;
-        Ok(Arc::new(ZoneCell { current: ArcSwap::from_pointee(zone) }))
-    }
-
-    /// The current zone (one atomic load).
-    pub fn load(&self) -> Arc<Zone> {
-        self.current.load_full()
-    }
-
-    /// Rebuilds the zone from `snap`; on an invalid name the old zone stays.
-    pub fn update(&self, snap: Arc<Snapshot>) -> Result<(), ZoneError> {
-        let zone = Zone::build(snap, Some(&self.current.load()))?;
-        self.current.store(Arc::new(zone));
-        Ok(())
-    }
-
-    /// Follows `published` until `cancel` fires or the publisher goes away.
-    pub async fn follow(self: Arc<Self>, published: Arc<Published>, cancel: CancellationToken) {
-        let mut changes = published.subscribe();
-        drop(published);
-        // A snapshot may have been stored between `new` and `subscribe`.
-        changes.mark_changed();
-        loop {
-            tokio::select! {
-                _ = cancel.cancelled() => return,
-                changed = changes.changed() => {
-                    if changed.is_err() {
-                        return;
-                    }
-                    let snap = changes.borrow_and_update().clone();
-                    if let Err(error) = self.update(snap) {
-                        tracing::warn!(%error, "snapshot not served: invalid DNS name");
-                    }
-                }
-            }
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::dns::answer::{answer, Qtype};
+    use crate::dns::answer::answer;
+    use crate::dns::query::Qtype;
     use crate::dns::testdata::snapshot;
     use rand::rngs::SmallRng;
     use rand::SeedableRng;
@@ -214,10 +185,11 @@ mod tests {
 
     #[test]
     fn encodes_answers_with_the_question_case() {
-        let zone = Zone::build(Arc::new(snapshot()), None).unwrap();
+        let snap = snapshot();
+        let zone = Zone::derive(&snap, None);
         let owner = Name::from_ascii("WrItE.Db.InTeRnAl.").unwrap();
-        let target = zone.names.parse("write.db.internal.");
-        let a = answer(&zone.snapshot, &target, Qtype::A, &mut SmallRng::seed_from_u64(1));
+        let target = zone.names.table.parse("write.db.internal.");
+        let a = answer(&snap, &target, Qtype::A, &mut SmallRng::seed_from_u64(1));
         let s = zone.sections(&a, &owner);
         assert_eq!(text(&s.answers), ["WrItE.Db.InTeRnAl. 1 IN A 10.0.0.11"]);
         assert!(s.soa.is_none() && s.additional.is_empty());
@@ -225,10 +197,11 @@ mod tests {
 
     #[test]
     fn soa_ns_glue_and_negative_answers() {
-        let zone = Zone::build(Arc::new(snapshot()), None).unwrap();
+        let snap = snapshot();
+        let zone = Zone::derive(&snap, None);
         let apex = Name::from_ascii("db.internal.").unwrap();
         let mut rng = SmallRng::seed_from_u64(1);
-        let ns = answer(&zone.snapshot, &zone.names.parse("db.internal."), Qtype::Ns, &mut rng);
+        let ns = answer(&snap, &zone.names.table.parse("db.internal."), Qtype::Ns, &mut rng);
         let s = zone.sections(&ns, &apex);
         assert_eq!(
             text(&s.answers),
@@ -240,7 +213,7 @@ mod tests {
         );
         let glue: Vec<String> = s.additional.iter().map(|r| r.to_string()).collect();
         assert_eq!(glue, ["ns1.db.internal. 1 IN A 192.0.2.1", "ns3.sub.db.internal. 1 IN AAAA 2001:db8::53"]);
-        let nx = answer(&zone.snapshot, &zone.names.parse("nosuch.db.internal."), Qtype::A, &mut rng);
+        let nx = answer(&snap, &zone.names.table.parse("nosuch.db.internal."), Qtype::A, &mut rng);
         let s = zone.sections(&nx, &apex);
         assert!(s.answers.is_empty());
         assert_eq!(
@@ -251,12 +224,13 @@ mod tests {
 
     #[test]
     fn txt_lines_are_one_record_per_node_and_split_at_255_bytes() {
-        let zone = Zone::build(Arc::new(snapshot()), None).unwrap();
+        let snap = snapshot();
+        let zone = Zone::derive(&snap, None);
         let owner = Name::from_ascii("read.db.internal.").unwrap();
-        let a =
-            answer(&zone.snapshot, &zone.names.parse("read.db.internal."), Qtype::Txt, &mut SmallRng::seed_from_u64(1));
+        let target = zone.names.table.parse("read.db.internal.");
+        let a = answer(&snap, &target, Qtype::Txt, &mut SmallRng::seed_from_u64(1));
         let s = zone.sections(&a, &owner);
-        let lines = zone.snapshot.clusters[0].endpoint_lines(0);
+        let lines = txt::endpoint_lines(&snap.clusters[0], 0);
         assert_eq!(s.answers.len(), lines.len());
         for (record, line) in s.answers.iter().zip(&lines) {
             let RData::TXT(t) = &record.data else { panic!("not TXT: {record}") };
@@ -270,16 +244,44 @@ mod tests {
     }
 
     #[test]
-    fn cell_reuses_names_for_the_same_config() {
+    fn names_are_reused_for_the_same_config_and_the_soa_follows_the_serial() {
         let snap = snapshot();
-        let published = Published::new(snap.clone());
-        let cell = ZoneCell::new(&published).unwrap();
-        let before = cell.load();
-        let mut next = snap;
+        let before = Zone::derive(&snap, None);
+        let mut next = snap.clone();
         next.serial = 8;
-        cell.update(Arc::new(next)).unwrap();
-        let after = cell.load();
-        assert_eq!(after.snapshot.serial, 8);
+        let after = Zone::derive(&next, Some(&before));
         assert!(Arc::ptr_eq(&before.names, &after.names));
+        assert!(after.soa.to_string().contains(" 8 3600 600 86400 "), "{}", after.soa);
+        let mut other = next.clone();
+        other.config = Arc::new((*snap.config).clone());
+        assert!(!Arc::ptr_eq(&after.names, &Zone::derive(&other, Some(&after)).names));
+    }
+
+    #[test]
+    fn every_name_validation_admits_is_a_hickory_name() {
+        // The longest zone validation admits (hostmaster.<zone> still fits 253), one
+        // character more, and ordinary ones.
+        let long = |n: usize| {
+            let mut zone = ["a".repeat(63), "b".repeat(63), "c".repeat(63), "d".repeat(63)].join(".");
+            zone.truncate(n);
+            zone
+        };
+        let (longest, too_long) = (long(242), long(243));
+        for zone in [longest.as_str(), too_long.as_str(), "db.internal", "0.9-x.y", "a"] {
+            let text = format!(
+                "[dns]\nzone = \"{zone}\"\nnameservers = [{{ name = \"ns-1.{zone}\", address = \"127.0.0.1\" }}]\n\
+                 [[cluster]]\nname = \"main\"\n[[cluster.node]]\nname = \"pg1\"\naddress = \"127.0.0.1\"\ndsn = \"host=h\"\n"
+            );
+            let config = match Config::parse(&text, "t.toml") {
+                Ok(c) => c,
+                Err(e) if zone.len() == 243 => {
+                    assert!(e.to_string().contains("dns.zone"), "{e}");
+                    continue;
+                }
+                Err(e) => panic!("{zone}: {e}"),
+            };
+            let names = ZoneNames::new(Arc::new(config));
+            assert_eq!(names.rname.to_string(), format!("hostmaster.{zone}."));
+        }
     }
 }

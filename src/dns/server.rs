@@ -21,10 +21,10 @@ use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use crate::dns::answer::{answer, Answer, Qtype};
-use crate::dns::records::{Sections, Zone, ZoneCell};
-use crate::metrics::{QueryKind, QueryStats, QueryType, Rcode};
-use crate::publisher::Published;
+use crate::dns::answer::{answer, Answer};
+use crate::dns::query::{Qtype, QueryKind, QueryStats, Rcode};
+use crate::dns::records::{Sections, Zone};
+use crate::store::{Generation, Store};
 
 /// Receive buffer asked for on every UDP socket (bursts overflow the default).
 const UDP_RECV_BUFFER: usize = 4 << 20;
@@ -38,8 +38,6 @@ const DRAIN: Duration = Duration::from_secs(1);
 /// A bound, not yet running DNS server.
 pub struct DnsServer {
     server: Server<Handler>,
-    zones: Arc<ZoneCell>,
-    published: Arc<Published>,
     in_flight: Arc<InFlight>,
     addrs: Vec<SocketAddr>,
 }
@@ -48,18 +46,17 @@ impl DnsServer {
     /// Binds UDP and TCP on every address (port 0: one ephemeral port shared by both).
     pub async fn bind(
         listen: &[SocketAddr],
-        published: Arc<Published>,
+        store: Arc<Store<Zone>>,
         stats: Arc<QueryStats>,
         nsid: Vec<u8>,
     ) -> io::Result<DnsServer> {
         let invalid = |e: &dyn std::fmt::Display| io::Error::new(io::ErrorKind::InvalidInput, e.to_string());
-        let zones = ZoneCell::new(&published).map_err(|e| invalid(&e))?;
         let nsid = match nsid.is_empty() {
             true => None,
             false => Some(EdnsOption::NSID(NSIDPayload::new(nsid).map_err(|e| invalid(&e))?)),
         };
         let in_flight = Arc::new(InFlight::default());
-        let handler = Handler { zones: zones.clone(), stats, nsid, in_flight: in_flight.clone() };
+        let handler = Handler { store, stats, nsid, in_flight: in_flight.clone() };
         let mut server = Server::new(handler);
         let mut addrs = Vec::with_capacity(listen.len());
         for addr in listen {
@@ -68,7 +65,7 @@ impl DnsServer {
             server.register_socket(udp);
             server.register_listener(tcp, TCP_IDLE, 32);
         }
-        Ok(DnsServer { server, zones, published, in_flight, addrs })
+        Ok(DnsServer { server, in_flight, addrs })
     }
 
     /// The bound addresses (each served over UDP and TCP).
@@ -78,8 +75,6 @@ impl DnsServer {
 
     /// Serves until `cancel` fires, then lets queries being answered finish and returns.
     pub async fn run(mut self, cancel: CancellationToken) -> io::Result<()> {
-        let follow = CancellationToken::new();
-        tokio::spawn(self.zones.clone().follow(self.published.clone(), follow.clone()));
         let stop = self.server.shutdown_token().clone();
         let in_flight = self.in_flight.clone();
         let stopper = tokio::spawn(async move {
@@ -89,7 +84,6 @@ impl DnsServer {
         });
         let result = self.server.block_until_done().await;
         stopper.abort();
-        follow.cancel();
         result.map_err(|e| io::Error::other(e.to_string()))
     }
 }
@@ -173,17 +167,17 @@ impl Drop for InFlightGuard<'_> {
 }
 
 struct Handler {
-    zones: Arc<ZoneCell>,
+    store: Arc<Store<Zone>>,
     stats: Arc<QueryStats>,
     nsid: Option<EdnsOption>,
     in_flight: Arc<InFlight>,
 }
 
-/// What the message checks decided before any name lookup.
+/// What the message checks decided before any name lookup, or the answer.
 enum Decision {
     /// An error without AA (FORMERR, NOTIMP, BADVERS, REFUSED).
-    Reject(QueryKind, ResponseCode, Rcode),
-    Answer(Arc<Zone>, Answer),
+    Reject(QueryKind, Rcode),
+    Answer(Arc<Generation<Zone>>, Answer),
 }
 
 #[async_trait::async_trait]
@@ -191,22 +185,20 @@ impl RequestHandler for Handler {
     async fn handle_request<R: ResponseHandler, T: Time>(&self, request: &Request, mut rh: R) -> ResponseInfo {
         let _guard = self.in_flight.enter();
         let edns = self.response_edns(request);
-        let qtype = request
-            .queries
-            .queries()
-            .first()
-            .map_or(QueryType::Other, |q| QueryType::from_code(u16::from(q.query_type())));
+        let qtype =
+            request.queries.queries().first().map_or(Qtype::Other, |q| Qtype::from_code(u16::from(q.query_type())));
         let mut builder = MessageResponseBuilder::new(&request.queries, None);
         if let Some(edns) = &edns {
             builder.edns(edns);
         }
-        let (kind, rcode, sent) = match self.decide(request) {
-            Decision::Reject(kind, code, rcode) => {
-                (kind, rcode, rh.send_response(builder.error_msg(&request.metadata, code)).await)
+        let (kind, rcode, sent) = match self.decide(request, qtype) {
+            Decision::Reject(kind, rcode) => {
+                let response = builder.error_msg(&request.metadata, response_code(rcode));
+                (kind, rcode, rh.send_response(response).await)
             }
-            Decision::Answer(zone, answer) => {
+            Decision::Answer(generation, answer) => {
                 let owner = request.queries.queries()[0].original().name();
-                let sections = zone.sections(&answer, owner);
+                let sections = generation.derived.sections(&answer, owner);
                 let mut meta = Metadata::response_from_request(&request.metadata);
                 meta.authoritative = answer.authoritative;
                 meta.response_code = response_code(answer.rcode);
@@ -225,27 +217,26 @@ impl RequestHandler for Handler {
 }
 
 impl Handler {
-    fn decide(&self, request: &Request) -> Decision {
+    fn decide(&self, request: &Request, qtype: Qtype) -> Decision {
         use Decision::Reject;
         if request.edns.as_ref().is_some_and(|e| e.version() > 0) {
-            return Reject(QueryKind::Malformed, ResponseCode::BADVERS, Rcode::BadVers);
+            return Reject(QueryKind::Malformed, Rcode::BadVers);
         }
         if request.metadata.op_code != OpCode::Query {
-            return Reject(QueryKind::Malformed, ResponseCode::NotImp, Rcode::NotImp);
+            return Reject(QueryKind::Malformed, Rcode::NotImp);
         }
         let Ok(info) = request.request_info() else {
-            return Reject(QueryKind::Malformed, ResponseCode::FormErr, Rcode::FormErr);
+            return Reject(QueryKind::Malformed, Rcode::FormErr);
         };
         if info.query.query_class() != DNSClass::IN {
-            return Reject(QueryKind::OutOfZone, ResponseCode::Refused, Rcode::Refused);
+            return Reject(QueryKind::OutOfZone, Rcode::Refused);
         }
-        let zone = self.zones.load();
+        let generation = self.store.load();
         let mut qname = info.query.original().name().to_ascii();
         qname.make_ascii_lowercase();
-        let target = zone.names.parse(&qname);
-        let qtype = Qtype::from_code(u16::from(info.query.query_type()));
-        let answer = answer(&zone.snapshot, &target, qtype, &mut rand::rng());
-        Decision::Answer(zone, answer)
+        let target = generation.derived.names.table.parse(&qname);
+        let answer = answer(&generation.snapshot, &target, qtype, &mut rand::rng());
+        Decision::Answer(generation, answer)
     }
 
     /// The OPT to echo (RFC 6891): version 0, our UDP size, NSID when asked for.

@@ -16,33 +16,34 @@ use axum::routing::get;
 use axum::{Json, Router};
 use tokio_util::sync::CancellationToken;
 
-use crate::metrics::{self, QueryStats};
-use crate::publisher::Published;
+use crate::dns::query::QueryStats;
+use crate::metrics;
+use crate::store::Snapshots;
 use status::StatusDoc;
 
 #[derive(Clone)]
 struct AppState {
-    published: Arc<Published>,
+    snapshots: Arc<dyn Snapshots>,
     stats: Arc<QueryStats>,
 }
 
 /// The routes, for [`serve`] or an in-process test.
-pub fn router(published: Arc<Published>, stats: Arc<QueryStats>) -> Router {
+pub fn router(snapshots: Arc<dyn Snapshots>, stats: Arc<QueryStats>) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/status", get(status))
         .route("/metrics", get(metrics_text))
-        .with_state(AppState { published, stats })
+        .with_state(AppState { snapshots, stats })
 }
 
 /// Serves HTTP on `listener` until `cancel` fires, then finishes in-flight requests.
 pub async fn serve(
     listener: tokio::net::TcpListener,
-    published: Arc<Published>,
+    snapshots: Arc<dyn Snapshots>,
     stats: Arc<QueryStats>,
     cancel: CancellationToken,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(published, stats)).with_graceful_shutdown(cancel.cancelled_owned()).await
+    axum::serve(listener, router(snapshots, stats)).with_graceful_shutdown(cancel.cancelled_owned()).await
 }
 
 async fn healthz() -> &'static str {
@@ -50,10 +51,10 @@ async fn healthz() -> &'static str {
 }
 
 async fn status(State(app): State<AppState>) -> Json<StatusDoc> {
-    Json(StatusDoc::from_snapshot(&app.published.load()))
+    Json(StatusDoc::from_snapshot(&app.snapshots.snapshot()))
 }
 
 async fn metrics_text(State(app): State<AppState>) -> impl IntoResponse {
-    let body = metrics::render(&app.published.load(), &app.stats);
+    let body = metrics::render(&app.snapshots.snapshot(), &app.stats);
     ([(CONTENT_TYPE, metrics::CONTENT_TYPE)], body)
 }

@@ -339,7 +339,7 @@ mod tests {
 
     #[test]
     fn stale_and_split_brain_states() {
-        use crate::snapshot::{Conflict, ConflictKind};
+        use crate::topology::{Conflict, ConflictKind};
         let mut snap = crate::http::fixture::snapshot();
         let since = snap.built - Duration::from_secs(3);
         snap.clusters[0].write = WriteTarget::Stale { node: 0, since };

@@ -1,0 +1,168 @@
+//! DNS's vocabulary of a query, owned here and counted by `metrics`: the kind of name
+//! asked for, the query type and the rcode answered; and the lock-free counters the
+//! handler bumps once per query.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// What kind of name a query asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QueryKind {
+    Write,
+    Read,
+    MaxLag,
+    Lsn,
+    Apex,
+    Nameserver,
+    /// In the zone, but no such name (NXDOMAIN).
+    Unknown,
+    /// Outside the zone (REFUSED).
+    OutOfZone,
+    /// No usable question (FORMERR, NOTIMP, BADVERS).
+    Malformed,
+}
+
+impl QueryKind {
+    pub const ALL: [QueryKind; 9] = [
+        QueryKind::Write,
+        QueryKind::Read,
+        QueryKind::MaxLag,
+        QueryKind::Lsn,
+        QueryKind::Apex,
+        QueryKind::Nameserver,
+        QueryKind::Unknown,
+        QueryKind::OutOfZone,
+        QueryKind::Malformed,
+    ];
+    pub fn as_str(self) -> &'static str {
+        match self {
+            QueryKind::Write => "write",
+            QueryKind::Read => "read",
+            QueryKind::MaxLag => "maxlag",
+            QueryKind::Lsn => "lsn",
+            QueryKind::Apex => "apex",
+            QueryKind::Nameserver => "nameserver",
+            QueryKind::Unknown => "unknown",
+            QueryKind::OutOfZone => "out_of_zone",
+            QueryKind::Malformed => "malformed",
+        }
+    }
+}
+
+/// Query types counted separately; everything else is `Other`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Qtype {
+    A,
+    Aaaa,
+    Txt,
+    Soa,
+    Ns,
+    Any,
+    Other,
+}
+
+impl Qtype {
+    pub const ALL: [Qtype; 7] = [Qtype::A, Qtype::Aaaa, Qtype::Txt, Qtype::Soa, Qtype::Ns, Qtype::Any, Qtype::Other];
+    pub fn from_code(code: u16) -> Qtype {
+        match code {
+            1 => Qtype::A,
+            28 => Qtype::Aaaa,
+            16 => Qtype::Txt,
+            6 => Qtype::Soa,
+            2 => Qtype::Ns,
+            255 => Qtype::Any,
+            _ => Qtype::Other,
+        }
+    }
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Qtype::A => "A",
+            Qtype::Aaaa => "AAAA",
+            Qtype::Txt => "TXT",
+            Qtype::Soa => "SOA",
+            Qtype::Ns => "NS",
+            Qtype::Any => "ANY",
+            Qtype::Other => "other",
+        }
+    }
+}
+
+/// Response codes counted; anything else is `Other`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rcode {
+    NoError,
+    NxDomain,
+    ServFail,
+    Refused,
+    FormErr,
+    NotImp,
+    BadVers,
+    Other,
+}
+
+impl Rcode {
+    pub const ALL: [Rcode; 8] = [
+        Rcode::NoError,
+        Rcode::NxDomain,
+        Rcode::ServFail,
+        Rcode::Refused,
+        Rcode::FormErr,
+        Rcode::NotImp,
+        Rcode::BadVers,
+        Rcode::Other,
+    ];
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Rcode::NoError => "NOERROR",
+            Rcode::NxDomain => "NXDOMAIN",
+            Rcode::ServFail => "SERVFAIL",
+            Rcode::Refused => "REFUSED",
+            Rcode::FormErr => "FORMERR",
+            Rcode::NotImp => "NOTIMP",
+            Rcode::BadVers => "BADVERS",
+            Rcode::Other => "other",
+        }
+    }
+}
+
+const CELLS: usize = QueryKind::ALL.len() * Qtype::ALL.len() * Rcode::ALL.len();
+
+/// Lock-free query counters by name kind, query type and rcode.
+pub struct QueryStats {
+    cells: Box<[AtomicU64]>,
+}
+
+impl Default for QueryStats {
+    fn default() -> Self {
+        QueryStats { cells: (0..CELLS).map(|_| AtomicU64::new(0)).collect() }
+    }
+}
+
+impl QueryStats {
+    fn index(kind: QueryKind, qtype: Qtype, rcode: Rcode) -> usize {
+        let k = QueryKind::ALL.iter().position(|x| *x == kind).unwrap_or(0);
+        let t = Qtype::ALL.iter().position(|x| *x == qtype).unwrap_or(0);
+        let r = Rcode::ALL.iter().position(|x| *x == rcode).unwrap_or(0);
+        (k * Qtype::ALL.len() + t) * Rcode::ALL.len() + r
+    }
+
+    /// Counts one answered query.
+    pub fn record(&self, kind: QueryKind, qtype: Qtype, rcode: Rcode) {
+        self.cells[Self::index(kind, qtype, rcode)].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Every non-zero counter.
+    pub fn nonzero(&self) -> Vec<(QueryKind, Qtype, Rcode, u64)> {
+        let mut out = Vec::new();
+        for kind in QueryKind::ALL {
+            for qtype in Qtype::ALL {
+                for rcode in Rcode::ALL {
+                    let n = self.cells[Self::index(kind, qtype, rcode)].load(Ordering::Relaxed);
+                    if n > 0 {
+                        out.push((kind, qtype, rcode, n));
+                    }
+                }
+            }
+        }
+        out
+    }
+}
