@@ -90,12 +90,9 @@ impl WalEvidence {
         self.latest().map(|l| l.bytes_after(replay))
     }
 
-    pub fn len(&self) -> usize {
+    #[cfg(test)]
+    fn len(&self) -> usize {
         self.points.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.points.is_empty()
     }
 }
 

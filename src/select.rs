@@ -5,7 +5,7 @@
 //! `ln(u) / weight` with `u` uniform in (0, 1]; the largest keys win. The first pick is
 //! node `i` with probability `w_i / Σw`, and sorting by key gives a weighted random order.
 
-use rand::Rng;
+use rand::{Rng, RngExt};
 
 /// Picks up to `count` distinct nodes from `candidates` (`(node, weight)`), in proportion
 /// to weight; `None` returns every candidate in weighted random order. Candidates with

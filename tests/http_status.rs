@@ -109,13 +109,10 @@ async fn start(stats: Arc<QueryStats>) -> Server {
 async fn get(addr: SocketAddr, path: &str) -> (u16, String, String) {
     let url = format!("http://{addr}{path}");
     tokio::task::spawn_blocking(move || {
-        let resp = match ureq::get(&url).timeout(Duration::from_secs(5)).call() {
-            Ok(r) => r,
-            Err(ureq::Error::Status(_, r)) => r,
-            Err(e) => panic!("GET {url}: {e}"),
-        };
-        let (code, ctype) = (resp.status(), resp.header("content-type").unwrap_or_default().to_string());
-        (code, ctype, resp.into_string().unwrap())
+        let get = ureq::get(&url).config().timeout_global(Some(Duration::from_secs(5))).http_status_as_error(false);
+        let mut resp = get.build().call().unwrap_or_else(|e| panic!("GET {url}: {e}"));
+        let ctype = resp.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
+        (resp.status().as_u16(), ctype, resp.body_mut().read_to_string().unwrap())
     })
     .await
     .unwrap()

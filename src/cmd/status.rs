@@ -36,14 +36,17 @@ pub fn status_url(http: &str) -> anyhow::Result<String> {
 /// GETs and parses the `/status` document.
 pub fn fetch(http: &str) -> anyhow::Result<StatusDoc> {
     let url = status_url(http)?;
-    let agent =
-        ureq::AgentBuilder::new().timeout_connect(Duration::from_secs(2)).timeout(Duration::from_secs(5)).build();
-    let response = match agent.get(&url).call() {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .timeout_connect(Some(Duration::from_secs(2)))
+        .timeout_global(Some(Duration::from_secs(5)))
+        .build()
+        .into();
+    let mut response = match agent.get(&url).call() {
         Ok(r) => r,
-        Err(ureq::Error::Status(code, _)) => bail!("{url} answered HTTP {code}: is this a lagdns server?"),
+        Err(ureq::Error::StatusCode(code)) => bail!("{url} answered HTTP {code}: is this a lagdns server?"),
         Err(e) => bail!("cannot reach lagdns at {url}: {e} (is `lagdns serve` running? see --http)"),
     };
-    let body = response.into_string().with_context(|| format!("reading the answer of {url}"))?;
+    let body = response.body_mut().read_to_string().with_context(|| format!("reading the answer of {url}"))?;
     serde_json::from_str(&body).with_context(|| format!("{url} did not return a lagdns status document"))
 }
 

@@ -90,10 +90,12 @@ pub fn rcode(m: &Message) -> ResponseCode {
 /// `GET http://addr/path` → (status, body).
 pub async fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
     let url = format!("http://{addr}{path}");
-    tokio::task::spawn_blocking(move || match ureq::get(&url).timeout(Duration::from_secs(5)).call() {
-        Ok(r) => (r.status(), r.into_string().unwrap()),
-        Err(ureq::Error::Status(code, r)) => (code, r.into_string().unwrap_or_default()),
-        Err(e) => panic!("GET {url}: {e}"),
+    tokio::task::spawn_blocking(move || {
+        let get = ureq::get(&url).config().timeout_global(Some(Duration::from_secs(5))).http_status_as_error(false);
+        match get.build().call() {
+            Ok(mut r) => (r.status().as_u16(), r.body_mut().read_to_string().unwrap()),
+            Err(e) => panic!("GET {url}: {e}"),
+        }
     })
     .await
     .unwrap()
