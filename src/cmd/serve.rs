@@ -12,8 +12,9 @@ use anyhow::Context;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
-use crate::config::{Config, NodeConfig, ProbeConfig};
+use crate::config::{Config, DnsConfig, HttpConfig, NodeConfig, ProbeConfig};
 use crate::dns::query::QueryStats;
 use crate::dns::records::Zone;
 use crate::dns::server::DnsServer;
@@ -35,26 +36,31 @@ pub struct Server {
     front: CancellationToken,
     /// Stops the probes and the publisher.
     back: CancellationToken,
-    tasks: Vec<JoinHandle<()>>,
+    tasks: TaskTracker,
 }
 
 impl Server {
     /// Binds every socket and starts every task; returns once the server answers.
     pub async fn start(config: Config) -> anyhow::Result<Server> {
         let config = Arc::new(config);
+        // Every key is named: one that is not wired here, or consumed by the part named
+        // beside it, fails to compile.
+        let Config { dns, http, probe: _, clusters: _ } = &*config; // probe, clusters: supervisor and publisher
+        let DnsConfig { listen, zone, nsid, ttl: _, negative_ttl: _, nameservers: _ } = dns; // the rest: dns::records
+        let HttpConfig { listen: http_listen } = http;
         let serial = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs() as u32).unwrap_or(1);
         let store = Store::new(Snapshot::initial(config.clone(), serial, SystemTime::now()), Zone::derive);
         let stats = Arc::new(QueryStats::default());
         let (front, back) = (CancellationToken::new(), CancellationToken::new());
-        let nsid = config.dns.nsid.clone().unwrap_or_else(host_name).into_bytes();
+        let nsid = nsid.clone().unwrap_or_else(host_name).into_bytes();
 
-        let dns = DnsServer::bind(&config.dns.listen, store.clone(), stats.clone(), nsid)
+        let dns = DnsServer::bind(listen, store.clone(), stats.clone(), nsid)
             .await
-            .with_context(|| format!("cannot bind DNS on {:?}", config.dns.listen))?;
+            .with_context(|| format!("cannot bind DNS on {listen:?}"))?;
         let dns_addrs = dns.local_addrs();
-        let http_listener = tokio::net::TcpListener::bind(config.http.listen)
+        let http_listener = tokio::net::TcpListener::bind(http_listen)
             .await
-            .with_context(|| format!("cannot bind HTTP on {}", config.http.listen))?;
+            .with_context(|| format!("cannot bind HTTP on {http_listen}"))?;
         let http_addr = http_listener.local_addr()?;
 
         let (obs_tx, obs_rx) = mpsc::channel::<Observation>(1024);
@@ -62,22 +68,23 @@ impl Server {
         let (probe_reload_tx, probe_reload_rx) = mpsc::channel::<Arc<Config>>(4);
         let publisher = Publisher::new(config.clone(), store.clone());
 
-        let mut tasks = Vec::new();
-        tasks.push(tokio::spawn(publisher.run(obs_rx, reload_rx, Some(probe_reload_tx), back.clone())));
-        tasks.push(tokio::spawn(supervise_probes(config.clone(), probe_reload_rx, obs_tx, back.clone())));
+        let tasks = TaskTracker::new();
+        tasks.spawn(publisher.run(obs_rx, reload_rx, Some(probe_reload_tx), back.clone()));
+        tasks.spawn(supervise_probes(config.clone(), probe_reload_rx, obs_tx, back.clone()));
         let front_dns = front.clone();
-        tasks.push(tokio::spawn(async move {
+        tasks.spawn(async move {
             if let Err(e) = dns.run(front_dns).await {
                 tracing::error!(error = %e, "DNS server stopped");
             }
-        }));
-        let (p, s, f): (Arc<dyn Snapshots>, _, _) = (store.clone(), stats.clone(), front.clone());
-        tasks.push(tokio::spawn(async move {
-            if let Err(e) = crate::http::serve(http_listener, p, s, f).await {
+        });
+        let (snapshots, s, f): (Arc<dyn Snapshots>, _, _) = (store.clone(), stats, front.clone());
+        tasks.spawn(async move {
+            if let Err(e) = crate::http::serve(http_listener, snapshots, s, f).await {
                 tracing::error!(error = %e, "HTTP server stopped");
             }
-        }));
-        tracing::info!(dns = ?dns_addrs, http = %http_addr, zone = %config.dns.zone, "serving");
+        });
+        tasks.close();
+        tracing::info!(dns = ?dns_addrs, http = %http_addr, %zone, "serving");
         Ok(Server { dns_addrs, http_addr, store, reload_tx, front, back, tasks })
     }
 
@@ -96,16 +103,9 @@ impl Server {
     pub async fn shutdown(self) {
         self.front.cancel();
         self.back.cancel();
-        let all = futures_join(self.tasks);
-        if tokio::time::timeout(GRACE, all).await.is_err() {
+        if tokio::time::timeout(GRACE, self.tasks.wait()).await.is_err() {
             tracing::warn!("shutdown grace period over; exiting anyway");
         }
-    }
-}
-
-async fn futures_join(tasks: Vec<JoinHandle<()>>) {
-    for t in tasks {
-        let _ = t.await;
     }
 }
 
@@ -228,14 +228,54 @@ pub async fn run(path: PathBuf) -> anyhow::Result<()> {
 async fn reload_from(server: &Server, path: &std::path::Path) {
     match Config::load(path) {
         Ok(config) => {
-            let old = server.snapshot();
-            let (was, now) = (&old.config, &config);
-            if was.dns.listen != now.dns.listen || was.http.listen != now.http.listen || was.dns.nsid != now.dns.nsid {
-                tracing::warn!("dns.listen, http.listen and dns.nsid changes take effect on restart only");
+            let restart_only = restart_only_changes(&server.snapshot().config, &config);
+            if !restart_only.is_empty() {
+                tracing::warn!(keys = ?restart_only, "dns.listen, http.listen and dns.nsid changes take effect on restart only");
             }
             tracing::info!(config = %path.display(), "reloading config");
             server.reload(config).await;
         }
         Err(e) => tracing::error!(error = %e, "config reload failed; keeping the old config"),
+    }
+}
+
+/// The keys that differ between `old` and `new` but only take effect on restart (the
+/// sockets and the NSID). Every key is named, so a new one has to be placed here.
+fn restart_only_changes(old: &Config, new: &Config) -> Vec<&'static str> {
+    let Config { dns, http, probe: _, clusters: _ } = old; // probes and clusters reload
+    let DnsConfig { listen, nsid, zone: _, ttl: _, negative_ttl: _, nameservers: _ } = dns; // the zone data reloads
+    let HttpConfig { listen: http_listen } = http;
+    let mut keys = Vec::new();
+    if *listen != new.dns.listen {
+        keys.push("dns.listen");
+    }
+    if *nsid != new.dns.nsid {
+        keys.push("dns.nsid");
+    }
+    if *http_listen != new.http.listen {
+        keys.push("http.listen");
+    }
+    keys
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn restart_only_keys_are_named() {
+        let base = "[[cluster]]\nname = \"main\"\n[[cluster.node]]\nname = \"pg1\"\naddress = \"127.0.0.1\"\ndsn = \"host=h\"\n";
+        let parse = |extra: &str| Config::parse(&format!("{extra}\n{base}"), "t.toml").unwrap();
+        let old = parse("");
+        let cases: [(&str, &[&str]); 5] = [
+            ("", &[]),
+            ("[dns]\nttl = \"5s\"\nzone = \"other.internal\"\n[probe]\ninterval = \"1s\"", &[]),
+            ("[dns]\nlisten = [\"127.0.0.1:53\"]", &["dns.listen"]),
+            ("[dns]\nnsid = \"a\"\n[http]\nlisten = \"127.0.0.1:1\"", &["dns.nsid", "http.listen"]),
+            ("[http]\nlisten = \"127.0.0.1:8053\"", &[]),
+        ];
+        for (extra, want) in cases {
+            assert_eq!(restart_only_changes(&old, &parse(extra)), want, "{extra}");
+        }
     }
 }
