@@ -29,7 +29,6 @@ pub mod dns;
 pub mod health;
 pub mod http;
 pub mod lag;
-pub mod localpg;
 pub mod metrics;
 pub mod probe;
 pub mod publisher;
