@@ -26,7 +26,9 @@ RUN apt-get update \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . .
-RUN cargo build --release --locked --bin lagdns \
+# --no-default-features: the image runs `serve`, never `lagdns demo`, so it is built
+# without the demo and the test-cluster code (the workspace crate localpg).
+RUN cargo build --release --locked --no-default-features --bin lagdns \
  && install -m 0755 target/release/lagdns /usr/local/bin/lagdns \
  && setcap cap_net_bind_service=+ep /usr/local/bin/lagdns \
  && getcap /usr/local/bin/lagdns

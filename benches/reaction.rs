@@ -18,7 +18,7 @@ use hickory_proto::op::{Message, Query};
 use hickory_proto::rr::{Name, RData, RecordType};
 use lagdns::cmd::serve::Server;
 use lagdns::config::Config;
-use lagdns::localpg::LocalCluster;
+use localpg::LocalCluster;
 
 const INTERVAL_MS: u64 = 250;
 const TIMEOUT_MS: u64 = 1000;

@@ -1,5 +1,6 @@
 //! Command-line interface: the commands and their flags (SPEC §1).
 
+#[cfg(feature = "demo")]
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
@@ -41,6 +42,7 @@ pub enum Command {
         http: String,
     },
     /// Start a local primary and two streaming replicas and serve them.
+    #[cfg(feature = "demo")]
     Demo {
         /// DNS address (UDP and TCP).
         #[arg(long, default_value = "127.0.0.1:5353")]

@@ -20,7 +20,12 @@
 //!
 //! Decision modules (`config` validation, `wal`, `health`, `lag`, `topology`, `select`,
 //! `snapshot`, `dns::name`, `dns::answer`) are plain functions over plain data. IO lives
-//! in `probe::task`, `publisher`, `dns::server`, `http`, `cmd` and `localpg`.
+//! in `probe::task`, `publisher`, `dns::server`, `http` and `cmd`.
+//!
+//! The throwaway local PostgreSQL cluster of `lagdns demo`, the integration tests and the
+//! benchmarks is not part of this library: it is the `localpg` crate of the workspace,
+//! used only as a dev-dependency and by `cmd::demo` (cargo feature `demo`, on by default;
+//! `--no-default-features` builds lagdns without either).
 
 pub mod cli;
 pub mod cmd;
@@ -29,7 +34,6 @@ pub mod dns;
 pub mod health;
 pub mod http;
 pub mod lag;
-pub mod localpg;
 pub mod metrics;
 pub mod probe;
 pub mod publisher;

@@ -26,6 +26,7 @@ fn run(command: Command) -> anyhow::Result<()> {
         Command::Check { config } => cmd::check::run(&config),
         Command::Serve { config } => cmd::runtime()?.block_on(cmd::serve::run(config)),
         Command::Status { http } => cmd::status::run(&http),
+        #[cfg(feature = "demo")]
         Command::Demo { dns, http } => cmd::runtime()?.block_on(cmd::demo::run(dns, http)),
     }
 }

@@ -154,6 +154,7 @@ impl Drop for Child {
     }
 }
 
+#[cfg(feature = "demo")]
 fn dig(port: u16, args: &[&str]) -> String {
     let out = Command::new("dig")
         .args(["@127.0.0.1", "-p", &port.to_string(), "+short", "+time=2", "+tries=1"])
@@ -164,6 +165,7 @@ fn dig(port: u16, args: &[&str]) -> String {
 }
 
 #[test]
+#[cfg(feature = "demo")] // `lagdns demo` exists only with the `demo` feature
 fn demo_serves_real_postgres_and_cleans_up_on_ctrl_c() {
     let (dns, http) = (free_port(), free_port());
     let mut child = Child(

@@ -328,7 +328,7 @@ async fn starting_with_a_node_down_servfails_only_until_the_first_round_ends() {
 }
 
 /// Waits until the real binary's `read` answers exactly `want`.
-async fn wait_read(p: &ServeProcess, cluster: &lagdns::localpg::LocalCluster, want: &[&str], within: Duration) {
+async fn wait_read(p: &ServeProcess, cluster: &localpg::LocalCluster, want: &[&str], within: Duration) {
     eventually(within, &format!("read → {want:?}"), || async {
         let got = p.answer(READ, cluster).await;
         if got.1 == want {
@@ -341,7 +341,7 @@ async fn wait_read(p: &ServeProcess, cluster: &lagdns::localpg::LocalCluster, wa
 }
 
 /// A config for the real binary on fixed free ports.
-fn serve_config(cluster: &lagdns::localpg::LocalCluster, settings: &Settings) -> (String, (u16, u16)) {
+fn serve_config(cluster: &localpg::LocalCluster, settings: &Settings) -> (String, (u16, u16)) {
     let ports = (free_port(), free_port());
     let s = Settings { ports, ..settings.clone() };
     (common::config_text(cluster, &s), ports)

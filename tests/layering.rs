@@ -42,6 +42,13 @@ fn each_io_library_has_one_home() {
     assert_eq!(naming("axum::"), ["http/mod.rs"], "the HTTP library");
 }
 
+/// The test cluster is the workspace crate `localpg`, not part of the library: only the
+/// demo (cargo feature `demo`) uses it.
+#[test]
+fn only_the_demo_uses_the_test_cluster() {
+    assert_eq!(naming("localpg::"), ["cmd/demo.rs"]);
+}
+
 #[test]
 fn decision_modules_use_no_clock_socket_database_or_runtime() {
     let decisions = [

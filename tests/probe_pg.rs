@@ -1,7 +1,7 @@
 //! The probe task against real PostgreSQL: samples from a primary and a replica, one
 //! persistent connection, timeouts on a frozen node that never delay another node,
 //! fast failures on a stopped node, cleanup on cancel and after a timeout. Clusters come
-//! from `lagdns::localpg::LocalCluster` (real servers on loopback, torn down on drop).
+//! from `localpg::LocalCluster` (real servers on loopback, torn down on drop).
 
 use std::time::{Duration, Instant};
 
@@ -10,7 +10,7 @@ use lagdns::probe::{task, NodeId, Observation, ProbeFailure};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use lagdns::localpg::{LocalCluster, LocalNode};
+use localpg::{LocalCluster, LocalNode};
 
 const INTERVAL: Duration = Duration::from_millis(200);
 const TIMEOUT: Duration = Duration::from_millis(1500);

@@ -2,7 +2,7 @@
 //! plain, require insists on TLS without checking the certificate, verify-ca checks the
 //! chain, verify-full also the address), clear connect errors without the password, and
 //! a client certificate. Certificates come from the `openssl` CLI; servers from
-//! `lagdns::localpg::LocalCluster`.
+//! `localpg::LocalCluster`.
 
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -10,8 +10,8 @@ use std::process::Command;
 use std::time::Duration;
 
 use lagdns::config::{NodeConfig, ProbeConfig};
-use lagdns::localpg::{LocalCluster, LocalNode};
 use lagdns::probe::{task, NodeId, Observation, ProbeFailure};
+use localpg::{LocalCluster, LocalNode};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 

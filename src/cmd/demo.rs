@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::cmd::serve::Server;
 use crate::config::Config;
-use crate::localpg::LocalCluster;
+use localpg::LocalCluster;
 
 pub async fn run(dns: SocketAddr, http: SocketAddr) -> anyhow::Result<()> {
     let stop = stop_on_signal()?;

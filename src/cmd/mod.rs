@@ -1,7 +1,9 @@
-//! The commands: `serve`, `check`, `status`, `demo`. Each is a thin edge over the
-//! library; errors carry context with `anyhow` and end as exit code 1 in `main`.
+//! The commands: `serve`, `check`, `status`, `demo` (only with the cargo feature `demo`).
+//! Each is a thin edge over the library; errors carry context with `anyhow` and end as
+//! exit code 1 in `main`.
 
 pub mod check;
+#[cfg(feature = "demo")]
 pub mod demo;
 pub mod serve;
 pub mod status;

@@ -13,7 +13,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use lagdns::cmd::serve::Server;
 use lagdns::config::Config;
-use lagdns::localpg::LocalCluster;
+use localpg::LocalCluster;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Proto {
@@ -407,7 +407,7 @@ impl Drop for ServeProcess {
 }
 
 /// Number of lagdns probe connections the node currently has.
-pub fn probe_connections(node: &lagdns::localpg::LocalNode) -> usize {
+pub fn probe_connections(node: &localpg::LocalNode) -> usize {
     node.sql("SELECT count(*) FROM pg_stat_activity WHERE application_name = 'lagdns'")
         .map(|s| s.trim().parse().unwrap_or(usize::MAX))
         .unwrap_or(usize::MAX)

@@ -1,8 +1,7 @@
 //! The local-cluster harness against real PostgreSQL: roles, replication, every fault it
 //! can inject, concurrent clusters, and complete teardown.
 
-use lagdns::localpg::{LocalCluster, LocalNode};
-use lagdns::wal::Lsn;
+use localpg::{LocalCluster, LocalNode, Lsn};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -298,7 +297,7 @@ fn a_crashed_owner_is_cleaned_up() {
     assert!(pids.iter().all(|&p| running(p)), "orphaned postmasters outlive their owner");
     assert!(dir.exists());
 
-    lagdns::localpg::reclaim_stale_slots();
+    localpg::reclaim_stale_slots();
     assert!(!dir.exists(), "{} removed", dir.display());
     assert!(slot_dirs_pointing_at(&dir).is_empty(), "slot freed");
     for pid in pids {
@@ -337,7 +336,7 @@ fn half_built_helper() {
 #[test]
 fn a_failed_start_leaves_nothing_behind() {
     use std::os::unix::fs::{symlink, PermissionsExt};
-    let real = lagdns::localpg::bin_dir().unwrap();
+    let real = localpg::bin_dir().unwrap();
     let fake = std::env::temp_dir().join(format!("lagdns-fake-bin-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&fake);
     std::fs::create_dir(&fake).unwrap();

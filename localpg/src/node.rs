@@ -68,11 +68,6 @@ impl LocalNode {
         )
     }
 
-    /// libpq DSN for the superuser `postgres` over TCP.
-    pub fn superuser_dsn(&self) -> String {
-        format!("host={} port={} user=postgres dbname=postgres", self.address, self.port)
-    }
-
     /// `address:port` of the server.
     pub fn socket_addr(&self) -> SocketAddr {
         SocketAddr::from((self.address, self.port))

@@ -1,15 +1,15 @@
 //! Local PostgreSQL clusters made from the installed binaries: a primary and streaming
-//! replicas, each on its own loopback address, torn down on drop. Used by `lagdns demo`,
-//! the integration tests and the benchmarks.
+//! replicas, each on its own loopback address, torn down on drop. Used by `lagdns demo`
+//! (lagdns's cargo feature `demo`), lagdns's integration tests and its benchmarks.
 //!
 //! ```no_run
-//! use lagdns::localpg::LocalCluster;
+//! use localpg::LocalCluster;
 //! let cluster = LocalCluster::start(2)?;            // pg1 (primary), pg2, pg3
 //! let replica = cluster.node("pg2");
 //! assert_eq!(replica.sql("SELECT pg_is_in_recovery()")?, "t");
 //! replica.freeze()?;                                 // up, but answers nothing
 //! replica.thaw()?;
-//! # Ok::<(), lagdns::localpg::LocalPgError>(())
+//! # Ok::<(), localpg::LocalPgError>(())
 //! ```
 //!
 //! Parallel safety (threads and processes): each cluster holds a machine-wide slot `n`
@@ -23,11 +23,13 @@ mod node;
 mod procs;
 mod run;
 mod slot;
+mod wal;
 mod writer;
 
 pub use cluster::LocalCluster;
 pub use error::LocalPgError;
 pub use node::LocalNode;
+pub use wal::{Lsn, LsnParseError, Timeline};
 pub use writer::Writer;
 
 use std::path::{Path, PathBuf};
