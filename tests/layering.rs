@@ -56,11 +56,13 @@ fn decision_modules_use_no_clock_socket_database_or_runtime() {
         "config/validate.rs",
         "dns/answer.rs",
         "dns/name.rs",
+        "dns/txt.rs",
         "health.rs",
         "lag.rs",
         "select.rs",
         "snapshot.rs",
         "state.rs",
+        "testkit.rs",
         "topology.rs",
         "wal.rs",
     ];
@@ -78,5 +80,35 @@ fn decision_modules_use_no_clock_socket_database_or_runtime() {
             })
             .collect();
         assert!(offenders.is_empty(), "{forbidden} in decision modules: {offenders:?}");
+    }
+}
+
+/// Dependencies point down (DESIGN.md): the snapshot is plain domain data that knows
+/// nothing of DNS or HTTP, decisions know nothing of the snapshot, and the publisher and
+/// its store never name the front ends they feed.
+#[test]
+fn dependencies_point_down() {
+    let never: [(&str, &[&str]); 8] = [
+        ("wal.rs", &["crate::"]),
+        ("health.rs", &["crate::"]),
+        ("topology.rs", &["crate::snapshot", "crate::state", "crate::dns", "crate::http", "crate::metrics"]),
+        ("snapshot.rs", &["crate::state", "crate::publisher", "crate::dns", "crate::http", "crate::metrics"]),
+        ("state.rs", &["crate::publisher", "crate::dns", "crate::http", "crate::metrics"]),
+        ("store.rs", &["crate::dns", "crate::http", "crate::metrics"]),
+        ("publisher.rs", &["crate::dns", "crate::http", "crate::metrics"]),
+        ("metrics.rs", &["crate::http", "crate::dns::server", "crate::dns::answer"]),
+    ];
+    for (file, forbidden) in never {
+        let text = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("src").join(file)).unwrap();
+        let code = text.split("#[cfg(test)]").next().unwrap_or_default();
+        for needle in forbidden {
+            let hit = code.lines().map(str::trim_start).filter(|l| !l.starts_with("//")).find(|l| l.contains(needle));
+            assert!(hit.is_none(), "{file} names {needle}: {hit:?}");
+        }
+    }
+    // and nothing under dns/ counts its own metrics or serves HTTP
+    for needle in ["crate::metrics", "crate::http"] {
+        let offenders: Vec<String> = naming(needle).into_iter().filter(|f| f.starts_with("dns/")).collect();
+        assert!(offenders.is_empty(), "{needle} in {offenders:?}");
     }
 }
