@@ -248,7 +248,7 @@ mod tests {
         let cfg = crate::config::NodeConfig {
             name: "pg2".into(),
             address: "10.0.0.2".parse().unwrap(),
-            dsn: "host=x".into(),
+            dsn: "host=x".parse().unwrap(),
             weight,
             password_file: None,
         };

@@ -25,7 +25,7 @@ fn node_config(node: &LocalNode) -> NodeConfig {
     NodeConfig {
         name: node.name.clone(),
         address: node.address.into(),
-        dsn: node.dsn(),
+        dsn: node.dsn().parse().unwrap(),
         weight: 1,
         password_file: None,
     }
@@ -211,10 +211,10 @@ async fn pg_monitor_member_reads_every_field_plain_role_falls_back_to_the_checkp
     let monitor = tokio::task::block_in_place(|| primary.sql("SELECT pg_has_role('lagdns', 'pg_monitor', 'MEMBER')"));
     assert_eq!(monitor.unwrap(), "t", "the harness's lagdns role is the production role");
     let as_role = |node: &LocalNode, role: &str| NodeConfig {
-        dsn: node.dsn().replace("user=lagdns", &format!("user={role}")),
+        dsn: node.dsn().replace("user=lagdns", &format!("user={role}")).parse().unwrap(),
         ..node_config(node)
     };
-    assert!(as_role(replica, "x").dsn.contains("user=x"), "dsn shape: {}", replica.dsn());
+    assert!(as_role(replica, "x").dsn.to_string().contains("user=x"), "dsn shape: {}", replica.dsn());
     let (tx, mut rx) = mpsc::channel(64);
     let cancel = CancellationToken::new();
     for (name, node, role) in [

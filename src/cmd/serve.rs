@@ -13,7 +13,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{Config, NodeConfig, ProbeConfig};
+use crate::config::{Config, Dsn, NodeConfig, ProbeConfig};
 use crate::dns::server::DnsServer;
 use crate::metrics::QueryStats;
 use crate::probe::{NodeId, Observation};
@@ -110,7 +110,7 @@ async fn futures_join(tasks: Vec<JoinHandle<()>>) {
 /// What a probe task depends on: a change restarts the task.
 #[derive(PartialEq)]
 struct ProbeKey {
-    dsn: String,
+    dsn: Dsn,
     password_file: Option<PathBuf>,
     probe: ProbeConfig,
 }

@@ -1,9 +1,10 @@
 //! Configuration: the typed, validated settings the rest of the program sees.
 //!
 //! `raw` mirrors the TOML with serde (`deny_unknown_fields`, spans kept), `units` parses
-//! `250ms`/`16MiB`, `validate` turns raw into these types, and every failure is a
-//! [`ConfigError`] naming the file, line and key.
+//! `250ms`/`16MiB`, `dsn` parses each node's DSN, `validate` turns raw into these types,
+//! and every failure is a [`ConfigError`] naming the file, line and key.
 
+mod dsn;
 mod error;
 mod raw;
 mod units;
@@ -13,6 +14,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+pub use dsn::{ClientCert, Dsn, DsnError, RootCert, SslMode, TlsOptions};
 pub use error::ConfigError;
 pub use units::{format_duration, format_size, parse_duration, parse_size};
 
@@ -115,8 +117,8 @@ pub struct NodeConfig {
     pub name: String,
     /// What DNS answers (A for IPv4, AAAA for IPv6).
     pub address: IpAddr,
-    /// What the probe connects to (libpq key=value or URL form).
-    pub dsn: String,
+    /// What the probe connects to (written in libpq key=value or URL form).
+    pub dsn: Dsn,
     /// Relative share of read answers; 0 = drained.
     pub weight: u32,
     /// Read at connect time; otherwise `PGPASSWORD` or the DSN's own password.

@@ -21,7 +21,7 @@ fn node(name: &str, address: &str, weight: u32) -> NodeConfig {
     NodeConfig {
         name: name.into(),
         address: address.parse().unwrap(),
-        dsn: format!("host={address}"),
+        dsn: format!("host={address}").parse().unwrap(),
         weight,
         password_file: None,
     }

@@ -29,7 +29,7 @@ fn node(name: &str, last: u8) -> NodeConfig {
     NodeConfig {
         name: name.into(),
         address: IpAddr::from([10, 0, 0, last]),
-        dsn: format!("host=10.0.0.{last} user=lagdns password=hunter2"),
+        dsn: format!("host=10.0.0.{last} user=lagdns password=hunter2").parse().unwrap(),
         weight: 100,
         password_file: None,
     }
