@@ -91,6 +91,22 @@ fn check_rejects_a_bad_value_naming_file_line_and_key() {
 }
 
 #[test]
+fn check_opens_the_files_a_config_names() {
+    let dsn = "dbname=postgres sslmode=verify-full sslrootcert=/nonexistent/lagdns/ca.pem\"";
+    let path = write_config("rootcert", &VALID.replace("dbname=postgres\"", dsn));
+    let out = lagdns().args(["check", "--config"]).arg(&*path).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let want = format!(
+        "{}:10: cluster[main].node[pg1].dsn: cannot read sslrootcert /nonexistent/lagdns/ca.pem: No such file or \
+         directory (os error 2)",
+        path.display()
+    );
+    assert!(stderr.contains(&want), "wants {want} in: {stderr}");
+    assert!(!stderr.contains("hunter2"), "{stderr}");
+}
+
+#[test]
 fn check_reports_a_missing_file() {
     let out = lagdns().args(["check", "--config", "/nonexistent/lagdns.toml"]).output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);

@@ -63,7 +63,7 @@ fn decision_modules_use_no_clock_socket_database_or_runtime() {
         "wal.rs",
     ];
     // What a decision module may name anyway, and why: config/dsn.rs parses a DSN into
-    // tokio-postgres's `Config`, a plain value.
+    // tokio-postgres's `Config`, a plain value (the file IO of validation is config/files.rs).
     let allowed = [("config/dsn.rs", "tokio_postgres")];
     for forbidden in ["::now()", "tokio::", "std::net::UdpSocket", "std::net::TcpStream", "std::fs::", "tokio_postgres"]
     {

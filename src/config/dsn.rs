@@ -7,9 +7,9 @@
 //! key=value form (quoting and `\` escapes) or from a `postgres://`/`postgresql://` URL's
 //! query (percent-decoded) — and tokio-postgres parses the rest, once, here.
 //!
-//! Pure: no file is opened here (the probe reads the named files when it connects).
-//! `Display` is the redacted form for logs and `check` (`password=***`); no error quotes
-//! the DSN's text.
+//! Pure: no file is opened here (`config::files` opens the named files when a config is
+//! loaded; the probe reads them when it connects). `Display` is the redacted form for
+//! logs and `check` (`password=***`); no error quotes the DSN's text.
 
 use std::fmt;
 use std::path::PathBuf;

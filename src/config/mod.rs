@@ -2,10 +2,12 @@
 //!
 //! `raw` mirrors the TOML with serde (`deny_unknown_fields`, spans kept), `units` parses
 //! `250ms`/`16MiB`, `dsn` parses each node's DSN, `validate` turns raw into these types,
-//! and every failure is a [`ConfigError`] naming the file, line and key.
+//! `files` opens the files a config names when it is loaded, and every failure is a
+//! [`ConfigError`] naming the file, line and key.
 
 mod dsn;
 mod error;
+mod files;
 mod raw;
 mod units;
 mod validate;
@@ -126,13 +128,16 @@ pub struct NodeConfig {
 }
 
 impl Config {
-    /// Reads and validates a config file.
+    /// Reads and validates a config file, and opens every file it names
+    /// (`password_file`, `sslrootcert`, `sslcert`, `sslkey`).
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|e| ConfigError::io(path, e))?;
-        Config::parse(&text, &path.display().to_string())
+        let (config, named) = validate::parse_naming_files(&text, &path.display().to_string())?;
+        files::open_all(&named)?;
+        Ok(config)
     }
 
-    /// Validates config text; `file` is only used in error messages.
+    /// Validates config text; `file` is only used in error messages. Opens no file.
     pub fn parse(text: &str, file: &str) -> Result<Config, ConfigError> {
         validate::parse(text, file)
     }

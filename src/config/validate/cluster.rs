@@ -9,7 +9,8 @@ use toml::Spanned;
 
 use super::values::{answers, dns_label, duration, fallback, ip, plain_name, required, size, Cx};
 use super::{Result, DEFAULT_POLICY, DEFAULT_WEIGHT, RESERVED_PREFIXES};
-use crate::config::dsn::Dsn;
+use crate::config::dsn::{Dsn, RootCert};
+use crate::config::files::NamedFile;
 use crate::config::raw::{RawCluster, RawEndpoint, RawNode, RawPolicy, S};
 use crate::config::{ClusterConfig, DnsConfig, EndpointConfig, NodeConfig, Policy};
 
@@ -189,6 +190,43 @@ fn node<'a>(cx: &Cx, cluster_key: &str, i: usize, raw: &'a Spanned<RawNode>) -> 
         other => other.as_ref().map(|p| PathBuf::from(p.get_ref())),
     };
     Ok(Node { name, address, dsn, weight, password_file })
+}
+
+/// The files the validated `clusters` name (each node's DSN files, then its
+/// `password_file`), with the place to blame if one cannot be read; `raw` is what they
+/// were validated from, node for node.
+pub(super) fn named_files(cx: &Cx, raw: &[Spanned<RawCluster>], clusters: &[ClusterConfig]) -> Vec<NamedFile> {
+    let mut files = Vec::new();
+    for (raw_cluster, cluster) in raw.iter().zip(clusters) {
+        for (raw_node, node) in raw_cluster.get_ref().node.iter().zip(&cluster.nodes) {
+            let key = format!("cluster[{}].node[{}]", cluster.name, node.name);
+            let raw_node = raw_node.get_ref();
+            let span = |value: &S<String>| value.as_ref().map_or(0..0, Spanned::span);
+            let tls = node.dsn.tls();
+            let dsn_files = [
+                (
+                    "sslrootcert",
+                    match &tls.root_cert {
+                        Some(RootCert::File(path)) => Some(path),
+                        Some(RootCert::System) | None => None,
+                    },
+                ),
+                ("sslcert", tls.client_cert.as_ref().map(|c| &c.cert)),
+                ("sslkey", tls.client_cert.as_ref().map(|c| &c.key)),
+            ];
+            for (dsn_key, path) in dsn_files {
+                if let Some(path) = path {
+                    let site = cx.site(span(&raw_node.dsn), &format!("{key}.dsn"));
+                    files.push(NamedFile { path: path.clone(), dsn_key: Some(dsn_key), site });
+                }
+            }
+            if let Some(path) = &node.password_file {
+                let site = cx.site(span(&raw_node.password_file), &format!("{key}.password_file"));
+                files.push(NamedFile { path: path.clone(), dsn_key: None, site });
+            }
+        }
+    }
+    files
 }
 
 /// `read_nodes` / endpoint `nodes`: existing node names, each once; all nodes if absent.
