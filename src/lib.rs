@@ -29,6 +29,9 @@ pub mod dns;
 pub mod health;
 pub mod http;
 pub mod lag;
+// Runs PostgreSQL processes from blocking code with real deadlines (std Instant): there
+// is no tokio clock to pause.
+#[allow(clippy::disallowed_methods)]
 pub mod localpg;
 pub mod metrics;
 pub mod probe;

@@ -1,6 +1,10 @@
 //! The real binary: `lagdns check` exit codes and messages, `LAGDNS_CONFIG`, and
 //! `lagdns demo` starting real PostgreSQL, answering `dig`, and cleaning up on Ctrl-C.
 
+// Synchronous tests of real processes: their deadlines are real time (std Instant);
+// there is no tokio clock here to pause.
+#![allow(clippy::disallowed_methods)]
+
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};

@@ -2,15 +2,17 @@
 //! [`Observation`](super::Observation) sent for every tick, reconnect with backoff.
 //!
 //! Transport: plain TCP or TLS per the DSN's `sslmode` (see `tls`); the connector is
-//! built once per task and serves both connects and cancel requests.
+//! built once per task and serves both connects and cancel requests. Time is tokio's
+//! (`tokio::time::Instant`), so tests can pause it; `Observation::at` gets the std
+//! instant the decision code reads.
 
 use std::fmt;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
-use tokio::time::{timeout, MissedTickBehavior};
+use tokio::time::{timeout, Instant, MissedTickBehavior};
 use tokio_postgres::config::Host;
 use tokio_postgres::{Client, Statement};
 use tokio_postgres_rustls::MakeRustlsConnect;
@@ -135,10 +137,10 @@ impl From<Failed> for ProbeFailure {
 
 impl Prober {
     async fn run(mut self, tx: mpsc::Sender<Observation>, cancel: CancellationToken) {
-        let start = tokio::time::Instant::now() + self.phase;
+        let start = Instant::now() + self.phase;
         let mut ticker = tokio::time::interval_at(start, self.probe.interval);
         ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
-        let mut next_connect: Option<tokio::time::Instant> = None;
+        let mut next_connect: Option<Instant> = None;
         loop {
             let tick = tokio::select! {
                 biased;
@@ -187,7 +189,7 @@ impl Prober {
         let (now, wall_now) = (Instant::now(), SystemTime::now());
         Observation {
             node: self.id.clone(),
-            at,
+            at: at.into_std(),
             wall: wall_now - now.saturating_duration_since(at),
             duration: now - started,
             result,
@@ -394,5 +396,48 @@ mod tests {
         for (interval, failures, want) in cases {
             assert_eq!(backoff(interval, failures), want, "{interval:?} × {failures}");
         }
+    }
+
+    /// The real task in paused (virtual) time against a loopback port nothing listens on:
+    /// each connect is refused at once (no virtual time passes), so over 10 s the
+    /// observations are exactly the attempts the backoff schedule allows, and none
+    /// comes while backing off.
+    #[tokio::test(start_paused = true)]
+    async fn refused_connects_back_off_on_schedule_in_virtual_time() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let interval = Duration::from_millis(250);
+        let probe = ProbeConfig { interval, timeout: Duration::from_secs(1), fall: 2, rise: 2 };
+        let dsn = format!("host=127.0.0.1 port={port} user=lagdns dbname=postgres sslmode=disable");
+        let node = NodeConfig {
+            name: "pg1".into(),
+            address: "127.0.0.1".parse().unwrap(),
+            dsn: dsn.parse().unwrap(),
+            weight: 1,
+            password_file: None,
+        };
+        let (tx, mut rx) = mpsc::channel(64);
+        let cancel = CancellationToken::new();
+        let start = Instant::now();
+        let task = tokio::spawn(run(NodeId::new("c", "pg1"), node, probe, Duration::ZERO, tx, cancel.clone()));
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        cancel.cancel();
+        task.await.unwrap();
+
+        let mut seen = Vec::new();
+        while let Ok(o) = rx.try_recv() {
+            assert!(matches!(&o.result, Err(ProbeFailure::Connect(_))), "refused, not timed out: {:?}", o.result);
+            assert_eq!(o.duration, Duration::ZERO, "a refused connect takes no virtual time");
+            seen.push(o.at - start.into_std());
+        }
+        // Attempt n fails and waits backoff(n) (250 ms, 500 ms, then 1 s: whole ticks).
+        let (mut want, mut t, mut failures) = (Vec::new(), Duration::ZERO, 0);
+        while t < Duration::from_secs(10) {
+            want.push(t);
+            failures += 1;
+            t += backoff(interval, failures);
+        }
+        assert_eq!(seen, want);
+        let ms: Vec<u64> = seen.iter().map(|d| d.as_millis() as u64).collect();
+        assert_eq!(ms, [0, 250, 750, 1750, 2750, 3750, 4750, 5750, 6750, 7750, 8750, 9750]);
     }
 }
