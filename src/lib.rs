@@ -20,7 +20,7 @@
 //!
 //! Decision modules (`config` validation, `wal`, `health`, `lag`, `topology`, `select`,
 //! `snapshot`, `dns::name`, `dns::answer`) are plain functions over plain data. IO lives
-//! in `probe::task`, `publisher`, `dns::server`, `http`, `cmd` and `localpg`.
+//! in `probe::task`, `probe::supervisor`, `publisher`, `dns::server`, `http`, `cmd` and `localpg`.
 
 pub mod cli;
 pub mod cmd;
