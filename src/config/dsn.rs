@@ -12,7 +12,7 @@
 //! logs and `check` (`password=***`); no error quotes the DSN's text.
 
 use std::fmt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
 use tokio_postgres::config::{Host, SslMode as Negotiation};
@@ -134,6 +134,19 @@ impl SslMode {
             SslMode::Prefer => Negotiation::Prefer,
             _ => Negotiation::Require,
         }
+    }
+}
+
+impl TlsOptions {
+    /// The files these settings name, with the DSN key naming each (`sslrootcert=system`
+    /// names none).
+    pub fn files(&self) -> Vec<(&'static str, &Path)> {
+        let root = match &self.root_cert {
+            Some(RootCert::File(path)) => Some(("sslrootcert", path.as_path())),
+            Some(RootCert::System) | None => None,
+        };
+        let client = self.client_cert.iter().flat_map(|c| [("sslcert", c.cert.as_path()), ("sslkey", c.key.as_path())]);
+        root.into_iter().chain(client).collect()
     }
 }
 

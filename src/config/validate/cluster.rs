@@ -9,7 +9,7 @@ use toml::Spanned;
 
 use super::values::{answers, dns_label, duration, fallback, ip, plain_name, required, size, Cx};
 use super::{Result, DEFAULT_POLICY, DEFAULT_WEIGHT, RESERVED_PREFIXES};
-use crate::config::dsn::{Dsn, RootCert};
+use crate::config::dsn::Dsn;
 use crate::config::files::NamedFile;
 use crate::config::raw::{RawCluster, RawEndpoint, RawNode, RawPolicy, S};
 use crate::config::{ClusterConfig, DnsConfig, EndpointConfig, NodeConfig, Policy};
@@ -202,23 +202,9 @@ pub(super) fn named_files(cx: &Cx, raw: &[Spanned<RawCluster>], clusters: &[Clus
             let key = format!("cluster[{}].node[{}]", cluster.name, node.name);
             let raw_node = raw_node.get_ref();
             let span = |value: &S<String>| value.as_ref().map_or(0..0, Spanned::span);
-            let tls = node.dsn.tls();
-            let dsn_files = [
-                (
-                    "sslrootcert",
-                    match &tls.root_cert {
-                        Some(RootCert::File(path)) => Some(path),
-                        Some(RootCert::System) | None => None,
-                    },
-                ),
-                ("sslcert", tls.client_cert.as_ref().map(|c| &c.cert)),
-                ("sslkey", tls.client_cert.as_ref().map(|c| &c.key)),
-            ];
-            for (dsn_key, path) in dsn_files {
-                if let Some(path) = path {
-                    let site = cx.site(span(&raw_node.dsn), &format!("{key}.dsn"));
-                    files.push(NamedFile { path: path.clone(), dsn_key: Some(dsn_key), site });
-                }
+            for (dsn_key, path) in node.dsn.tls().files() {
+                let site = cx.site(span(&raw_node.dsn), &format!("{key}.dsn"));
+                files.push(NamedFile { path: path.to_path_buf(), dsn_key: Some(dsn_key), site });
             }
             if let Some(path) = &node.password_file {
                 let site = cx.site(span(&raw_node.password_file), &format!("{key}.password_file"));
