@@ -11,6 +11,10 @@
 //! * promotion: the primary is stopped, a replica promoted (`pg_ctl promote -w`
 //!   returned) → the first `write` answer naming the new primary.
 
+// Measures real reaction times of real processes from synchronous code (std Instant);
+// there is no tokio clock here to pause.
+#![allow(clippy::disallowed_methods)]
+
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 

@@ -104,6 +104,12 @@ mod tests {
         Duration::from_millis(n)
     }
 
+    /// Any instant: the code under test takes time as an argument.
+    #[allow(clippy::disallowed_methods)]
+    fn base() -> Instant {
+        Instant::now()
+    }
+
     /// Evidence at `t0 + ms` for each `(ms, lsn)`.
     fn evidence(t0: Instant, points: &[(u64, u64)]) -> WalEvidence {
         let mut e = WalEvidence::default();
@@ -118,7 +124,7 @@ mod tests {
 
     #[test]
     fn time_lag_table() {
-        let t0 = Instant::now();
+        let t0 = base();
         // primary writes steadily: 100 bytes per 250 ms
         let steady = [(0, 1000), (250, 1100), (500, 1200), (750, 1300), (1000, 1400)];
         let idle = [(0, 5000), (250, 5000), (500, 5000), (10_000, 5000)];
@@ -144,7 +150,7 @@ mod tests {
 
     #[test]
     fn byte_lag_is_primary_minus_replay_clamped() {
-        let t0 = Instant::now();
+        let t0 = base();
         let e = evidence(t0, &[(0, 1000), (250, 1600)]);
         assert_eq!(e.byte_lag(Lsn(1000)), Some(600));
         assert_eq!(e.byte_lag(Lsn(1600)), Some(0));
@@ -154,7 +160,7 @@ mod tests {
 
     #[test]
     fn staircase_keeps_earliest_proof_and_drops_dominated_points() {
-        let t0 = Instant::now();
+        let t0 = base();
         // out of order: a replica's receive position at 100 ms arrives after the
         // primary's sample at 250 ms.
         let e = evidence(t0, &[(250, 2000), (100, 1500), (300, 1800), (400, 2500)]);
@@ -171,7 +177,7 @@ mod tests {
 
     #[test]
     fn prune_keeps_the_newest_point() {
-        let t0 = Instant::now();
+        let t0 = base();
         let mut e = evidence(t0, &[(0, 10), (100, 20), (200, 30)]);
         e.prune(t0 + ms(150));
         assert_eq!(e.len(), 1);

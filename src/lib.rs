@@ -20,7 +20,7 @@
 //!
 //! Decision modules (`config` validation, `wal`, `health`, `lag`, `topology`, `select`,
 //! `snapshot`, `dns::name`, `dns::answer`) are plain functions over plain data. IO lives
-//! in `probe::task`, `publisher`, `dns::server`, `http` and `cmd`.
+//! in `probe::task`, `probe::supervisor`, `publisher`, `dns::server`, `http` and `cmd`.
 //!
 //! The throwaway local PostgreSQL cluster of `lagdns demo`, the integration tests and the
 //! benchmarks is not part of this library: it is the `localpg` crate of the workspace,

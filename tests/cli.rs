@@ -1,6 +1,10 @@
 //! The real binary: `lagdns check` exit codes and messages, `LAGDNS_CONFIG`, and
 //! `lagdns demo` starting real PostgreSQL, answering `dig`, and cleaning up on Ctrl-C.
 
+// Synchronous tests of real processes: their deadlines are real time (std Instant);
+// there is no tokio clock here to pause.
+#![allow(clippy::disallowed_methods)]
+
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
@@ -88,6 +92,22 @@ fn check_rejects_a_bad_value_naming_file_line_and_key() {
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains(&format!("{}:9:", path.display())), "{stderr}");
     assert!(stderr.contains("address"), "{stderr}");
+}
+
+#[test]
+fn check_opens_the_files_a_config_names() {
+    let dsn = "dbname=postgres sslmode=verify-full sslrootcert=/nonexistent/lagdns/ca.pem\"";
+    let path = write_config("rootcert", &VALID.replace("dbname=postgres\"", dsn));
+    let out = lagdns().args(["check", "--config"]).arg(&*path).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let want = format!(
+        "{}:10: cluster[main].node[pg1].dsn: cannot read sslrootcert /nonexistent/lagdns/ca.pem: No such file or \
+         directory (os error 2)",
+        path.display()
+    );
+    assert!(stderr.contains(&want), "wants {want} in: {stderr}");
+    assert!(!stderr.contains("hunter2"), "{stderr}");
 }
 
 #[test]

@@ -64,8 +64,8 @@ async fn an_idle_primary_keeps_both_replicas_eligible() {
     let mut stack = Stack::start(2, all_answers()).await;
     stack.wait_answer("read.db.internal.", &["pg2", "pg3"], stack.settings.rounds(4)).await;
     // several seconds without a single write: time lag must stay zero
-    let until = std::time::Instant::now() + Duration::from_secs(6);
-    while std::time::Instant::now() < until {
+    let until = tokio::time::Instant::now() + Duration::from_secs(6);
+    while tokio::time::Instant::now() < until {
         let (code, names) = stack.answer("read.db.internal.").await;
         assert_eq!((code, names), (ResponseCode::NoError, vec!["pg2".to_string(), "pg3".to_string()]));
         tokio::time::sleep(Duration::from_millis(100)).await;

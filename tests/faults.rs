@@ -5,7 +5,7 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::{
     addrs, eventually, free_port, http_get, probe_connections, query, rcode, start_cluster, txt, Proto, ServeProcess,
@@ -13,6 +13,7 @@ use common::{
 };
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::RecordType;
+use tokio::time::Instant;
 
 const READ: &str = "read.db.internal.";
 const WRITE: &str = "write.db.internal.";

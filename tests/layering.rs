@@ -38,7 +38,9 @@ fn naming(needle: &str) -> Vec<String> {
 #[test]
 fn each_io_library_has_one_home() {
     assert_eq!(naming("hickory_server::"), ["dns/server.rs"], "the DNS server library");
-    assert_eq!(naming("tokio_postgres::"), ["probe/sql.rs", "probe/task.rs", "probe/tls.rs"], "the PostgreSQL client");
+    // config/dsn.rs: each node's DSN is parsed once, at validation, into tokio-postgres's
+    // own `Config` (a value; nothing connects there). The probe connects with it.
+    assert_eq!(naming("tokio_postgres::"), ["config/dsn.rs", "probe/sql.rs", "probe/task.rs"], "the PostgreSQL client");
     assert_eq!(naming("axum::"), ["http/mod.rs"], "the HTTP library");
 }
 
@@ -52,8 +54,11 @@ fn only_the_demo_uses_the_test_cluster() {
 #[test]
 fn decision_modules_use_no_clock_socket_database_or_runtime() {
     let decisions = [
+        "config/dsn.rs",
         "config/units.rs",
         "config/validate.rs",
+        "config/validate/cluster.rs",
+        "config/validate/values.rs",
         "dns/answer.rs",
         "dns/name.rs",
         "dns/txt.rs",
@@ -66,10 +71,15 @@ fn decision_modules_use_no_clock_socket_database_or_runtime() {
         "topology.rs",
         "wal.rs",
     ];
+    // What a decision module may name anyway, and why: config/dsn.rs parses a DSN into
+    // tokio-postgres's `Config`, a plain value (the file IO of validation is config/files.rs).
+    let allowed = [("config/dsn.rs", "tokio_postgres")];
     for forbidden in ["::now()", "tokio::", "std::net::UdpSocket", "std::net::TcpStream", "std::fs::", "tokio_postgres"]
     {
-        let offenders: Vec<String> =
-            naming(forbidden).into_iter().filter(|f| decisions.contains(&f.as_str())).collect();
+        let offenders: Vec<String> = naming(forbidden)
+            .into_iter()
+            .filter(|f| decisions.contains(&f.as_str()) && !allowed.contains(&(f.as_str(), forbidden)))
+            .collect();
         // test code inside a decision file may take a base instant from the clock
         let offenders: Vec<String> = offenders
             .into_iter()

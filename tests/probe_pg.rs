@@ -25,7 +25,7 @@ fn node_config(node: &LocalNode) -> NodeConfig {
     NodeConfig {
         name: node.name.clone(),
         address: node.address.into(),
-        dsn: node.dsn(),
+        dsn: node.dsn().parse().unwrap(),
         weight: 1,
         password_file: None,
     }
@@ -103,9 +103,9 @@ fn lagdns_backends(node: &LocalNode, state: Option<&str>) -> Vec<i32> {
 
 /// Polls `f` until it returns true or the deadline passes.
 async fn eventually(what: &str, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + DEADLINE;
+    let deadline = tokio::time::Instant::now() + DEADLINE;
     while !f() {
-        assert!(Instant::now() < deadline, "timed out waiting until {what}");
+        assert!(tokio::time::Instant::now() < deadline, "timed out waiting until {what}");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -147,7 +147,7 @@ async fn samples_primary_and_replica_over_one_persistent_connection() {
     // The observation timing fields are coherent.
     let o = probes.until(&primary.name, "one more sample", is_ok).await;
     assert!(o.duration < TIMEOUT, "{:?}", o.duration);
-    assert!(o.at <= Instant::now());
+    assert!(o.at <= tokio::time::Instant::now().into_std());
 
     probes.stop().await;
     eventually("cancel closed the primary's connection", || lagdns_backends(primary, None).is_empty()).await;
@@ -180,7 +180,7 @@ async fn replica_sample_follows_a_writing_primary() {
         tokio::task::block_in_place(|| replica.sql("SELECT pg_get_wal_replay_pause_state()")).unwrap() == "paused"
     })
     .await;
-    let confirmed = Instant::now();
+    let confirmed = tokio::time::Instant::now().into_std();
     let paused = probes
         .until(&replica.name, "replay_paused", |o| o.at > confirmed && o.result.as_ref().is_ok_and(|s| s.replay_paused))
         .await
@@ -211,10 +211,10 @@ async fn pg_monitor_member_reads_every_field_plain_role_falls_back_to_the_checkp
     let monitor = tokio::task::block_in_place(|| primary.sql("SELECT pg_has_role('lagdns', 'pg_monitor', 'MEMBER')"));
     assert_eq!(monitor.unwrap(), "t", "the harness's lagdns role is the production role");
     let as_role = |node: &LocalNode, role: &str| NodeConfig {
-        dsn: node.dsn().replace("user=lagdns", &format!("user={role}")),
+        dsn: node.dsn().replace("user=lagdns", &format!("user={role}")).parse().unwrap(),
         ..node_config(node)
     };
-    assert!(as_role(replica, "x").dsn.contains("user=x"), "dsn shape: {}", replica.dsn());
+    assert!(as_role(replica, "x").dsn.to_string().contains("user=x"), "dsn shape: {}", replica.dsn());
     let (tx, mut rx) = mpsc::channel(64);
     let cancel = CancellationToken::new();
     for (name, node, role) in [

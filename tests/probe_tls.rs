@@ -33,7 +33,7 @@ impl Probe {
         let config = NodeConfig {
             name: node.name.clone(),
             address: node.address.into(),
-            dsn: dsn.to_string(),
+            dsn: dsn.parse().unwrap(),
             weight: 1,
             password_file: None,
         };

@@ -1,6 +1,10 @@
 //! The local-cluster harness against real PostgreSQL: roles, replication, every fault it
 //! can inject, concurrent clusters, and complete teardown.
 
+// Synchronous tests of real PostgreSQL processes: their deadlines are real time (std
+// Instant); there is no tokio clock here to pause.
+#![allow(clippy::disallowed_methods)]
+
 use localpg::{LocalCluster, LocalNode, Lsn};
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -5,7 +5,6 @@ use std::fmt::Write as _;
 use std::path::Path;
 
 use crate::config::{format_duration, format_size, Answers, Config, Policy};
-use crate::probe::secret::redact_dsn;
 
 pub fn run(path: &Path) -> anyhow::Result<()> {
     let config = Config::load(path)?;
@@ -52,7 +51,7 @@ pub fn describe(config: &Config, file: &str) -> String {
                 format!("{}/{}", c.name, n.name),
                 n.address,
                 n.weight,
-                redact_dsn(&n.dsn)
+                n.dsn
             );
         }
     }

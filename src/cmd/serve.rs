@@ -2,7 +2,6 @@
 //! config on SIGHUP (an invalid one is logged and the old one kept) and drains on
 //! SIGTERM or Ctrl-C.
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -10,15 +9,14 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
 use tokio::sync::mpsc;
-use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::config::{Config, DnsConfig, HttpConfig, NodeConfig, ProbeConfig};
+use crate::config::{Config, DnsConfig, HttpConfig};
 use crate::dns::query::QueryStats;
 use crate::dns::records::Zone;
 use crate::dns::server::DnsServer;
-use crate::probe::{NodeId, Observation};
+use crate::probe::Observation;
 use crate::publisher::Publisher;
 use crate::snapshot::Snapshot;
 use crate::store::{Snapshots, Store};
@@ -70,7 +68,7 @@ impl Server {
 
         let tasks = TaskTracker::new();
         tasks.spawn(publisher.run(obs_rx, reload_rx, Some(probe_reload_tx), back.clone()));
-        tasks.spawn(supervise_probes(config.clone(), probe_reload_rx, obs_tx, back.clone()));
+        tasks.spawn(crate::probe::supervisor::run(config.clone(), probe_reload_rx, obs_tx, back.clone()));
         let front_dns = front.clone();
         tasks.spawn(async move {
             if let Err(e) = dns.run(front_dns).await {
@@ -107,95 +105,6 @@ impl Server {
             tracing::warn!("shutdown grace period over; exiting anyway");
         }
     }
-}
-
-/// What a probe task depends on: a change restarts the task.
-#[derive(PartialEq)]
-struct ProbeKey {
-    dsn: String,
-    password_file: Option<PathBuf>,
-    probe: ProbeConfig,
-}
-
-struct ProbeTask {
-    key: ProbeKey,
-    cancel: CancellationToken,
-    handle: JoinHandle<()>,
-}
-
-/// Runs one probe task per configured node, starting and stopping tasks on reload.
-async fn supervise_probes(
-    config: Arc<Config>,
-    mut reloads: mpsc::Receiver<Arc<Config>>,
-    tx: mpsc::Sender<Observation>,
-    cancel: CancellationToken,
-) {
-    let mut running: HashMap<NodeId, ProbeTask> = HashMap::new();
-    apply(&mut running, &config, &tx, &cancel).await;
-    loop {
-        tokio::select! {
-            _ = cancel.cancelled() => break,
-            Some(config) = reloads.recv() => apply(&mut running, &config, &tx, &cancel).await,
-            else => break,
-        }
-    }
-    for (_, task) in running.drain() {
-        task.cancel.cancel();
-        let _ = task.handle.await;
-    }
-}
-
-async fn apply(
-    running: &mut HashMap<NodeId, ProbeTask>,
-    config: &Config,
-    tx: &mpsc::Sender<Observation>,
-    cancel: &CancellationToken,
-) {
-    let mut wanted: HashMap<NodeId, (&NodeConfig, Duration)> = HashMap::new();
-    for c in &config.clusters {
-        for (k, n) in c.nodes.iter().enumerate() {
-            wanted.insert(NodeId::new(&c.name, &n.name), (n, phase(config.probe.interval, k, c.nodes.len())));
-        }
-    }
-    let stale: Vec<NodeId> = running
-        .iter()
-        .filter(|(id, task)| wanted.get(*id).is_none_or(|(n, _)| task.key != key(n, &config.probe)))
-        .map(|(id, _)| id.clone())
-        .collect();
-    for id in stale {
-        if let Some(task) = running.remove(&id) {
-            tracing::info!(node = %id, "stopping probe");
-            task.cancel.cancel();
-            let _ = task.handle.await;
-        }
-    }
-    for (id, (node, phase)) in wanted {
-        if running.contains_key(&id) {
-            continue;
-        }
-        let token = cancel.child_token();
-        let handle = tokio::spawn(crate::probe::task::run(
-            id.clone(),
-            node.clone(),
-            config.probe.clone(),
-            phase,
-            tx.clone(),
-            token.clone(),
-        ));
-        running.insert(id, ProbeTask { key: key(node, &config.probe), cancel: token, handle });
-    }
-}
-
-/// Spreads a cluster's probes over the interval (node `k` of `n` starts `k/n` of an
-/// interval late): every node is still probed once per interval, but evidence of the
-/// primary's WAL position (its own probe, and the replicas' receive positions) arrives
-/// `n` times per interval, which shortens how long a lagging replica goes unnoticed.
-fn phase(interval: Duration, k: usize, n: usize) -> Duration {
-    interval.mul_f64(k as f64 / n.max(1) as f64)
-}
-
-fn key(node: &NodeConfig, probe: &ProbeConfig) -> ProbeKey {
-    ProbeKey { dsn: node.dsn.clone(), password_file: node.password_file.clone(), probe: probe.clone() }
 }
 
 /// The host name, for the EDNS NSID when the config sets none.

@@ -16,3 +16,18 @@ impl ConfigError {
         ConfigError::Io { file: path.display().to_string(), source }
     }
 }
+
+/// A place in a config file that an error can blame: file, line and key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Site {
+    pub file: String,
+    pub line: usize,
+    pub key: String,
+}
+
+impl Site {
+    pub fn error(&self, message: impl Into<String>) -> ConfigError {
+        let Site { file, line, key } = self.clone();
+        ConfigError::Invalid { file, line, key, message: message.into() }
+    }
+}

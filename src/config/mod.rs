@@ -1,10 +1,13 @@
 //! Configuration: the typed, validated settings the rest of the program sees.
 //!
 //! `raw` mirrors the TOML with serde (`deny_unknown_fields`, spans kept), `units` parses
-//! `250ms`/`16MiB`, `validate` turns raw into these types, and every failure is a
+//! `250ms`/`16MiB`, `dsn` parses each node's DSN, `validate` turns raw into these types,
+//! `files` opens the files a config names when it is loaded, and every failure is a
 //! [`ConfigError`] naming the file, line and key.
 
+mod dsn;
 mod error;
+mod files;
 mod raw;
 mod units;
 mod validate;
@@ -13,6 +16,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+pub use dsn::{ClientCert, Dsn, DsnError, RootCert, SslMode, TlsOptions};
 pub use error::ConfigError;
 pub use units::{format_duration, format_size, parse_duration, parse_size};
 
@@ -115,8 +119,8 @@ pub struct NodeConfig {
     pub name: String,
     /// What DNS answers (A for IPv4, AAAA for IPv6).
     pub address: IpAddr,
-    /// What the probe connects to (libpq key=value or URL form).
-    pub dsn: String,
+    /// What the probe connects to (written in libpq key=value or URL form).
+    pub dsn: Dsn,
     /// Relative share of read answers; 0 = drained.
     pub weight: u32,
     /// Read at connect time; otherwise `PGPASSWORD` or the DSN's own password.
@@ -124,13 +128,16 @@ pub struct NodeConfig {
 }
 
 impl Config {
-    /// Reads and validates a config file.
+    /// Reads and validates a config file, and opens every file it names
+    /// (`password_file`, `sslrootcert`, `sslcert`, `sslkey`).
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|e| ConfigError::io(path, e))?;
-        Config::parse(&text, &path.display().to_string())
+        let (config, named) = validate::parse_naming_files(&text, &path.display().to_string())?;
+        files::open_all(&named)?;
+        Ok(config)
     }
 
-    /// Validates config text; `file` is only used in error messages.
+    /// Validates config text; `file` is only used in error messages. Opens no file.
     pub fn parse(text: &str, file: &str) -> Result<Config, ConfigError> {
         validate::parse(text, file)
     }

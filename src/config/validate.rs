@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use toml::Spanned;
 
+use super::files::NamedFile;
 use super::raw::{self, RawConfig, RawDns, RawProbe, Scalar, S};
 use super::{Answers, Config, ConfigError, DnsConfig, Fallback, HttpConfig, Nameserver, Policy, ProbeConfig};
 
@@ -35,12 +36,17 @@ const RESERVED_PREFIXES: [&str; 2] = ["maxlag-", "lsn-"];
 mod cluster;
 mod values;
 
-use cluster::clusters;
+use cluster::{clusters, named_files};
 use values::{dns_name, duration, ip, required, socket_addr, Cx};
 
 type Result<T> = std::result::Result<T, ConfigError>;
 
 pub fn parse(text: &str, file: &str) -> Result<Config> {
+    parse_naming_files(text, file).map(|(config, _)| config)
+}
+
+/// [`parse`], and the files the config names (for `Config::load` to open).
+pub fn parse_naming_files(text: &str, file: &str) -> Result<(Config, Vec<NamedFile>)> {
     let cx = Cx { text, file };
     let raw: RawConfig = toml::from_str(text).map_err(|e| cx.serde_error(&e))?;
     let dns = dns(&cx, raw.dns)?;
@@ -52,7 +58,8 @@ pub fn parse(text: &str, file: &str) -> Result<Config> {
     };
     let probe = probe(&cx, raw.probe)?;
     let clusters = clusters(&cx, &dns, &raw.cluster)?;
-    Ok(Config { dns, http, probe, clusters })
+    let files = named_files(&cx, &raw.cluster, &clusters);
+    Ok((Config { dns, http, probe, clusters }, files))
 }
 
 /// The zone: a domain name short enough that the SOA's contact `hostmaster.<zone>` is

@@ -1,10 +1,12 @@
 //! Probing: one task per node observes it and reports an [`Observation`] per tick.
 //!
-//! The types here are plain data read by the decision modules; the IO lives in `task`,
-//! the SQL in `sql`, password handling in `secret`, TLS settings and connector in `tls`.
+//! The types here are plain data read by the decision modules; the IO lives in `task`
+//! (one node) and `supervisor` (a task per node, across reloads), the SQL in `sql`,
+//! password handling in `secret`, the TLS connector in `tls`.
 
 pub mod secret;
 pub mod sql;
+pub mod supervisor;
 pub mod task;
 pub mod tls;
 

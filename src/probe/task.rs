@@ -2,21 +2,26 @@
 //! [`Observation`](super::Observation) sent for every tick, reconnect with backoff.
 //!
 //! Transport: plain TCP or TLS per the DSN's `sslmode` (see `tls`); the connector is
-//! built once per task and serves both connects and cancel requests.
+//! built once per task and serves both connects and cancel requests. Time is tokio's
+//! (`tokio::time::Instant`), so tests can pause it; `Observation::at` gets the std
+//! instant the decision code reads.
 
-use std::time::{Duration, Instant, SystemTime};
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
 
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
-use tokio::time::{timeout, MissedTickBehavior};
+use tokio::time::{timeout, Instant, MissedTickBehavior};
 use tokio_postgres::config::Host;
 use tokio_postgres::{Client, Statement};
+use tokio_postgres_rustls::MakeRustlsConnect;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn, Instrument};
 
-use super::secret::{password_for, redact_dsn};
+use super::secret::{password_for, PasswordFileError};
 use super::sql::{sample_from_row, PROBE_SQL};
-use super::tls::ProbeTls;
+use super::tls::{self, HandshakeError, TlsError};
 use super::{NodeId, Observation, ProbeFailure, Sample};
 use crate::config::{NodeConfig, ProbeConfig};
 
@@ -40,16 +45,16 @@ pub async fn run(
     cancel: CancellationToken,
 ) {
     let span = tracing::info_span!("probe", node = %id);
-    let tls = ProbeTls::from_dsn(&node.dsn);
-    let prober = Prober { id, tls, node, probe, phase, conn: None, connect_failures: 0 };
+    let connector = tls::connector(node.dsn.tls()).map_err(Arc::new);
+    let prober = Prober { id, connector, node, probe, phase, conn: None, connect_failures: 0 };
     prober.run(tx, cancel).instrument(span).await
 }
 
 struct Prober {
     id: NodeId,
-    /// The DSN split from its TLS settings and the connector, or why that failed (then
-    /// every attempt reports it as a connect failure).
-    tls: Result<ProbeTls, String>,
+    /// The TLS connector for the DSN's settings, or why it could not be built (then
+    /// every attempt reports that as a connect failure).
+    connector: Result<MakeRustlsConnect, Arc<TlsError>>,
     node: NodeConfig,
     probe: ProbeConfig,
     /// Offset of this node's ticks within the interval (see `run`).
@@ -87,18 +92,55 @@ impl Drop for Driver {
     }
 }
 
-/// How an attempt went wrong, before it becomes a [`ProbeFailure`].
+/// A tokio-postgres error, shown by [`describe`] (never with a password).
+#[derive(Debug, thiserror::Error)]
+#[error("{}", describe(.0))]
+struct PgError(tokio_postgres::Error);
+
+/// Why a connect failed; `Display` is the text of [`ProbeFailure::Connect`].
+#[derive(Debug, thiserror::Error)]
+enum ConnectError {
+    #[error(transparent)]
+    Tls(Arc<TlsError>),
+    #[error(transparent)]
+    PasswordFile(#[from] PasswordFileError),
+    #[error(transparent)]
+    Handshake(#[from] HandshakeError),
+    #[error(transparent)]
+    Postgres(#[from] PgError),
+}
+
+/// How an attempt went wrong, before it becomes a [`ProbeFailure`] (same `Display`).
+#[derive(Debug, thiserror::Error)]
 enum Failed {
-    Connect(String),
-    Query(String),
+    #[error("timeout after {0:?}")]
+    Timeout(Duration),
+    #[error("connect: {0}")]
+    Connect(#[from] ConnectError),
+    /// The connection broke under the query: reported as a connect failure.
+    #[error("connect: {0}")]
+    Lost(PgError),
+    #[error("query: {0}")]
+    Query(PgError),
+}
+
+impl From<Failed> for ProbeFailure {
+    fn from(failed: Failed) -> ProbeFailure {
+        match failed {
+            Failed::Timeout(limit) => ProbeFailure::Timeout(limit),
+            Failed::Connect(e) => ProbeFailure::Connect(e.to_string()),
+            Failed::Lost(e) => ProbeFailure::Connect(e.to_string()),
+            Failed::Query(e) => ProbeFailure::Query(e.to_string()),
+        }
+    }
 }
 
 impl Prober {
     async fn run(mut self, tx: mpsc::Sender<Observation>, cancel: CancellationToken) {
-        let start = tokio::time::Instant::now() + self.phase;
+        let start = Instant::now() + self.phase;
         let mut ticker = tokio::time::interval_at(start, self.probe.interval);
         ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
-        let mut next_connect: Option<tokio::time::Instant> = None;
+        let mut next_connect: Option<Instant> = None;
         loop {
             let tick = tokio::select! {
                 biased;
@@ -137,17 +179,17 @@ impl Prober {
             Ok(outcome) => outcome,
             Err(_) => {
                 self.on_timeout();
-                Err(ProbeFailure::Timeout(limit))
+                Err(Failed::Timeout(limit))
             }
         };
         let (result, at) = match outcome {
             Ok((sample, at)) => (Ok(sample), at),
-            Err(failure) => (Err(failure), Instant::now()),
+            Err(failed) => (Err(ProbeFailure::from(failed)), Instant::now()),
         };
         let (now, wall_now) = (Instant::now(), SystemTime::now());
         Observation {
             node: self.id.clone(),
-            at,
+            at: at.into_std(),
             wall: wall_now - now.saturating_duration_since(at),
             duration: now - started,
             result,
@@ -155,7 +197,7 @@ impl Prober {
     }
 
     /// Returns the sample and the instant it was read (send time + RTT/2).
-    async fn connect_and_query(&mut self) -> Result<(Sample, Instant), ProbeFailure> {
+    async fn connect_and_query(&mut self) -> Result<(Sample, Instant), Failed> {
         if self.conn.as_ref().is_some_and(|c| c.client.is_closed()) {
             warn!("connection lost; reconnecting");
             self.conn = None;
@@ -163,17 +205,13 @@ impl Prober {
         if self.conn.is_none() {
             match self.connect().await {
                 Ok(conn) => {
-                    info!(
-                        dsn = %redact_dsn(&self.node.dsn),
-                        after_failures = self.connect_failures,
-                        "connected"
-                    );
+                    info!(dsn = %self.node.dsn, after_failures = self.connect_failures, "connected");
                     self.conn = Some(conn);
                     self.connect_failures = 0;
                 }
-                Err(message) => {
-                    self.note_connect_failure(&message);
-                    return Err(ProbeFailure::Connect(message));
+                Err(e) => {
+                    self.note_connect_failure(&e);
+                    return Err(Failed::Connect(e));
                 }
             }
         }
@@ -184,33 +222,31 @@ impl Prober {
         let failed = match result {
             Ok(row) => match sample_from_row(&row) {
                 Ok(sample) => return Ok((sample, sent + (received - sent) / 2)),
-                Err(e) => Failed::Query(describe(&e)),
+                Err(e) => Failed::Query(PgError(e)),
             },
-            Err(e) if e.is_closed() => Failed::Connect(describe(&e)),
-            Err(e) => Failed::Query(describe(&e)),
+            Err(e) if e.is_closed() => Failed::Lost(PgError(e)),
+            Err(e) => Failed::Query(PgError(e)),
         };
         // Any error: drop the connection and start afresh on the next tick.
         self.conn = None;
-        match failed {
-            Failed::Connect(m) => {
-                warn!(error = %m, "connection lost");
-                Err(ProbeFailure::Connect(m))
-            }
-            Failed::Query(m) => {
-                warn!(error = %m, "probe query failed; dropping connection");
-                Err(ProbeFailure::Query(m))
-            }
+        match &failed {
+            Failed::Lost(e) => warn!(error = %e, "connection lost"),
+            Failed::Query(e) => warn!(error = %e, "probe query failed; dropping connection"),
+            Failed::Timeout(_) | Failed::Connect(_) => {} // not built above
         }
+        Err(failed)
     }
 
-    /// Opens a connection and prepares the probe statement (the error text is safe to show).
-    async fn connect(&self) -> Result<Conn, String> {
-        let tls = self.tls.as_ref().map_err(Clone::clone)?;
-        let config = self.pg_config(tls)?;
-        let (client, connection) = config
-            .connect(tls.connector.clone())
-            .await
-            .map_err(|e| super::tls::explain(&e, &tls.options, &first_host(&config)).unwrap_or_else(|| describe(&e)))?;
+    /// Opens a connection and prepares the probe statement.
+    async fn connect(&self) -> Result<Conn, ConnectError> {
+        let connector = self.connector.as_ref().map_err(|e| ConnectError::Tls(e.clone()))?;
+        let config = self.pg_config()?;
+        let (client, connection) = config.connect(connector.clone()).await.map_err(|e| {
+            match tls::explain(&e, self.node.dsn.tls(), &first_host(&config)) {
+                Some(handshake) => ConnectError::Handshake(handshake),
+                None => ConnectError::Postgres(PgError(e)),
+            }
+        })?;
         // From here on, an error or a timeout drops `driver`, which closes the socket.
         let driver = Driver(Some(tokio::spawn(
             async move {
@@ -220,15 +256,15 @@ impl Prober {
             }
             .in_current_span(),
         )));
-        let statement = client.prepare(PROBE_SQL).await.map_err(|e| describe(&e))?;
+        let statement = client.prepare(PROBE_SQL).await.map_err(PgError)?;
         Ok(Conn { client, statement, driver })
     }
 
-    fn pg_config(&self, tls: &ProbeTls) -> Result<tokio_postgres::Config, String> {
-        let mut config: tokio_postgres::Config =
-            tls.dsn.parse().map_err(|e: tokio_postgres::Error| format!("dsn: {}", describe(&e)))?;
-        config.ssl_mode(tls.options.mode.negotiation());
-        if let Some(secret) = password_for(&self.node).map_err(|e| e.to_string())? {
+    /// The DSN's connection settings, with the password (`password_file`, else
+    /// `PGPASSWORD`, else the DSN's own) and the probe's own settings applied.
+    fn pg_config(&self) -> Result<tokio_postgres::Config, PasswordFileError> {
+        let mut config = self.node.dsn.connection().clone();
+        if let Some(secret) = password_for(&self.node)? {
             config.password(secret.expose());
         }
         if config.get_application_name().is_none() {
@@ -265,7 +301,7 @@ impl Prober {
                 warn!(timeout = ?self.probe.timeout, "probe timed out; dropping connection");
                 let token = conn.client.cancel_token();
                 let limit = self.probe.timeout;
-                let connector = self.tls.as_ref().ok().map(|t| t.connector.clone());
+                let connector = self.connector.as_ref().ok().cloned();
                 drop(conn);
                 tokio::spawn(
                     async move {
@@ -280,16 +316,19 @@ impl Prober {
                     .in_current_span(),
                 );
             }
-            None => self.note_connect_failure(&format!("connect timed out after {:?}", self.probe.timeout)),
+            None => {
+                let limit = self.probe.timeout;
+                self.note_connect_failure(&format_args!("connect timed out after {limit:?}"))
+            }
         }
     }
 
-    fn note_connect_failure(&mut self, message: &str) {
+    fn note_connect_failure(&mut self, error: &dyn fmt::Display) {
         self.connect_failures += 1;
         if self.connect_failures == 1 {
-            warn!(error = %message, "connect failed");
+            warn!(error = %error, "connect failed");
         } else {
-            debug!(error = %message, failures = self.connect_failures, "connect failed again");
+            debug!(error = %error, failures = self.connect_failures, "connect failed again");
         }
     }
 
@@ -357,5 +396,48 @@ mod tests {
         for (interval, failures, want) in cases {
             assert_eq!(backoff(interval, failures), want, "{interval:?} × {failures}");
         }
+    }
+
+    /// The real task in paused (virtual) time against a loopback port nothing listens on:
+    /// each connect is refused at once (no virtual time passes), so over 10 s the
+    /// observations are exactly the attempts the backoff schedule allows, and none
+    /// comes while backing off.
+    #[tokio::test(start_paused = true)]
+    async fn refused_connects_back_off_on_schedule_in_virtual_time() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let interval = Duration::from_millis(250);
+        let probe = ProbeConfig { interval, timeout: Duration::from_secs(1), fall: 2, rise: 2 };
+        let dsn = format!("host=127.0.0.1 port={port} user=lagdns dbname=postgres sslmode=disable");
+        let node = NodeConfig {
+            name: "pg1".into(),
+            address: "127.0.0.1".parse().unwrap(),
+            dsn: dsn.parse().unwrap(),
+            weight: 1,
+            password_file: None,
+        };
+        let (tx, mut rx) = mpsc::channel(64);
+        let cancel = CancellationToken::new();
+        let start = Instant::now();
+        let task = tokio::spawn(run(NodeId::new("c", "pg1"), node, probe, Duration::ZERO, tx, cancel.clone()));
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        cancel.cancel();
+        task.await.unwrap();
+
+        let mut seen = Vec::new();
+        while let Ok(o) = rx.try_recv() {
+            assert!(matches!(&o.result, Err(ProbeFailure::Connect(_))), "refused, not timed out: {:?}", o.result);
+            assert_eq!(o.duration, Duration::ZERO, "a refused connect takes no virtual time");
+            seen.push(o.at - start.into_std());
+        }
+        // Attempt n fails and waits backoff(n) (250 ms, 500 ms, then 1 s: whole ticks).
+        let (mut want, mut t, mut failures) = (Vec::new(), Duration::ZERO, 0);
+        while t < Duration::from_secs(10) {
+            want.push(t);
+            failures += 1;
+            t += backoff(interval, failures);
+        }
+        assert_eq!(seen, want);
+        let ms: Vec<u64> = seen.iter().map(|d| d.as_millis() as u64).collect();
+        assert_eq!(ms, [0, 250, 750, 1750, 2750, 3750, 4750, 5750, 6750, 7750, 8750, 9750]);
     }
 }

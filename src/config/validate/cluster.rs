@@ -1,6 +1,7 @@
 //! The `[[cluster]]` tables: nodes, endpoints, policies, and labels unique in the zone.
 
 use std::collections::HashSet;
+use std::net::IpAddr;
 use std::ops::Range;
 use std::path::PathBuf;
 
@@ -8,6 +9,8 @@ use toml::Spanned;
 
 use super::values::{answers, dns_label, duration, fallback, ip, plain_name, required, size, Cx};
 use super::{Result, DEFAULT_POLICY, DEFAULT_WEIGHT, RESERVED_PREFIXES};
+use crate::config::dsn::Dsn;
+use crate::config::files::NamedFile;
 use crate::config::raw::{RawCluster, RawEndpoint, RawNode, RawPolicy, S};
 use crate::config::{ClusterConfig, DnsConfig, EndpointConfig, NodeConfig, Policy};
 
@@ -129,8 +132,19 @@ fn policy(cx: &Cx, raw: RawPolicy, base: Policy, key: &str) -> Result<Policy> {
     Ok(Policy { max_lag, max_lag_bytes, answers, fallback })
 }
 
+/// A node whose DSN is still text.
+struct Node<'a> {
+    name: String,
+    address: IpAddr,
+    dsn: &'a Spanned<String>,
+    weight: u32,
+    password_file: Option<PathBuf>,
+}
+
+/// The nodes of a cluster. Every node's own keys and name are checked before any DSN is
+/// parsed, so an error in a table's structure is reported before one inside a DSN.
 fn nodes(cx: &Cx, cluster_key: &str, raw: &[Spanned<RawNode>]) -> Result<Vec<NodeConfig>> {
-    let mut out: Vec<NodeConfig> = Vec::new();
+    let mut out: Vec<Node> = Vec::new();
     for (i, n) in raw.iter().enumerate() {
         let node = node(cx, cluster_key, i, n)?;
         if out.iter().any(|o| o.name == node.name) {
@@ -140,10 +154,16 @@ fn nodes(cx: &Cx, cluster_key: &str, raw: &[Spanned<RawNode>]) -> Result<Vec<Nod
         }
         out.push(node);
     }
-    Ok(out)
+    out.into_iter()
+        .map(|Node { name, address, dsn, weight, password_file }| {
+            let key = format!("{cluster_key}.node[{name}].dsn");
+            let dsn = dsn.get_ref().parse::<Dsn>().map_err(|e| cx.err(dsn.span(), &key, e.to_string()))?;
+            Ok(NodeConfig { name, address, dsn, weight, password_file })
+        })
+        .collect()
 }
 
-fn node(cx: &Cx, cluster_key: &str, i: usize, raw: &Spanned<RawNode>) -> Result<NodeConfig> {
+fn node<'a>(cx: &Cx, cluster_key: &str, i: usize, raw: &'a Spanned<RawNode>) -> Result<Node<'a>> {
     let n = raw.get_ref();
     let name = required(cx, &n.name, raw.span(), &format!("{cluster_key}.node[{i}].name"))?;
     let name = plain_name(cx, name, &format!("{cluster_key}.node[{i}].name"))?;
@@ -169,7 +189,30 @@ fn node(cx: &Cx, cluster_key: &str, i: usize, raw: &Spanned<RawNode>) -> Result<
         }
         other => other.as_ref().map(|p| PathBuf::from(p.get_ref())),
     };
-    Ok(NodeConfig { name, address, dsn: dsn.get_ref().clone(), weight, password_file })
+    Ok(Node { name, address, dsn, weight, password_file })
+}
+
+/// The files the validated `clusters` name (each node's DSN files, then its
+/// `password_file`), with the place to blame if one cannot be read; `raw` is what they
+/// were validated from, node for node.
+pub(super) fn named_files(cx: &Cx, raw: &[Spanned<RawCluster>], clusters: &[ClusterConfig]) -> Vec<NamedFile> {
+    let mut files = Vec::new();
+    for (raw_cluster, cluster) in raw.iter().zip(clusters) {
+        for (raw_node, node) in raw_cluster.get_ref().node.iter().zip(&cluster.nodes) {
+            let key = format!("cluster[{}].node[{}]", cluster.name, node.name);
+            let raw_node = raw_node.get_ref();
+            let span = |value: &S<String>| value.as_ref().map_or(0..0, Spanned::span);
+            for (dsn_key, path) in node.dsn.tls().files() {
+                let site = cx.site(span(&raw_node.dsn), &format!("{key}.dsn"));
+                files.push(NamedFile { path: path.to_path_buf(), dsn_key: Some(dsn_key), site });
+            }
+            if let Some(path) = &node.password_file {
+                let site = cx.site(span(&raw_node.password_file), &format!("{key}.password_file"));
+                files.push(NamedFile { path: path.clone(), dsn_key: None, site });
+            }
+        }
+    }
+    files
 }
 
 /// `read_nodes` / endpoint `nodes`: existing node names, each once; all nodes if absent.

@@ -62,7 +62,7 @@ fn minimal_config_gets_every_default() {
             nodes: vec![NodeConfig {
                 name: "pg1".into(),
                 address: "127.0.0.11".parse().unwrap(),
-                dsn: "host=127.0.0.11".into(),
+                dsn: "host=127.0.0.11".parse().unwrap(),
                 weight: 100,
                 password_file: None,
             }],
@@ -248,10 +248,21 @@ const MIN_ERRORS: &[(&str, &str, &str)] = &[
     ("address = \"127.0.0.11\"\n", "", "t.toml:3: cluster[main].node[pg1].address: is required"),
     ("dsn = \"host=127.0.0.11\"\n", "", "t.toml:3: cluster[main].node[pg1].dsn: is required"),
     ("dsn = \"host=127.0.0.11\"\n", "dsn = \" \"\n", "t.toml:6: cluster[main].node[pg1].dsn: must not be empty"),
+    // `dsn = "x"` (not a DSN) in the next three rows: a node's other keys and the
+    // node names are checked before any DSN is parsed
     ("dsn = \"host=127.0.0.11\"\n", "dsn = \"x\"\nweight = -1\n", "t.toml:7: cluster[main].node[pg1].weight: must be an integer of at least 0, not -1"),
     ("dsn = \"host=127.0.0.11\"\n", "dsn = \"x\"\npassword_file = \"\"\n", "t.toml:7: cluster[main].node[pg1].password_file: must not be empty"),
     // a second node named like the first
     ("dsn = \"host=127.0.0.11\"\n", "dsn = \"x\"\n[[cluster.node]]\nname = \"pg1\"\naddress = \"127.0.0.12\"\ndsn = \"y\"\n", "t.toml:8: cluster[main].node[pg1].name: node \"pg1\" is defined twice"),
+    // the DSN is parsed (and its TLS keys checked) at validation; no error repeats it
+    ("dsn = \"host=127.0.0.11\"\n", "dsn = \"host=h password=hunter2 sslmode=verify\"\n", "t.toml:6: cluster[main].node[pg1].dsn: invalid sslmode \"verify\" (disable, allow, prefer, require, verify-ca, verify-full)"),
+    ("dsn = \"host=127.0.0.11\"\n", "dsn = \"host=h sslcert=/c.pem\"\n", "t.toml:6: cluster[main].node[pg1].dsn: sslcert without sslkey (give both or neither)"),
+    ("dsn = \"host=127.0.0.11\"\n", "dsn = \"postgres://u:hunter2@h?sslkey=%2Fk.pem\"\n", "t.toml:6: cluster[main].node[pg1].dsn: sslkey without sslcert (give both or neither)"),
+    ("dsn = \"host=127.0.0.11\"\n", "dsn = \"host=h password=hunter2 bogus=1\"\n", "t.toml:6: cluster[main].node[pg1].dsn: invalid connection string: unknown option `bogus`"),
+    ("dsn = \"host=127.0.0.11\"\n", "dsn = \"host=h password hunter2\"\n", "t.toml:6: cluster[main].node[pg1].dsn: expected `=` at byte 16"),
+    ("dsn = \"host=127.0.0.11\"\n", "dsn = \"host=h password='hunter2\"\n", "t.toml:6: cluster[main].node[pg1].dsn: unterminated quoted value from byte 16"),
+    ("dsn = \"host=127.0.0.11\"\n", "dsn = \"postgres://u:hunter2@h:port/db\"\n", "t.toml:6: cluster[main].node[pg1].dsn: invalid connection string: invalid value for option `port`"),
+    ("dsn = \"host=127.0.0.11\"\n", "dsn = \"postgres://h/db?sslrootcert=%2\"\n", "t.toml:6: cluster[main].node[pg1].dsn: invalid percent-encoding in sslrootcert"),
     // endpoints
     ("name = \"main\"\n", "name = \"main\"\n[[cluster.endpoint]]\nname = \"write\"\n", "t.toml:4: cluster[main].endpoint[write].name: \"write\" is already used by cluster[main].write"),
     ("name = \"main\"\n", "name = \"main\"\n[[cluster.endpoint]]\nnodes = [\"pg1\"]\n", "t.toml:3: cluster[main].endpoint[0].name: is required"),

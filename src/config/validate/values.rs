@@ -8,6 +8,7 @@ use std::time::Duration;
 use toml::Spanned;
 
 use super::Result;
+use crate::config::error::Site;
 use crate::config::raw::{self, Scalar, S};
 use crate::config::units::{parse_duration, parse_size};
 use crate::config::{Answers, ConfigError, Fallback};
@@ -20,9 +21,14 @@ pub(super) struct Cx<'a> {
 
 impl Cx<'_> {
     pub(super) fn err(&self, span: Range<usize>, key: &str, message: impl Into<String>) -> ConfigError {
+        self.site(span, key).error(message)
+    }
+
+    /// The file, line and key of `span`, for an error found later (see `config::files`).
+    pub(super) fn site(&self, span: Range<usize>, key: &str) -> Site {
         let end = span.start.min(self.text.len());
         let line = 1 + self.text.as_bytes()[..end].iter().filter(|&&b| b == b'\n').count();
-        ConfigError::Invalid { file: self.file.to_owned(), line, key: key.to_owned(), message: message.into() }
+        Site { file: self.file.to_owned(), line, key: key.to_owned() }
     }
 
     /// A syntax, type or unknown-key error from the TOML parser, with the key it is at.
