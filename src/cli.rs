@@ -6,6 +6,7 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 
+use crate::config;
 use crate::telemetry::LogFormat;
 
 #[derive(Debug, Parser)]
@@ -38,17 +39,17 @@ pub enum Command {
     /// Print every cluster's nodes from a running server.
     Status {
         /// The server's HTTP address.
-        #[arg(long, default_value = "127.0.0.1:8053")]
+        #[arg(long, default_value = config::DEFAULT_HTTP_LISTEN)]
         http: String,
     },
     /// Start a local primary and two streaming replicas and serve them.
     #[cfg(feature = "demo")]
     Demo {
         /// DNS address (UDP and TCP).
-        #[arg(long, default_value = "127.0.0.1:5353")]
+        #[arg(long, default_value = config::DEFAULT_DNS_LISTEN)]
         dns: SocketAddr,
         /// HTTP address.
-        #[arg(long, default_value = "127.0.0.1:8053")]
+        #[arg(long, default_value = config::DEFAULT_HTTP_LISTEN)]
         http: SocketAddr,
     },
 }

@@ -9,9 +9,6 @@ use anyhow::{bail, Context};
 use crate::config::format_duration;
 use crate::http::status::{ClusterDoc, NodeDoc, StatusDoc, WriteState};
 
-/// Where `lagdns status` looks when `--http` is not given.
-pub const DEFAULT_HTTP: &str = "127.0.0.1:8053";
-
 /// Fetches `/status` from `http` and prints the table to stdout.
 pub fn run(http: &str) -> anyhow::Result<()> {
     let doc = fetch(http)?;

@@ -20,6 +20,11 @@ pub use dsn::{ClientCert, Dsn, DsnError, RootCert, SslMode, TlsOptions};
 pub use error::ConfigError;
 pub use units::{format_duration, format_size, parse_duration, parse_size};
 
+/// `dns.listen` when the config names none (also `lagdns demo --dns`).
+pub const DEFAULT_DNS_LISTEN: &str = "127.0.0.1:5353";
+/// `http.listen` when the config names none (also `lagdns status --http`, `demo --http`).
+pub const DEFAULT_HTTP_LISTEN: &str = "127.0.0.1:8053";
+
 /// The whole validated configuration.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {

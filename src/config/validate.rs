@@ -13,9 +13,7 @@ use super::files::NamedFile;
 use super::raw::{self, RawConfig, RawDns, RawProbe, Scalar, S};
 use super::{Answers, Config, ConfigError, DnsConfig, Fallback, HttpConfig, Nameserver, Policy, ProbeConfig};
 
-const DEFAULT_LISTEN: &str = "127.0.0.1:5353";
 const DEFAULT_ZONE: &str = "db.internal";
-const DEFAULT_HTTP: &str = "127.0.0.1:8053";
 const DEFAULT_TTL: Duration = Duration::from_secs(1);
 const MAX_TTL: Duration = Duration::from_secs(86_400);
 const DEFAULT_PROBE: ProbeConfig =
@@ -53,7 +51,7 @@ pub fn parse_naming_files(text: &str, file: &str) -> Result<(Config, Vec<NamedFi
     let http = HttpConfig {
         listen: match raw.http.and_then(|h| h.listen) {
             Some(v) => socket_addr(&cx, &v, "http.listen")?,
-            None => DEFAULT_HTTP.parse().expect("default http address"),
+            None => super::DEFAULT_HTTP_LISTEN.parse().expect("default http address"),
         },
     };
     let probe = probe(&cx, raw.probe)?;
@@ -83,7 +81,7 @@ fn dns(cx: &Cx, raw: Option<RawDns>) -> Result<DnsConfig> {
     });
     let listen = match &raw.listen {
         Some(list) => listen_list(cx, list)?,
-        None => vec![DEFAULT_LISTEN.parse().expect("default dns address")],
+        None => vec![super::DEFAULT_DNS_LISTEN.parse().expect("default dns address")],
     };
     let zone = match &raw.zone {
         Some(z) => zone_name(z.get_ref()).map_err(|m| cx.err(z.span(), "dns.zone", m))?,
