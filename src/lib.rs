@@ -3,24 +3,48 @@
 //! Data flows one way:
 //!
 //! ```text
-//!  Config ──(SIGHUP: parse + validate; on error keep the old one)─────────────┐
-//!    │                                                                         ▼
-//!  probe task per node (IO) ──Observation{node, at, Ok(Sample)|Err}──► publisher (the one writer)
-//!                                    mpsc                               │ fold into ClusterState (pure:
-//!                                                                       │ health, lag, topology)
-//!                                                                       │ build Snapshot (pure)
-//!                                                                       ▼
-//!                                                  ArcSwap<Snapshot> + watch (SOA serial +1 iff an
-//!                                                                       │ answer set changed)
-//!                          ┌────────────────────────────────────────────┼─────────────────────┐
-//!                          ▼                                            ▼                     ▼
-//!            dns: Zone derived once per snapshot,           http: /status, /metrics   `lagdns status`
-//!            handler loads it and answers (never waits)     render the same snapshot   reads /status
+//!  Config ──(SIGHUP: Config::load, parse + validate; on error keep the old one)──────┐
+//!    │                                                                                ▼
+//!  probe::supervisor ─ probe::task per node (IO) ──Observation──► publisher (the one writer)
+//!                                        mpsc                        │ state: fold into ClusterState
+//!                                                                    │   (pure: health, lag, topology)
+//!                                                                    │ snapshot: Snapshot::next (pure)
+//!                                                                    │ + dns::records::Zone::derive
+//!                                                                    ▼   (a builder from cmd::serve)
+//!                              store: one Generation { snapshot, zone } swapped atomically
+//!                                     (SOA serial +1 iff an answer set changed)
+//!                          ┌─────────────────────────┼──────────────────────────┐
+//!                          ▼                         ▼                          ▼
+//!            dns::server: load once,      http: /status, /metrics     `lagdns status`
+//!            answer (never waits)         render the same snapshot     reads /status
 //! ```
 //!
+//! The modules, from the bottom up (a module names only those above it in this list;
+//! `tests/layering.rs` checks the rules that matter):
+//!
+//! | module | owns |
+//! |---|---|
+//! | `wal` | LSN, timeline, system identifier value types |
+//! | `config` | the typed config: `raw` TOML mirror, `units`, `dsn` (a node's DSN, parsed once), `validate` (file:line:key errors), `files` (opens the files a config names) |
+//! | `health` | [`health::Hysteresis`]: rise/fall for node health and re-admission |
+//! | `lag` | WAL evidence → time lag and byte lag |
+//! | `topology` | roles, primary election and split brain, eligibility and its reason |
+//! | `select` | weighted choice of read answers |
+//! | `probe` | `Observation`/`Sample`; `task` (one node's connection and query), `supervisor` (a task per node across reloads), `sql`, `secret`, `tls` |
+//! | `snapshot` | the immutable picture DNS and HTTP read: plain domain data |
+//! | `state` | the fold: observations → `ClusterState` → a cluster's view |
+//! | `store` | the published generation (snapshot + what the front ends derive), one atomic swap |
+//! | `publisher` | the one writer: observations and reloads in, snapshots out to the store |
+//! | `dns` | `query` (QueryKind/Qtype/Rcode, counters), `name` (qname → target), `answer` (the SPEC §5 table), `txt` (TXT lines), `records` (wire form, derived per snapshot), `server` (the only hickory-server file) |
+//! | `metrics` | every metric name; Prometheus text of a snapshot and the query counters |
+//! | `http` | `/healthz`, `/status` (`status`: the JSON document), `/metrics` |
+//! | `telemetry`, `cli`, `cmd` | logging; the command line; `serve` (the wiring), `check`, `status`, `demo` |
+//! | `testkit` | hand-built snapshots for tests of the renderings (not used by the server) |
+//!
 //! Decision modules (`config` validation, `wal`, `health`, `lag`, `topology`, `select`,
-//! `snapshot`, `dns::name`, `dns::answer`) are plain functions over plain data. IO lives
-//! in `probe::task`, `probe::supervisor`, `publisher`, `dns::server`, `http` and `cmd`.
+//! `snapshot`, `state`, `dns::name`, `dns::answer`, `dns::txt`) are plain functions over
+//! plain data: no clock, no sockets, no files. IO lives in `config::files`,
+//! `probe::task`, `probe::supervisor`, `publisher`, `dns::server`, `http` and `cmd`.
 //!
 //! The throwaway local PostgreSQL cluster of `lagdns demo`, the integration tests and the
 //! benchmarks is not part of this library: it is the `localpg` crate of the workspace,

@@ -1,5 +1,5 @@
 //! The probe task for one node: a persistent connection, one query per tick, an
-//! [`Observation`](super::Observation) sent for every tick, reconnect with backoff.
+//! [`Observation`] sent for every tick, reconnect with backoff.
 //!
 //! Transport: plain TCP or TLS per the DSN's `sslmode` (see `tls`); the connector is
 //! built once per task and serves both connects and cancel requests. Time is tokio's
