@@ -1,8 +1,21 @@
 //! Logging setup: `--log-format json|text`, `--log-level`. Logs go to stderr; the
 //! libraries' per-query chatter (hickory logs two lines per query at info) is capped at
-//! `warn` unless `RUST_LOG` says otherwise.
+//! `warn` unless `RUST_LOG` says otherwise. Also the one spelling of an error with its
+//! causes, as logs, `check` and `/status` show it ([`error_chain`]).
 
 use tracing_subscriber::EnvFilter;
+
+/// `error: cause: cause…`, the error's text and every source below it.
+pub fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum LogFormat {

@@ -29,7 +29,7 @@ mod writer;
 pub use cluster::LocalCluster;
 pub use error::LocalPgError;
 pub use node::LocalNode;
-pub use wal::{Lsn, LsnParseError, Timeline};
+pub use wal::{Lsn, Timeline};
 pub use writer::Writer;
 
 use std::path::{Path, PathBuf};

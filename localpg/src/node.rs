@@ -240,17 +240,17 @@ impl LocalNode {
 
     /// Last WAL position replayed (replica; error on a primary).
     pub fn replay_lsn(&self) -> Result<Lsn, LocalPgError> {
-        self.sql_lsn("SELECT pg_last_wal_replay_lsn()")
+        self.sql_lsn("pg_last_wal_replay_lsn()")
     }
 
     /// Last WAL position received and flushed by the WAL receiver (replica).
     pub fn receive_lsn(&self) -> Result<Lsn, LocalPgError> {
-        self.sql_lsn("SELECT pg_last_wal_receive_lsn()")
+        self.sql_lsn("pg_last_wal_receive_lsn()")
     }
 
     /// Current WAL write position (primary; error on a replica).
     pub fn current_lsn(&self) -> Result<Lsn, LocalPgError> {
-        self.sql_lsn("SELECT pg_current_wal_lsn()")
+        self.sql_lsn("pg_current_wal_lsn()")
     }
 
     /// Timeline: of the current WAL file on a primary, of the last checkpoint on a replica.
@@ -261,9 +261,11 @@ impl LocalNode {
         out.parse().map(Timeline).map_err(|_| self.unexpected(q, &out))
     }
 
-    fn sql_lsn(&self, q: &str) -> Result<Lsn, LocalPgError> {
-        let out = self.sql(q)?;
-        out.parse().map_err(|_| self.unexpected(q, &out))
+    /// The value of the pg_lsn expression `lsn`, as a byte position.
+    fn sql_lsn(&self, lsn: &str) -> Result<Lsn, LocalPgError> {
+        let q = format!("SELECT {lsn} - '0/0'::pg_lsn");
+        let out = self.sql(&q)?;
+        out.parse().map(Lsn).map_err(|_| self.unexpected(&q, &out))
     }
 
     fn sql_bool(&self, q: &str) -> Result<bool, LocalPgError> {

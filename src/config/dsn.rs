@@ -17,6 +17,8 @@ use std::str::FromStr;
 
 use tokio_postgres::config::{Host, SslMode as Negotiation};
 
+use crate::telemetry::error_chain;
+
 /// A parsed DSN. Built by [`str::parse`]; see the module docs.
 ///
 /// Equality is on the text as written: tokio-postgres's `Config` has no `PartialEq`, and
@@ -177,7 +179,7 @@ impl FromStr for Dsn {
     fn from_str(text: &str) -> Result<Dsn, DsnError> {
         let (rest, keys) = split(text)?;
         let tls = keys.options()?;
-        let mut connection: tokio_postgres::Config = rest.parse().map_err(|e| DsnError::Postgres(chain(&e)))?;
+        let mut connection: tokio_postgres::Config = rest.parse().map_err(|e| DsnError::Postgres(error_chain(&e)))?; // names keys, never values
         connection.ssl_mode(tls.mode.negotiation());
         Ok(Dsn { text: text.to_string(), connection, tls })
     }
@@ -446,19 +448,6 @@ fn percent_decode(s: &str) -> Result<String, Decode> {
         }
     }
     String::from_utf8(out).map_err(|_| Decode::Utf8)
-}
-
-/// tokio-postgres's error and its causes, e.g. "invalid connection string: unknown
-/// option `foo`": they name keys, never values.
-fn chain(e: &tokio_postgres::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = std::error::Error::source(e);
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 #[cfg(test)]
