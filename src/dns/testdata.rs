@@ -38,43 +38,22 @@ max_lag = "100ms"
 answers = 1
 fallback = "primary"
 
+node = [
+    { name = "pg1", address = "10.0.0.11", dsn = "host=10.0.0.11" },
+    { name = "pg2", address = "10.0.0.12", dsn = "host=10.0.0.12" },
+    { name = "pg3", address = "10.0.0.13", dsn = "host=10.0.0.13", weight = 300 },
+    { name = "pg4", address = "10.0.0.14", dsn = "host=10.0.0.14", weight = 0 },
+    { name = "pg5", address = "2001:db8::15", dsn = "host=2001:db8::15" },
+    { name = "pg6", address = "10.0.0.16", dsn = "host=10.0.0.16" },
+    { name = "pg7", address = "10.0.0.17", dsn = "host=10.0.0.17" },
+]
+
 [[cluster.endpoint]]
 name = "analytics"
 nodes = ["pg3", "pg5", "pg7"]
 max_lag = "5m"
 answers = "all"
 fallback = "none"
-
-[[cluster.node]]
-name = "pg1"
-address = "10.0.0.11"
-dsn = "host=10.0.0.11"
-[[cluster.node]]
-name = "pg2"
-address = "10.0.0.12"
-dsn = "host=10.0.0.12"
-[[cluster.node]]
-name = "pg3"
-address = "10.0.0.13"
-dsn = "host=10.0.0.13"
-weight = 300
-[[cluster.node]]
-name = "pg4"
-address = "10.0.0.14"
-dsn = "host=10.0.0.14"
-weight = 0
-[[cluster.node]]
-name = "pg5"
-address = "2001:db8::15"
-dsn = "host=2001:db8::15"
-[[cluster.node]]
-name = "pg6"
-address = "10.0.0.16"
-dsn = "host=10.0.0.16"
-[[cluster.node]]
-name = "pg7"
-address = "10.0.0.17"
-dsn = "host=10.0.0.17"
 
 [[cluster]]
 name = "billing"
@@ -84,14 +63,10 @@ max_lag = "100ms"
 answers = 1
 fallback = "primary"
 
-[[cluster.node]]
-name = "b1"
-address = "10.1.0.1"
-dsn = "host=10.1.0.1"
-[[cluster.node]]
-name = "b2"
-address = "10.1.0.2"
-dsn = "host=10.1.0.2"
+node = [
+    { name = "b1", address = "10.1.0.1", dsn = "host=10.1.0.1" },
+    { name = "b2", address = "10.1.0.2", dsn = "host=10.1.0.2" },
+]
 "#;
 
 pub fn config() -> Config {

@@ -29,28 +29,18 @@ max_lag_bytes = "16MiB"
 answers = 1
 fallback = "primary"
 
+node = [
+    { name = "pg1", address = "10.0.0.11", dsn = "host=10.0.0.11 user=lagdns password=hunter2" },
+    { name = "pg2", address = "10.0.0.12", dsn = "host=10.0.0.12 user=lagdns password=hunter2" },
+    { name = "pg3", address = "10.0.0.13", dsn = "host=10.0.0.13 user=lagdns password=hunter2" },
+    { name = "pg4", address = "10.0.0.14", dsn = "host=10.0.0.14 user=lagdns password=hunter2" },
+]
+
 [[cluster.endpoint]]
 name = "analytics"
 nodes = ["pg3"]
 max_lag = "5m"
 fallback = "none"
-
-[[cluster.node]]
-name = "pg1"
-address = "10.0.0.11"
-dsn = "host=10.0.0.11 user=lagdns password=hunter2"
-[[cluster.node]]
-name = "pg2"
-address = "10.0.0.12"
-dsn = "host=10.0.0.12 user=lagdns password=hunter2"
-[[cluster.node]]
-name = "pg3"
-address = "10.0.0.13"
-dsn = "host=10.0.0.13 user=lagdns password=hunter2"
-[[cluster.node]]
-name = "pg4"
-address = "10.0.0.14"
-dsn = "host=10.0.0.14 user=lagdns password=hunter2"
 "#;
 
 /// pg1 primary, pg2 eligible replica, pg3 lagging 2.5s (eligible for analytics), pg4
