@@ -20,7 +20,7 @@
 //! ```
 //!
 //! The modules, from the bottom up (a module names only those above it in this list;
-//! `tests/layering.rs` checks the rules that matter):
+//! `tests/it/layering.rs` checks the rules that matter):
 //!
 //! | module | owns |
 //! |---|---|

@@ -3,13 +3,11 @@
 //! Deadlines derive from the probe settings each test writes, with margin for a
 //! loaded 2-core machine; conditions are polled, never slept on.
 
-mod common;
-
 use std::time::Duration;
 
-use common::{
-    addrs, eventually, free_port, http_get, probe_connections, query, rcode, start_cluster, txt, Proto, ServeProcess,
-    Settings, Stack,
+use crate::common::{
+    self, addrs, eventually, free_port, http_get, probe_connections, query, rcode, start_cluster, txt, Proto,
+    ServeProcess, Settings, Stack,
 };
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::RecordType;

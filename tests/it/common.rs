@@ -1,7 +1,6 @@
 //! Shared helpers for the tests that run against real PostgreSQL: a DNS client over
 //! real UDP/TCP sockets, HTTP GET, polling with deadlines, and a running lagdns over a
 //! local cluster.
-#![allow(dead_code)]
 
 use std::net::{IpAddr, SocketAddr};
 use std::str::FromStr;
@@ -299,15 +298,6 @@ impl Stack {
             }
         })
         .await
-    }
-
-    /// Every address `read` may answer, collected over `n` queries.
-    pub async fn read_set(&self, name: &str, n: usize) -> Vec<String> {
-        let mut all = std::collections::BTreeSet::new();
-        for _ in 0..n {
-            all.extend(self.answer(name).await.1);
-        }
-        all.into_iter().collect()
     }
 
     pub async fn shutdown(&mut self) {

@@ -2,21 +2,19 @@
 //! (examples/resolvers/unbound.conf) with its stub-addr pointed at an in-process
 //! lagdns, and the answers checked through the resolver, cache included.
 
-mod common;
-
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use common::{addrs, eventually, rcode, Settings, Stack};
+use crate::common::{self, addrs, eventually, rcode, Settings, Stack};
 use hickory_proto::op::{Message, Query, ResponseCode};
 use hickory_proto::rr::{Name, RecordType};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::time::Instant;
 
 /// The snippet the README tells operators to install.
-const SNIPPET: &str = include_str!("../examples/resolvers/unbound.conf");
+const SNIPPET: &str = include_str!("../../examples/resolvers/unbound.conf");
 
 /// How long Unbound may keep serving an answer lagdns no longer gives: lagdns' 1 s TTL
 /// plus slack for a loaded machine.

@@ -1,11 +1,9 @@
 //! End to end against a real primary and two real streaming replicas on loopback
 //! addresses: lagdns serves them in-process and is queried over real UDP and TCP.
 
-mod common;
-
 use std::time::Duration;
 
-use common::{addrs, eventually, http_get, query, rcode, txt, Proto, Settings, Stack};
+use crate::common::{addrs, eventually, http_get, query, rcode, txt, Proto, Settings, Stack};
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::RecordType;
 

@@ -1,0 +1,36 @@
+//! The integration tests, as one test binary (`cargo test --test it`): one link against
+//! the lagdns library and its dependencies instead of one per file. A new test file goes
+//! here as a module, not as another `tests/*.rs`. Filter by module, e.g.
+//! `cargo test --test it faults::`.
+//!
+//! - `cli`: the real binary: `lagdns check` exit codes and messages, `LAGDNS_CONFIG`,
+//!   `lagdns status` without a server, JSON logs and SIGTERM, `lagdns demo` and Ctrl-C.
+//! - `config_examples`: every config example a user can copy parses (`config/`,
+//!   `examples/`, the README's `toml` blocks).
+//! - `dns_protocol`: the DNS server in-process over real UDP/TCP with fabricated
+//!   snapshots: SPEC §5 row by row, EDNS, truncation, error rcodes, malformed packets.
+//! - `e2e_pg`: end to end against a real primary and two real replicas.
+//! - `faults`: faults injected into real PostgreSQL while lagdns serves; reaction times,
+//!   SIGHUP reloads and SIGTERM of a real `lagdns serve`.
+//! - `http_status`: `/healthz`, `/status`, `/metrics` over real TCP and `lagdns status`.
+//! - `layering`: the architecture: where IO libraries may be named, decision code pure.
+//! - `probe_pg`: the probe task against real PostgreSQL: samples, timeouts, cleanup.
+//! - `probe_tls`: probe TLS against real PostgreSQL: `sslmode` semantics, client certs.
+//! - `resolver_unbound`: the README's Unbound recipe against a real Unbound.
+//! - `common`: shared helpers (DNS client, HTTP GET, polling, a lagdns over a cluster).
+//!
+//! All modules share one process: a test may not change process-wide state (environment
+//! variables, the current directory, signal handlers, a global subscriber); ports come
+//! from the kernel (`127.0.0.1:0` or `common::free_port`), clusters from `localpg` slots.
+
+mod cli;
+mod common;
+mod config_examples;
+mod dns_protocol;
+mod e2e_pg;
+mod faults;
+mod http_status;
+mod layering;
+mod probe_pg;
+mod probe_tls;
+mod resolver_unbound;
