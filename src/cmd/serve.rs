@@ -118,15 +118,18 @@ fn host_name() -> String {
 
 /// `lagdns serve --config FILE`: runs until SIGTERM or Ctrl-C; SIGHUP reloads.
 pub async fn run(path: PathBuf) -> anyhow::Result<()> {
+    // Handlers first: a signal that arrives while the server starts is handled once it
+    // runs, instead of killing the process with the default action.
+    use tokio::signal::unix::{signal, SignalKind};
+    let (mut hup, mut term, mut int) =
+        (signal(SignalKind::hangup())?, signal(SignalKind::terminate())?, signal(SignalKind::interrupt())?);
     let config = Config::load(&path)?;
     let server = Server::start(config).await?;
-    let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     loop {
         tokio::select! {
             _ = hup.recv() => reload_from(&server, &path).await,
             _ = term.recv() => break,
-            _ = tokio::signal::ctrl_c() => break,
+            _ = int.recv() => break,
         }
     }
     tracing::info!("shutting down");
