@@ -59,6 +59,7 @@ pub mod health;
 pub mod http;
 pub mod lag;
 pub mod metrics;
+pub mod net;
 pub mod probe;
 pub mod publisher;
 pub mod select;

@@ -4,6 +4,7 @@
 use std::fmt::Write as _;
 use std::time::UNIX_EPOCH;
 
+use crate::dns::edge::EdgeStats;
 use crate::dns::query::QueryStats;
 use crate::health::NodeState;
 use crate::snapshot::{ClusterView, NodeView, Snapshot, WriteTarget};
@@ -17,6 +18,14 @@ pub const SOA_SERIAL: &str = "lagdns_soa_serial";
 pub const ANSWER_CHANGES: &str = "lagdns_answer_changes_total";
 pub const SNAPSHOT_TIMESTAMP: &str = "lagdns_snapshot_timestamp_seconds";
 pub const QUERIES: &str = "lagdns_queries_total";
+pub const RRL_LIMITED: &str = "lagdns_rrl_limited_total";
+pub const RRL_RESPONSES: &str = "lagdns_rrl_responses_total";
+pub const TCP_ACCEPTED: &str = "lagdns_dns_tcp_accepted_total";
+pub const TCP_OPEN: &str = "lagdns_dns_tcp_connections";
+pub const TCP_REFUSED: &str = "lagdns_dns_tcp_refused_total";
+pub const TCP_CLOSED: &str = "lagdns_dns_tcp_closed_total";
+pub const TCP_ACCEPT_ERRORS: &str = "lagdns_dns_tcp_accept_errors_total";
+pub const HTTP_DENIED: &str = "lagdns_http_denied_total";
 pub const SPLIT_BRAIN: &str = "lagdns_split_brain";
 pub const SPLIT_BRAIN_EVENTS: &str = "lagdns_split_brain_events_total";
 pub const SPLIT_BRAIN_RIVALS: &str = "lagdns_split_brain_rivals";
@@ -62,6 +71,39 @@ fn render_global(out: &mut Out, snap: &Snapshot, stats: &QueryStats) {
     for (kind, qtype, rcode, n) in stats.nonzero() {
         out.sample(QUERIES, &[("kind", kind.as_str()), ("qtype", qtype.as_str()), ("rcode", rcode.as_str())], n as f64);
     }
+    render_edge(out, &stats.edge);
+}
+
+fn render_edge(out: &mut Out, edge: &EdgeStats) {
+    let (slipped, dropped) = edge.rrl();
+    let limited = "UDP responses over dns.limits.rate (slipped + dropped).";
+    out.single(RRL_LIMITED, limited, "counter", (slipped + dropped) as f64);
+    out.family(RRL_RESPONSES, "UDP responses over the rate, by what was done: sent truncated or dropped.", "counter");
+    out.sample(RRL_RESPONSES, &[("action", "slipped")], slipped as f64);
+    out.sample(RRL_RESPONSES, &[("action", "dropped")], dropped as f64);
+    let (accepted, open, accept_errors) = edge.tcp_totals();
+    out.single(TCP_ACCEPTED, "DNS TCP connections admitted under the caps.", "counter", accepted as f64);
+    out.single(TCP_OPEN, "DNS TCP connections open now.", "gauge", open as f64);
+    out.family(TCP_REFUSED, "DNS TCP connections closed at accept, by the cap they were over.", "counter");
+    for (event, n) in edge.tcp_events().filter(|(e, _)| e.is_refusal()) {
+        out.sample(TCP_REFUSED, &[("reason", event.as_str())], n as f64);
+    }
+    out.family(TCP_CLOSED, "Admitted DNS TCP connections closed, by reason.", "counter");
+    for (event, n) in edge.tcp_events().filter(|(e, _)| !e.is_refusal()) {
+        out.sample(TCP_CLOSED, &[("reason", event.as_str())], n as f64);
+    }
+    out.single(
+        TCP_ACCEPT_ERRORS,
+        "DNS TCP accept calls that failed (e.g. out of file descriptors).",
+        "counter",
+        accept_errors as f64,
+    );
+    out.single(
+        HTTP_DENIED,
+        "HTTP connections from clients outside http.allow, closed at once.",
+        "counter",
+        edge.http_denied_total() as f64,
+    );
 }
 
 /// A per-cluster or per-node metric family: name, help, type and the value (if any).

@@ -43,17 +43,25 @@ impl Server {
         let config = Arc::new(config);
         // Every key is named: one that is not wired here, or consumed by the part named
         // beside it, fails to compile.
-        let Config { dns, http, probe: _, clusters: _ } = &*config; // probe, clusters: supervisor and publisher
-        let DnsConfig { listen, zone, nsid, ttl: _, negative_ttl: _, nameservers: _ } = dns; // the rest: dns::records
-        let HttpConfig { listen: http_listen } = http;
+        let Config { dns, http, probe: _, clusters } = &*config; // probe, clusters: supervisor and publisher
+                                                                 // allow and limits are read from the current config per query and connection
+        let DnsConfig { listen, zone, nsid, ttl: _, negative_ttl: _, nameservers: _, allow: _, limits } = dns; // the rest: dns::records
+        let HttpConfig { listen: http_listen, allow: _ } = http; // allow: read per connection by http
         let serial = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs() as u32).unwrap_or(1);
         let store = Store::new(Snapshot::initial(config.clone(), serial, SystemTime::now()), Zone::derive);
         let stats = Arc::new(QueryStats::default());
         let (front, back) = (CancellationToken::new(), CancellationToken::new());
         let nsid = nsid.clone().unwrap_or_else(host_name).into_bytes();
 
-        let dns = DnsServer::bind(listen, store.clone(), stats.clone(), nsid)
-            .await
+        let fd_budget = tcp_fd_budget(clusters.iter().map(|c| c.nodes.len()).sum());
+        if limits.tcp_connections > fd_budget {
+            tracing::warn!(
+                tcp_connections = limits.tcp_connections,
+                fitted = fd_budget,
+                "dns.limits.tcp_connections does not fit the open-file limit; capping it"
+            );
+        }
+        let dns = DnsServer::bind(listen, store.clone(), stats.clone(), nsid, fd_budget)
             .with_context(|| format!("cannot bind DNS on {listen:?}"))?;
         let dns_addrs = dns.local_addrs();
         let http_listener = tokio::net::TcpListener::bind(http_listen)
@@ -107,6 +115,37 @@ impl Server {
     }
 }
 
+/// File descriptors kept for everything but DNS TCP connections: listeners, HTTP
+/// clients, logs, and a few per probed node (its connection and a cancel request).
+const FD_RESERVE: u64 = 64;
+const FDS_PER_NODE: u64 = 3;
+
+/// Raises the soft open-file limit to the hard one and says how many descriptors DNS
+/// TCP connections may take (`dns.limits.tcp_connections` is capped to fit).
+fn tcp_fd_budget(nodes: usize) -> u32 {
+    let limit = raise_nofile_limit();
+    let reserve = FD_RESERVE + FDS_PER_NODE * nodes as u64;
+    u32::try_from(limit.saturating_sub(reserve)).unwrap_or(u32::MAX)
+}
+
+/// RLIMIT_NOFILE: soft raised to hard (best effort); returns the soft limit now.
+fn raise_nofile_limit() -> u64 {
+    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit/setrlimit only read and write the struct passed.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
+            return 1024;
+        }
+        if lim.rlim_cur < lim.rlim_max {
+            let raised = libc::rlimit { rlim_cur: lim.rlim_max, rlim_max: lim.rlim_max };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
+                lim = raised;
+            }
+        }
+    }
+    lim.rlim_cur
+}
+
 /// The host name, for the EDNS NSID when the config sets none.
 fn host_name() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
@@ -155,8 +194,9 @@ async fn reload_from(server: &Server, path: &std::path::Path) {
 /// sockets and the NSID). Every key is named, so a new one has to be placed here.
 fn restart_only_changes(old: &Config, new: &Config) -> Vec<&'static str> {
     let Config { dns, http, probe: _, clusters: _ } = old; // probes and clusters reload
-    let DnsConfig { listen, nsid, zone: _, ttl: _, negative_ttl: _, nameservers: _ } = dns; // the zone data reloads
-    let HttpConfig { listen: http_listen } = http;
+                                                           // the zone data, allow and limits reload
+    let DnsConfig { listen, nsid, zone: _, ttl: _, negative_ttl: _, nameservers: _, allow: _, limits: _ } = dns;
+    let HttpConfig { listen: http_listen, allow: _ } = http;
     let mut keys = Vec::new();
     if *listen != new.dns.listen {
         keys.push("dns.listen");

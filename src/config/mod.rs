@@ -16,6 +16,8 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use crate::net::Allow;
+
 pub use dsn::{ClientCert, Dsn, DsnError, RootCert, SslMode, TlsOptions};
 pub use error::ConfigError;
 pub use units::{format_duration, format_size, parse_duration, parse_size};
@@ -46,6 +48,44 @@ pub struct DnsConfig {
     pub nameservers: Vec<Nameserver>,
     /// EDNS NSID answered to clients that ask; `None` = the host name.
     pub nsid: Option<String>,
+    /// Who may query; others get REFUSED.
+    pub allow: Allow,
+    pub limits: DnsLimits,
+}
+
+/// `[dns.limits]`: what one client, or all of them, may take of the server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DnsLimits {
+    /// Open DNS TCP connections in all; further ones are closed at once.
+    pub tcp_connections: u32,
+    /// Open DNS TCP connections per client address.
+    pub tcp_connections_per_client: u32,
+    /// A TCP connection that completes no query for this long is closed.
+    pub tcp_idle: Duration,
+    /// No TCP connection lives longer than this.
+    pub tcp_lifetime: Duration,
+    /// Response-rate limit over UDP: responses per second per client prefix; 0 = off.
+    pub rate: u32,
+    /// Client prefix lengths the rate is counted over.
+    pub rate_prefix_v4: u8,
+    pub rate_prefix_v6: u8,
+    /// Every `slip`th rate-limited response is sent truncated (TC); 0 = drop them all.
+    pub slip: u32,
+}
+
+impl Default for DnsLimits {
+    fn default() -> Self {
+        DnsLimits {
+            tcp_connections: 1024,
+            tcp_connections_per_client: 16,
+            tcp_idle: Duration::from_secs(10),
+            tcp_lifetime: Duration::from_secs(120),
+            rate: 0,
+            rate_prefix_v4: 24,
+            rate_prefix_v6: 56,
+            slip: 2,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -58,6 +98,8 @@ pub struct Nameserver {
 #[derive(Debug, Clone, PartialEq)]
 pub struct HttpConfig {
     pub listen: SocketAddr,
+    /// Who may use the HTTP listener; others are disconnected at once.
+    pub allow: Allow,
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -32,6 +32,21 @@ pub struct RawDns {
     pub negative_ttl: S<Scalar>,
     pub nameservers: S<Vec<Spanned<RawNameserver>>>,
     pub nsid: S<String>,
+    pub allow: S<Vec<Spanned<String>>>,
+    pub limits: S<RawLimits>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLimits {
+    pub tcp_connections: S<i64>,
+    pub tcp_connections_per_client: S<i64>,
+    pub tcp_idle: S<Scalar>,
+    pub tcp_lifetime: S<Scalar>,
+    pub rate: S<i64>,
+    pub rate_prefix_v4: S<i64>,
+    pub rate_prefix_v6: S<i64>,
+    pub slip: S<i64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -45,6 +60,7 @@ pub struct RawNameserver {
 #[serde(deny_unknown_fields)]
 pub struct RawHttp {
     pub listen: S<String>,
+    pub allow: S<Vec<Spanned<String>>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -10,7 +10,7 @@ use std::time::Duration;
 use toml::Spanned;
 
 use super::files::NamedFile;
-use super::raw::{self, RawConfig, RawDns, RawProbe, Scalar, S};
+use super::raw::{self, RawConfig, RawDns, RawHttp, RawProbe, Scalar, S};
 use super::{Answers, Config, ConfigError, DnsConfig, Fallback, HttpConfig, Nameserver, Policy, ProbeConfig};
 
 const DEFAULT_ZONE: &str = "db.internal";
@@ -32,6 +32,7 @@ const MAX_ZONE_LEN: usize = 253 - "hostmaster.".len();
 const RESERVED_PREFIXES: [&str; 2] = ["maxlag-", "lsn-"];
 
 mod cluster;
+mod edge;
 mod values;
 
 use cluster::{clusters, named_files};
@@ -48,11 +49,13 @@ pub fn parse_naming_files(text: &str, file: &str) -> Result<(Config, Vec<NamedFi
     let cx = Cx { text, file };
     let raw: RawConfig = toml::from_str(text).map_err(|e| cx.serde_error(&e))?;
     let dns = dns(&cx, raw.dns)?;
+    let raw_http = raw.http.unwrap_or(RawHttp { listen: None, allow: None });
     let http = HttpConfig {
-        listen: match raw.http.and_then(|h| h.listen) {
-            Some(v) => socket_addr(&cx, &v, "http.listen")?,
+        listen: match &raw_http.listen {
+            Some(v) => socket_addr(&cx, v, "http.listen")?,
             None => super::DEFAULT_HTTP_LISTEN.parse().expect("default http address"),
         },
+        allow: edge::allow(&cx, &raw_http.allow, "http.allow")?,
     };
     let probe = probe(&cx, raw.probe)?;
     let clusters = clusters(&cx, &dns, &raw.cluster)?;
@@ -78,6 +81,8 @@ fn dns(cx: &Cx, raw: Option<RawDns>) -> Result<DnsConfig> {
         negative_ttl: None,
         nameservers: None,
         nsid: None,
+        allow: None,
+        limits: None,
     });
     let listen = match &raw.listen {
         Some(list) => listen_list(cx, list)?,
@@ -102,7 +107,9 @@ fn dns(cx: &Cx, raw: Option<RawDns>) -> Result<DnsConfig> {
         }
         other => other.as_ref().map(|n| n.get_ref().clone()),
     };
-    Ok(DnsConfig { listen, zone, ttl, negative_ttl, nameservers, nsid })
+    let allow = edge::allow(cx, &raw.allow, "dns.allow")?;
+    let limits = edge::limits(cx, &raw.limits)?;
+    Ok(DnsConfig { listen, zone, ttl, negative_ttl, nameservers, nsid, allow, limits })
 }
 
 fn listen_list(cx: &Cx, list: &Spanned<Vec<Spanned<String>>>) -> Result<Vec<SocketAddr>> {

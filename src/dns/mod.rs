@@ -1,14 +1,21 @@
 //! DNS: the vocabulary of a query and its counters (`query`), query-name parsing
 //! (`name`), the SPEC §5 answer table (`answer`), the TXT text (`txt`), the wire form
-//! derived from each published snapshot (`records`), and the hickory-server adapter
-//! (`server`).
+//! derived from each published snapshot (`records`), the answer path from message to
+//! response (`respond`, with `wire` the encoder and `rrl` the rate limiter), the
+//! edge's counters (`edge`), and the sockets (`udp`, `tcp`, bound by `server`).
 
 pub mod answer;
+pub mod edge;
 pub mod name;
 pub mod query;
 pub mod records;
+pub mod respond;
+pub mod rrl;
 pub mod server;
+pub mod tcp;
 pub mod txt;
+pub mod udp;
+pub mod wire;
 
 pub use server::DnsServer;
 

@@ -4,6 +4,8 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use crate::dns::edge::EdgeStats;
+
 /// What kind of name a query asked for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum QueryKind {
@@ -19,10 +21,12 @@ pub enum QueryKind {
     OutOfZone,
     /// No usable question (FORMERR, NOTIMP, BADVERS).
     Malformed,
+    /// From a client outside `[dns] allow` (REFUSED).
+    Denied,
 }
 
 impl QueryKind {
-    pub const ALL: [QueryKind; 9] = [
+    pub const ALL: [QueryKind; 10] = [
         QueryKind::Write,
         QueryKind::Read,
         QueryKind::MaxLag,
@@ -32,6 +36,7 @@ impl QueryKind {
         QueryKind::Unknown,
         QueryKind::OutOfZone,
         QueryKind::Malformed,
+        QueryKind::Denied,
     ];
     pub fn as_str(self) -> &'static str {
         match self {
@@ -44,6 +49,7 @@ impl QueryKind {
             QueryKind::Unknown => "unknown",
             QueryKind::OutOfZone => "out_of_zone",
             QueryKind::Malformed => "malformed",
+            QueryKind::Denied => "denied",
         }
     }
 }
@@ -122,18 +128,32 @@ impl Rcode {
             Rcode::Other => "other",
         }
     }
+
+    /// The wire value (12 bits; BADVERS needs the OPT's extended rcode).
+    pub fn code(self) -> u16 {
+        match self {
+            Rcode::NoError => 0,
+            Rcode::FormErr => 1,
+            Rcode::ServFail | Rcode::Other => 2,
+            Rcode::NxDomain => 3,
+            Rcode::NotImp => 4,
+            Rcode::Refused => 5,
+            Rcode::BadVers => 16,
+        }
+    }
 }
 
 const CELLS: usize = QueryKind::ALL.len() * Qtype::ALL.len() * Rcode::ALL.len();
 
-/// Lock-free query counters by name kind, query type and rcode.
+/// Lock-free query counters by name kind, query type and rcode, and the edge's.
 pub struct QueryStats {
     cells: Box<[AtomicU64]>,
+    pub edge: EdgeStats,
 }
 
 impl Default for QueryStats {
     fn default() -> Self {
-        QueryStats { cells: (0..CELLS).map(|_| AtomicU64::new(0)).collect() }
+        QueryStats { cells: (0..CELLS).map(|_| AtomicU64::new(0)).collect(), edge: EdgeStats::default() }
     }
 }
 

@@ -5,6 +5,7 @@
 //! What depends only on the config (the name table, the parsed names of the SOA, NS
 //! and glue) is a [`ZoneNames`] built once per config and shared by every zone of it.
 
+use std::borrow::Cow;
 use std::net::IpAddr;
 use std::sync::Arc;
 
@@ -15,6 +16,7 @@ use crate::config::Config;
 use crate::dns::answer::{ttl_secs, Answer, Rr, Soa, TxtOf};
 use crate::dns::name::Names;
 use crate::dns::txt;
+use crate::dns::wire::{AnswerRr, Body};
 use crate::snapshot::Snapshot;
 
 /// What the handler needs of one snapshot, precomputed.
@@ -43,13 +45,6 @@ pub struct ZoneNames {
     ns: Vec<RData>,
     /// Address record per nameserver index (owner: the nameserver).
     glue: Vec<Record>,
-}
-
-/// The sections of one response; authority and additional borrow from the zone.
-pub struct Sections<'z> {
-    pub answers: Vec<Record>,
-    pub soa: Option<&'z Record>,
-    pub additional: Vec<&'z Record>,
 }
 
 impl ZoneNames {
@@ -96,28 +91,28 @@ impl Zone {
         Zone { names, soa, write_txt, endpoint_txt }
     }
 
-    /// The records for `answer`, owned by `owner` (the question name as sent, so its
-    /// case is echoed).
-    pub fn sections(&self, answer: &Answer, owner: &Name) -> Sections<'_> {
+    /// The records for `answer` (answers are owned by the question name, which the
+    /// encoder points to).
+    pub fn sections(&self, answer: &Answer) -> Body<'_> {
         let mut answers = Vec::with_capacity(answer.answers.len());
         for rr in &answer.answers {
-            let mut push = |ttl, data: RData| answers.push(Record::from_rdata(owner.clone(), ttl, data));
+            let mut push = |ttl, data| answers.push(AnswerRr { ttl, data });
             match rr {
-                Rr::Addr(ip) => push(answer.ttl, addr(*ip)),
-                Rr::Soa => push(self.soa.ttl, self.soa.data.clone()),
+                Rr::Addr(ip) => push(answer.ttl, Cow::Owned(addr(*ip))),
+                Rr::Soa => push(self.soa.ttl, Cow::Borrowed(&self.soa.data)),
                 Rr::Ns(i) => {
                     if let Some(ns) = self.names.ns.get(*i) {
-                        push(answer.ttl, ns.clone());
+                        push(answer.ttl, Cow::Borrowed(ns));
                     }
                 }
                 Rr::Txt(of) => {
                     for data in self.txt(*of) {
-                        push(answer.ttl, data.clone());
+                        push(answer.ttl, Cow::Borrowed(data));
                     }
                 }
             }
         }
-        Sections {
+        Body {
             answers,
             soa: answer.authority_soa.then_some(&self.soa),
             additional: answer.glue.iter().filter_map(|&i| self.names.glue.get(i)).collect(),
@@ -179,19 +174,18 @@ mod tests {
     use rand::rngs::SmallRng;
     use rand::SeedableRng;
 
-    fn text(records: &[Record]) -> Vec<String> {
-        records.iter().map(|r| r.to_string()).collect()
+    fn text(records: &[AnswerRr<'_>]) -> Vec<String> {
+        records.iter().map(|r| format!("{} {}", r.ttl, r.data)).collect()
     }
 
     #[test]
-    fn encodes_answers_with_the_question_case() {
+    fn encodes_answers() {
         let snap = snapshot();
         let zone = Zone::derive(&snap, None);
-        let owner = Name::from_ascii("WrItE.Db.InTeRnAl.").unwrap();
         let target = zone.names.table.parse("write.db.internal.");
         let a = answer(&snap, &target, Qtype::A, &mut SmallRng::seed_from_u64(1));
-        let s = zone.sections(&a, &owner);
-        assert_eq!(text(&s.answers), ["WrItE.Db.InTeRnAl. 1 IN A 10.0.0.11"]);
+        let s = zone.sections(&a);
+        assert_eq!(text(&s.answers), ["1 10.0.0.11"]);
         assert!(s.soa.is_none() && s.additional.is_empty());
     }
 
@@ -199,22 +193,14 @@ mod tests {
     fn soa_ns_glue_and_negative_answers() {
         let snap = snapshot();
         let zone = Zone::derive(&snap, None);
-        let apex = Name::from_ascii("db.internal.").unwrap();
         let mut rng = SmallRng::seed_from_u64(1);
         let ns = answer(&snap, &zone.names.table.parse("db.internal."), Qtype::Ns, &mut rng);
-        let s = zone.sections(&ns, &apex);
-        assert_eq!(
-            text(&s.answers),
-            [
-                "db.internal. 1 IN NS ns1.db.internal.",
-                "db.internal. 1 IN NS ns2.other.net.",
-                "db.internal. 1 IN NS ns3.sub.db.internal."
-            ]
-        );
+        let s = zone.sections(&ns);
+        assert_eq!(text(&s.answers), ["1 ns1.db.internal.", "1 ns2.other.net.", "1 ns3.sub.db.internal."]);
         let glue: Vec<String> = s.additional.iter().map(|r| r.to_string()).collect();
         assert_eq!(glue, ["ns1.db.internal. 1 IN A 192.0.2.1", "ns3.sub.db.internal. 1 IN AAAA 2001:db8::53"]);
         let nx = answer(&snap, &zone.names.table.parse("nosuch.db.internal."), Qtype::A, &mut rng);
-        let s = zone.sections(&nx, &apex);
+        let s = zone.sections(&nx);
         assert!(s.answers.is_empty());
         assert_eq!(
             s.soa.unwrap().to_string(),
@@ -226,14 +212,13 @@ mod tests {
     fn txt_lines_are_one_record_per_node_and_split_at_255_bytes() {
         let snap = snapshot();
         let zone = Zone::derive(&snap, None);
-        let owner = Name::from_ascii("read.db.internal.").unwrap();
         let target = zone.names.table.parse("read.db.internal.");
         let a = answer(&snap, &target, Qtype::Txt, &mut SmallRng::seed_from_u64(1));
-        let s = zone.sections(&a, &owner);
+        let s = zone.sections(&a);
         let lines = txt::endpoint_lines(&snap.clusters[0], 0);
         assert_eq!(s.answers.len(), lines.len());
         for (record, line) in s.answers.iter().zip(&lines) {
-            let RData::TXT(t) = &record.data else { panic!("not TXT: {record}") };
+            let RData::TXT(t) = &*record.data else { panic!("not TXT: {record:?}") };
             assert_eq!(t.txt_data.concat(), line.as_bytes());
         }
         let long = "é".repeat(200);

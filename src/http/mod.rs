@@ -1,7 +1,9 @@
 //! HTTP: `/healthz`, `/status` (JSON) and `/metrics` (Prometheus text).
 //!
 //! Handlers only load the current snapshot and render it; they never wait on probes.
+//! `edge` bounds who may connect, how many at once, and for how long.
 
+pub mod edge;
 pub mod status;
 
 #[cfg(test)]
@@ -43,7 +45,8 @@ pub async fn serve(
     stats: Arc<QueryStats>,
     cancel: CancellationToken,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(snapshots, stats)).with_graceful_shutdown(cancel.cancelled_owned()).await
+    let guarded = edge::Guarded::new(listener, snapshots.clone(), stats.clone());
+    axum::serve(guarded, router(snapshots, stats)).with_graceful_shutdown(cancel.cancelled_owned()).await
 }
 
 async fn healthz() -> &'static str {

@@ -320,16 +320,32 @@ impl ServeProcess {
     /// Writes `text` to a config file in `dir` and starts `lagdns serve` on it; `text`
     /// must listen on the fixed `ports`.
     pub fn spawn(dir: &std::path::Path, text: &str, ports: (u16, u16)) -> ServeProcess {
+        ServeProcess::spawn_limited(dir, text, ports, None)
+    }
+
+    /// [`ServeProcess::spawn`] with soft and hard `RLIMIT_NOFILE` set to `nofile`.
+    pub fn spawn_limited(dir: &std::path::Path, text: &str, ports: (u16, u16), nofile: Option<u64>) -> ServeProcess {
+        use std::os::unix::process::CommandExt;
         let config = dir.join("lagdns-serve.toml");
         let log = dir.join("lagdns-serve.log");
         std::fs::write(&config, text).unwrap();
-        let child = std::process::Command::new(env!("CARGO_BIN_EXE_lagdns"))
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_lagdns"));
+        command
             .args(["--log-level", "info", "serve", "--config"])
             .arg(&config)
             .stdout(std::process::Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap();
+            .stderr(std::fs::File::create(&log).unwrap());
+        if let Some(n) = nofile {
+            let lim = libc::rlimit { rlim_cur: n, rlim_max: n };
+            // SAFETY: setrlimit is async-signal-safe and only reads `lim`.
+            unsafe {
+                command.pre_exec(move || match libc::setrlimit(libc::RLIMIT_NOFILE, &lim) {
+                    0 => Ok(()),
+                    _ => Err(std::io::Error::last_os_error()),
+                });
+            }
+        }
+        let child = command.spawn().unwrap();
         let at = |p: u16| SocketAddr::from(([127, 0, 0, 1], p));
         ServeProcess { child, config, log, dns: at(ports.0), http: at(ports.1) }
     }
@@ -347,6 +363,21 @@ impl ServeProcess {
             assert!(Instant::now() < deadline, "lagdns not listening within {within:?}; log:\n{}", self.log_text());
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+    }
+
+    /// Open file descriptors of the process now.
+    pub fn open_fds(&self) -> usize {
+        std::fs::read_dir(format!("/proc/{}/fd", self.child.id())).map_or(0, |d| d.count())
+    }
+
+    /// CPU time the process has used (user + system).
+    pub fn cpu_time(&self) -> Duration {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap_or_default();
+        let after_name = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+        let fields: Vec<u64> = after_name.split_whitespace().filter_map(|f| f.parse().ok()).collect();
+        // fields 14 and 15 of stat(5), counted from the state field (3)
+        let ticks = fields.get(10).copied().unwrap_or(0) + fields.get(11).copied().unwrap_or(0);
+        Duration::from_millis(ticks * 10)
     }
 
     pub fn signal(&self, sig: i32) {

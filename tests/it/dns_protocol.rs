@@ -149,7 +149,7 @@ async fn start(snap: Snapshot) -> Harness {
     let store = Store::new(snap, Zone::derive);
     let stats = Arc::new(QueryStats::default());
     let listen: Vec<SocketAddr> = vec!["127.0.0.1:0".parse().unwrap()];
-    let server = DnsServer::bind(&listen, store.clone(), stats.clone(), NSID.to_vec()).await.unwrap();
+    let server = DnsServer::bind(&listen, store.clone(), stats.clone(), NSID.to_vec(), 1000).unwrap();
     let addr = server.local_addrs()[0];
     assert_ne!(addr.port(), 0);
     let cancel = CancellationToken::new();
@@ -550,7 +550,7 @@ async fn binds_several_addresses_and_stops_cleanly() {
     let store = Store::new(snapshot(7, true), Zone::derive);
     let listen: Vec<SocketAddr> = vec!["127.0.0.1:0".parse().unwrap(), "127.0.0.2:0".parse().unwrap()];
     let stats = Arc::new(QueryStats::default());
-    let server = DnsServer::bind(&listen, store, stats, Vec::new()).await.unwrap();
+    let server = DnsServer::bind(&listen, store, stats, Vec::new(), 1000).unwrap();
     let addrs = server.local_addrs();
     assert_eq!(addrs.len(), 2);
     let cancel = CancellationToken::new();

@@ -10,6 +10,8 @@
 //! - `dns_protocol`: the DNS server in-process over real UDP/TCP with fabricated
 //!   snapshots: SPEC §5 row by row, EDNS, truncation, error rcodes, malformed packets.
 //! - `e2e_pg`: end to end against a real primary and two real replicas.
+//! - `edge`: SPEC §12 over real sockets from several 127.0.0.x sources: `allow`, TCP
+//!   caps and timeouts, response-rate limiting.
 //! - `faults`: faults injected into real PostgreSQL while lagdns serves; reaction times,
 //!   SIGHUP reloads and SIGTERM of a real `lagdns serve`.
 //! - `http_status`: `/healthz`, `/status`, `/metrics` over real TCP and `lagdns status`.
@@ -28,6 +30,7 @@ mod common;
 mod config_examples;
 mod dns_protocol;
 mod e2e_pg;
+mod edge;
 mod faults;
 mod http_status;
 mod layering;

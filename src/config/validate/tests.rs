@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use super::parse;
 use crate::config::*;
+use crate::net::Allow;
 
 /// The smallest valid config: one cluster with one node (4 lines per block below).
 const MIN: &str = r#"[[cluster]]
@@ -43,8 +44,20 @@ fn minimal_config_gets_every_default() {
             negative_ttl: ms(1000),
             nameservers: vec![Nameserver { name: "ns1.db.internal".into(), address: "127.0.0.1".parse().unwrap() }],
             nsid: None,
+            allow: Allow::everyone(),
+            // SPEC §12's defaults
+            limits: DnsLimits {
+                tcp_connections: 1024,
+                tcp_connections_per_client: 16,
+                tcp_idle: ms(10_000),
+                tcp_lifetime: ms(120_000),
+                rate: 0,
+                rate_prefix_v4: 24,
+                rate_prefix_v6: 56,
+                slip: 2,
+            },
         },
-        http: HttpConfig { listen: "127.0.0.1:8053".parse().unwrap() },
+        http: HttpConfig { listen: "127.0.0.1:8053".parse().unwrap(), allow: Allow::everyone() },
         probe: ProbeConfig { interval: ms(250), timeout: ms(1000), fall: 2, rise: 2 },
         clusters: vec![ClusterConfig {
             name: "main".into(),
@@ -176,7 +189,7 @@ rise = 1
 const ERRORS: &[(&str, &str)] = &[
     // syntax and unknown keys (from the TOML parser, with the key found by span)
     ("colour = 1\n", "t.toml:1: colour: unknown field `colour`, expected one of `dns`, `http`, `probe`, `cluster`"),
-    ("[dns]\nzone = \"db.internal\"\nzonee = \"x\"\n", "t.toml:3: dns.zonee: unknown field `zonee`, expected one of `listen`, `zone`, `ttl`, `negative_ttl`, `nameservers`, `nsid`"),
+    ("[dns]\nzone = \"db.internal\"\nzonee = \"x\"\n", "t.toml:3: dns.zonee: unknown field `zonee`, expected one of `listen`, `zone`, `ttl`, `negative_ttl`, `nameservers`, `nsid`, `allow`, `limits`"),
     ("[[cluster]]\nname = \"main\"\n[[cluster.node]]\nname = \"pg1\"\nweigth = 5\n", "t.toml:5: cluster[main].node[pg1].weigth: unknown field `weigth`, expected one of `name`, `address`, `dsn`, `weight`, `password_file`"),
     ("[dns]\nnameservers = [{ name = \"ns1.db.internal\", adress = \"127.0.0.1\" }]\n", "t.toml:2: dns.nameservers[ns1.db.internal].adress: unknown field `adress`, expected `name` or `address`"),
     ("[[cluster]]\nname = \"main\"\n[[cluster.endpoint]]\nname = \"a\"\nmax_lagg = \"1s\"\n", "t.toml:5: cluster[main].endpoint[a].max_lagg: unknown field `max_lagg`, expected one of `name`, `nodes`, `max_lag`, `max_lag_bytes`, `answers`, `fallback`"),
@@ -319,4 +332,65 @@ fn nsid_is_at_most_128_bytes() {
     let cfg = |n: usize| format!("[dns]\nnsid = \"{}\"\n{MIN}", "a".repeat(n));
     assert_eq!(ok(&cfg(128)).dns.nsid.map(|s| s.len()), Some(128));
     assert_eq!(err(&cfg(129)), "t.toml:2: dns.nsid: is longer than 128 bytes");
+}
+
+#[test]
+fn edge_keys_are_read() {
+    let cfg = ok(&format!(
+        r#"[dns]
+allow = ["10.0.0.0/8", "127.0.0.1", "::1/128"]
+[dns.limits]
+tcp_connections = 100
+tcp_connections_per_client = 4
+tcp_idle = "2s"
+tcp_lifetime = "30s"
+rate = 50
+rate_prefix_v4 = 32
+rate_prefix_v6 = 64
+slip = 0
+[http]
+allow = ["127.0.0.0/8"]
+{MIN}"#
+    ));
+    let nets = |a: &Allow| a.networks().unwrap().iter().map(|n| n.to_string()).collect::<Vec<_>>();
+    assert_eq!(nets(&cfg.dns.allow), ["10.0.0.0/8", "127.0.0.1/32", "::1/128"]);
+    assert_eq!(nets(&cfg.http.allow), ["127.0.0.0/8"]);
+    let l = cfg.dns.limits;
+    assert_eq!(
+        (l.tcp_connections, l.tcp_connections_per_client, l.tcp_idle, l.tcp_lifetime),
+        (100, 4, ms(2000), ms(30_000))
+    );
+    assert_eq!((l.rate, l.rate_prefix_v4, l.rate_prefix_v6, l.slip), (50, 32, 64, 0));
+}
+
+#[test]
+fn edge_errors_name_the_line_and_key() {
+    let cases = [
+        (
+            "[dns]\nallow = [\"10.0.0.0/8\", \"db.internal\"]\n",
+            "t.toml:2: dns.allow[1]: \"db.internal\" is not a network",
+        ),
+        (
+            "[dns]\nallow = [\"10.0.0.1/8\"]\n",
+            "t.toml:2: dns.allow[0]: \"10.0.0.1/8\" has host bits set: write 10.0.0.0/8",
+        ),
+        ("[dns]\nallow = []\n", "t.toml:2: dns.allow: is empty, which would refuse everyone"),
+        ("[http]\nallow = [\"300.0.0.0/8\"]\n", "t.toml:2: http.allow[0]: \"300.0.0.0/8\" is not a network"),
+        (
+            "[dns.limits]\ntcp_connections = 0\n",
+            "t.toml:2: dns.limits.tcp_connections: must be an integer from 1 to 65535, not 0",
+        ),
+        (
+            "[dns.limits]\nrate_prefix_v4 = 33\n",
+            "t.toml:2: dns.limits.rate_prefix_v4: must be an integer from 1 to 32, not 33",
+        ),
+        ("[dns.limits]\nslip = -1\n", "t.toml:2: dns.limits.slip: must be an integer from 0 to 100, not -1"),
+        ("[dns.limits]\ntcp_idle = \"0s\"\n", "t.toml:2: dns.limits.tcp_idle: must be more than 0"),
+        ("[dns.limits]\nrate = 5000000\n", "t.toml:2: dns.limits.rate: must be an integer from 0 to 1000000"),
+        ("[dns.limits]\nburst = 1\n", "t.toml:2: dns.limits.burst: unknown field `burst`"),
+    ];
+    for (text, want) in cases {
+        let err = Config::parse(&format!("{text}{MIN}"), "t.toml").unwrap_err().to_string();
+        assert!(err.starts_with(want), "{text}\n got: {err}\nwant: {want}");
+    }
 }

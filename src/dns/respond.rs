@@ -1,0 +1,204 @@
+//! The answer path, one message in, one response out, the same for UDP and TCP (and the
+//! fuzz targets): header checks, `[dns] allow`, response-rate limiting (UDP), the
+//! message checks (EDNS version, opcode, question count, class), the SPEC §5 answer
+//! from the current generation, and the encoding (`wire`). No await, no lock, no log.
+//!
+//! | input | response |
+//! |---|---|
+//! | under 12 bytes, or QR set (a response: reflection guard) | none |
+//! | client outside `[dns] allow` | REFUSED |
+//! | over the rate (UDP) | truncated (every `slip`th) or none |
+//! | the rest does not parse | FORMERR, no question |
+//! | EDNS version above 0 | BADVERS |
+//! | opcode other than QUERY | NOTIMP, without AA, RD, CD (defined for QUERY only) |
+//! | not exactly one question | FORMERR |
+//! | class other than IN | REFUSED |
+//! | otherwise | the answer (AA when in the zone) |
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use hickory_proto::op::{Edns, Header, Message, Query};
+use hickory_proto::rr::rdata::opt::EdnsCode;
+use hickory_proto::rr::DNSClass;
+use hickory_proto::serialize::binary::{BinDecodable, BinDecoder};
+
+use crate::config::DnsLimits;
+use crate::dns::answer::answer;
+use crate::dns::edge::Limited;
+use crate::dns::query::{Qtype, QueryKind, QueryStats, Rcode};
+use crate::dns::records::Zone;
+use crate::dns::rrl::{RateLimiter, Verdict};
+use crate::dns::wire::{self, Body, Head, Opt, Question, MAX_MESSAGE};
+use crate::store::Store;
+
+/// Largest UDP payload offered to EDNS clients (DNS flag day 2020).
+pub const MAX_UDP_PAYLOAD: u16 = 1232;
+/// UDP size of a client without EDNS (RFC 1035).
+const PLAIN_UDP: usize = 512;
+const OPCODE_QUERY: u8 = 0;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    Udp,
+    Tcp,
+}
+
+/// Everything the answer path reads; shared by every socket loop.
+pub struct Responder {
+    store: Arc<Store<Zone>>,
+    stats: Arc<QueryStats>,
+    /// The NSID answered to clients that ask (empty: none).
+    nsid: Vec<u8>,
+    rrl: RateLimiter,
+}
+
+/// The part of a request the response is built from.
+struct Request<'p> {
+    id: u16,
+    opcode: u8,
+    rd: bool,
+    cd: bool,
+    question: Question<'p>,
+    query: Option<Query>,
+    edns: Option<Edns>,
+}
+
+impl Responder {
+    pub fn new(store: Arc<Store<Zone>>, stats: Arc<QueryStats>, nsid: Vec<u8>) -> Responder {
+        Responder { store, stats, nsid, rrl: RateLimiter::new() }
+    }
+
+    /// The limits of the current config.
+    pub fn limits(&self) -> DnsLimits {
+        self.store.load().snapshot.config.dns.limits
+    }
+
+    /// Answers `packet` from `client`, writing the response into `out`; returns false
+    /// when nothing is to be sent. `now` (seconds, any epoch) is the rate-limit window.
+    pub fn respond(&self, packet: &[u8], client: IpAddr, transport: Transport, now: u64, out: &mut Vec<u8>) -> bool {
+        out.clear();
+        if packet.len() < 12 || packet[2] & 0x80 != 0 {
+            return false;
+        }
+        let generation = self.store.load();
+        let dns = &generation.snapshot.config.dns;
+        let request = parse(packet);
+        let limit = match (&request, transport) {
+            (_, Transport::Tcp) => MAX_MESSAGE,
+            (Ok(r), Transport::Udp) => r.edns.as_ref().map_or(PLAIN_UDP, |e| usize::from(udp_payload(e))),
+            (Err(_), Transport::Udp) => PLAIN_UDP,
+        };
+        if transport == Transport::Udp {
+            match self.rrl.check(client, now, &dns.limits) {
+                Verdict::Send => {}
+                Verdict::Drop => {
+                    self.stats.edge.limited(Limited::Dropped);
+                    return false;
+                }
+                Verdict::Slip => {
+                    self.stats.edge.limited(Limited::Slipped);
+                    let (head, question, opt) = match &request {
+                        Ok(r) => (r.head(), r.question, self.opt(r)),
+                        Err(id) => (Head { id: *id, ..Head::default() }, Question::NONE, None),
+                    };
+                    wire::encode(out, Head { tc: true, ..head }, question, &Body::default(), opt, limit);
+                    return true;
+                }
+            }
+        }
+        let request = match request {
+            Ok(r) => r,
+            Err(id) => {
+                let head = Head { id, opcode: packet[2] >> 3 & 0x0F, rcode: Rcode::FormErr.code(), ..Head::default() };
+                wire::encode(out, head, Question::NONE, &Body::default(), None, limit);
+                self.stats.record(QueryKind::Malformed, Qtype::Other, Rcode::FormErr);
+                return true;
+            }
+        };
+        let qtype = request.query.as_ref().map_or(Qtype::Other, |q| Qtype::from_code(u16::from(q.query_type())));
+        let opt = self.opt(&request);
+        let reject = |out: &mut Vec<u8>, kind, rcode: Rcode| {
+            let mut head = Head { rcode: rcode.code(), ..request.head() };
+            if request.opcode != OPCODE_QUERY {
+                (head.rd, head.cd) = (false, false);
+            }
+            wire::encode(out, head, request.question, &Body::default(), opt, limit);
+            self.stats.record(kind, qtype, rcode);
+            true
+        };
+        if !dns.allow.admits(client) {
+            return reject(out, QueryKind::Denied, Rcode::Refused);
+        }
+        if request.edns.as_ref().is_some_and(|e| e.version() > 0) {
+            return reject(out, QueryKind::Malformed, Rcode::BadVers);
+        }
+        if request.opcode != OPCODE_QUERY {
+            return reject(out, QueryKind::Malformed, Rcode::NotImp);
+        }
+        let Some(query) = request.query.as_ref().filter(|_| request.question.count == 1) else {
+            return reject(out, QueryKind::Malformed, Rcode::FormErr);
+        };
+        if query.query_class() != DNSClass::IN {
+            return reject(out, QueryKind::OutOfZone, Rcode::Refused);
+        }
+        let mut qname = query.name().to_ascii();
+        qname.make_ascii_lowercase();
+        let target = generation.derived.names.table.parse(&qname);
+        let decided = answer(&generation.snapshot, &target, qtype, &mut rand::rng());
+        let body = generation.derived.sections(&decided);
+        let head = Head { aa: decided.authoritative, rcode: decided.rcode.code(), ..request.head() };
+        wire::encode(out, head, request.question, &body, opt, limit);
+        self.stats.record(decided.kind, qtype, decided.rcode);
+        true
+    }
+
+    /// The OPT to echo (RFC 6891): version 0, our UDP size, NSID when asked for.
+    fn opt<'a>(&'a self, request: &Request<'_>) -> Option<Opt<'a>> {
+        let edns = request.edns.as_ref()?;
+        let nsid = (!self.nsid.is_empty() && edns.option(EdnsCode::NSID).is_some()).then_some(&self.nsid[..]);
+        Some(Opt { payload: udp_payload(edns), nsid })
+    }
+}
+
+impl Request<'_> {
+    /// The response header: ID and opcode echoed, RD and CD copied.
+    fn head(&self) -> Head {
+        Head { id: self.id, opcode: self.opcode, rd: self.rd, cd: self.cd, ..Head::default() }
+    }
+}
+
+/// The UDP size we answer an EDNS client with.
+fn udp_payload(edns: &Edns) -> u16 {
+    edns.max_payload().clamp(PLAIN_UDP as u16, MAX_UDP_PAYLOAD)
+}
+
+/// Parses a message of at least 12 bytes; on failure, the ID to answer FORMERR with.
+fn parse(packet: &[u8]) -> Result<Request<'_>, u16> {
+    let id = u16::from_be_bytes([packet[0], packet[1]]);
+    let mut decoder = BinDecoder::new(packet);
+    let header = Header::read(&mut decoder).map_err(|_| id)?;
+    let counts = header.counts;
+    let mut first = None;
+    for i in 0..counts.queries {
+        let query = Query::read(&mut decoder).map_err(|_| id)?;
+        if i == 0 {
+            first = Some(query);
+        }
+    }
+    let question = Question { bytes: &packet[12..decoder.index()], count: counts.queries };
+    let op = header.metadata.op_code;
+    Message::read_records(&mut decoder, usize::from(counts.answers), false, op).map_err(|_| id)?;
+    Message::read_records(&mut decoder, usize::from(counts.authorities), false, op).map_err(|_| id)?;
+    let (_, edns, _) =
+        Message::read_records(&mut decoder, usize::from(counts.additionals), true, op).map_err(|_| id)?;
+    Ok(Request {
+        id,
+        opcode: packet[2] >> 3 & 0x0F,
+        rd: packet[2] & 0x01 != 0,
+        cd: packet[3] & 0x10 != 0,
+        question,
+        query: first,
+        edns,
+    })
+}

@@ -1,0 +1,69 @@
+//! DNS over UDP: a few worker tasks per socket, each receiving a datagram, answering it
+//! in place (`respond`, no await) and sending the response. No task per query and
+//! nothing kept between datagrams, so no rate of datagrams grows memory.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio::net::UdpSocket;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::dns::respond::{Responder, Transport};
+
+/// Largest datagram read (anything longer is cut by the kernel and fails to parse).
+const RECV_BUFFER: usize = 65_535;
+
+/// Receives and answers on `socket` until `cancel` fires; a datagram being answered
+/// is answered first.
+pub async fn serve(socket: Arc<UdpSocket>, responder: Arc<Responder>, epoch: Instant, cancel: CancellationToken) {
+    let mut buf = vec![0u8; RECV_BUFFER];
+    let mut out = Vec::with_capacity(1232);
+    loop {
+        let received = tokio::select! {
+            biased;
+            _ = cancel.cancelled() => return,
+            r = socket.recv_from(&mut buf) => r,
+        };
+        let (len, src) = match received {
+            Ok(r) => r,
+            // Errors here are per datagram (e.g. an ICMP error reported late); go on.
+            Err(_) => continue,
+        };
+        if !answerable(src) {
+            continue;
+        }
+        let now = epoch.elapsed().as_secs();
+        if responder.respond(&buf[..len], src.ip(), Transport::Udp, now, &mut out) {
+            let _ = socket.send_to(&out, src).await;
+        }
+    }
+}
+
+/// A source a response may go to: not port 0, unspecified, broadcast or multicast.
+fn answerable(src: SocketAddr) -> bool {
+    let ip = src.ip().to_canonical();
+    let broadcast = matches!(ip, std::net::IpAddr::V4(v4) if v4.is_broadcast());
+    src.port() != 0 && !ip.is_unspecified() && !ip.is_multicast() && !broadcast
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spoofable_sources_get_nothing() {
+        for (src, want) in [
+            ("127.0.0.1:5000", true),
+            ("[::1]:5000", true),
+            ("127.0.0.1:0", false),
+            ("0.0.0.0:53", false),
+            ("255.255.255.255:53", false),
+            ("224.0.0.1:53", false),
+            ("[::ffff:255.255.255.255]:53", false),
+            ("[ff02::1]:53", false),
+        ] {
+            assert_eq!(answerable(src.parse().unwrap()), want, "{src}");
+        }
+    }
+}
