@@ -178,8 +178,8 @@ impl fmt::Display for RootCert {
 }
 
 impl Dsn {
-    /// The connection settings for tokio-postgres (the DSN's own password included; the
-    /// probe applies `password_file`/`PGPASSWORD` over it).
+    /// The connection settings for tokio-postgres, the DSN's own password included (the
+    /// probe uses `password_file`, then `PGPASSWORD`, only when the DSN has none).
     pub fn connection(&self) -> &tokio_postgres::Config {
         &self.connection
     }

@@ -320,12 +320,21 @@ impl ServeProcess {
     /// Writes `text` to a config file in `dir` and starts `lagdns serve` on it; `text`
     /// must listen on the fixed `ports`.
     pub fn spawn(dir: &std::path::Path, text: &str, ports: (u16, u16)) -> ServeProcess {
+        ServeProcess::spawn_with_env(dir, text, ports, &[])
+    }
+
+    /// [`ServeProcess::spawn`] with `env` set in the process's environment (`PGPASSWORD`
+    /// is only ever set this way: the test binary's own environment is shared by every
+    /// test); `PGPASSWORD` is unset unless `env` sets it.
+    pub fn spawn_with_env(dir: &std::path::Path, text: &str, ports: (u16, u16), env: &[(&str, &str)]) -> ServeProcess {
         let config = dir.join("lagdns-serve.toml");
         let log = dir.join("lagdns-serve.log");
         std::fs::write(&config, text).unwrap();
         let child = std::process::Command::new(env!("CARGO_BIN_EXE_lagdns"))
             .args(["--log-level", "info", "serve", "--config"])
             .arg(&config)
+            .env_remove("PGPASSWORD")
+            .envs(env.iter().copied())
             .stdout(std::process::Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap())
             .spawn()

@@ -15,6 +15,8 @@
 //! - `http_status`: `/healthz`, `/status`, `/metrics` over real TCP and `lagdns status`.
 //! - `layering`: the architecture: where IO libraries may be named, decision code pure.
 //! - `probe_pg`: the probe task against real PostgreSQL: samples, timeouts, cleanup.
+//! - `probe_password`: where the probe's password comes from (DSN, `password_file`,
+//!   `PGPASSWORD`) against real PostgreSQL with password authentication.
 //! - `probe_tls`: probe TLS against real PostgreSQL: `sslmode` semantics, client certs,
 //!   refusals shown in `/status`.
 //! - `resolver_unbound`: the README's Unbound recipe against a real Unbound.
@@ -32,6 +34,7 @@ mod e2e_pg;
 mod faults;
 mod http_status;
 mod layering;
+mod probe_password;
 mod probe_pg;
 mod probe_tls;
 mod resolver_unbound;
