@@ -157,7 +157,8 @@ wal_retrieve_retry_interval = 200ms
 log_line_prefix = '%m [%p] %q%a '
 ";
 
-const HBA: &str = "\
+/// Everyone is trusted (loopback only); `LocalNode::require_password` puts a rule first.
+pub(crate) const HBA: &str = "\
 local all all trust
 local replication all trust
 host all all 127.0.0.0/8 trust

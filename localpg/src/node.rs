@@ -1,6 +1,8 @@
 //! One local PostgreSQL server (primary or streaming replica) and the faults a test can
-//! inflict on it: stop/start, freeze/thaw, promote, pause replay, cut it off upstream.
+//! inflict on it: stop/start, freeze/thaw, promote, pause replay, cut it off upstream;
+//! and password authentication for a role, where a test needs it.
 
+use super::cluster::HBA;
 use super::error::{log_tail, LocalPgError};
 use super::run::{client_tool, pg_tool, run};
 use super::{procs, slot};
@@ -130,6 +132,19 @@ impl LocalNode {
             slot::record_postmaster(&self.pids_file, pid, &self.data_dir());
         }
         started
+    }
+
+    /// Makes TCP logins of `role` (a plain identifier) on this node need `password`
+    /// (scram-sha-256); every other login, and the unix socket that `sql` uses, stays
+    /// `trust`. Restarts the server, so the rule is in force when this returns (and no
+    /// connection made before it survives).
+    pub fn require_password(&self, role: &str, password: &str) -> Result<(), LocalPgError> {
+        let password = password.replace('\'', "''");
+        self.sql(&format!("SET password_encryption = 'scram-sha-256'; ALTER ROLE {role} PASSWORD '{password}'"))?;
+        let hba = format!("host all {role} 127.0.0.0/8 scram-sha-256\n{HBA}");
+        std::fs::write(self.data_dir().join("pg_hba.conf"), hba).map_err(LocalPgError::io("write pg_hba.conf"))?;
+        self.stop()?;
+        self.start()
     }
 
     /// Fast shutdown (`pg_ctl stop -m fast -w`); the port is closed when this returns.

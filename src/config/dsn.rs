@@ -7,6 +7,15 @@
 //! key=value form (quoting and `\` escapes) or from a `postgres://`/`postgresql://` URL's
 //! query (percent-decoded) — and tokio-postgres parses the rest, once, here.
 //!
+//! The TLS keys are checked together as libpq does (`effective_mode`): `verify-ca` and
+//! `verify-full` need `sslrootcert` (without it the DSN is an error, never a silent
+//! fallback to other roots), and `sslrootcert=system` (the operating system's roots)
+//! implies `verify-full`. libpq 16 makes `verify-full` the default with
+//! `sslrootcert=system` and refuses a weaker `sslmode` next to it; lagdns raises a weaker
+//! one (even `disable`) to `verify-full` instead: naming the system's roots asks for the
+//! check libpq would make, a probe never checks less than that, and `check` prints the
+//! effective `sslmode=verify-full`.
+//!
 //! Pure: no file is opened here (`config::files` opens the named files when a config is
 //! loaded; the probe reads them when it connects). `Display` is the redacted form for
 //! logs and `check` (`password=***`); no error quotes the DSN's text.
@@ -47,7 +56,9 @@ pub enum SslMode {
     VerifyFull,
 }
 
-/// The TLS settings of a DSN.
+/// The TLS settings of a DSN. From a parsed DSN, `mode` is the effective one (see
+/// `effective_mode`): a verify mode always has a `root_cert`, and `sslrootcert=system`
+/// always has `verify-full`.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct TlsOptions {
     pub mode: SslMode,
@@ -88,6 +99,11 @@ pub enum DsnError {
     SslMode(String),
     #[error("{key} must not be empty")]
     Empty { key: &'static str },
+    #[error(
+        "sslmode={} needs sslrootcert (a PEM file of CA certificates, or `system` for the operating system's roots)",
+        .0.name()
+    )]
+    NoRootCert(SslMode),
     #[error("{given} without {missing} (give both or neither)")]
     HalfClientCert { given: &'static str, missing: &'static str },
     /// What tokio-postgres says about the rest (unknown key, bad port...): key names only.
@@ -162,8 +178,8 @@ impl fmt::Display for RootCert {
 }
 
 impl Dsn {
-    /// The connection settings for tokio-postgres (the DSN's own password included; the
-    /// probe applies `password_file`/`PGPASSWORD` over it).
+    /// The connection settings for tokio-postgres, the DSN's own password included (the
+    /// probe uses `password_file`, then `PGPASSWORD`, only when the DSN has none).
     pub fn connection(&self) -> &tokio_postgres::Config {
         &self.connection
     }
@@ -282,7 +298,7 @@ impl TlsKeys {
     }
 
     fn options(self) -> Result<TlsOptions, DsnError> {
-        let mode = self.mode.as_deref().map(SslMode::parse).transpose()?.unwrap_or_default();
+        let given = self.mode.as_deref().map(SslMode::parse).transpose()?.unwrap_or_default();
         let path = |value: String, key: &'static str| {
             if value.is_empty() {
                 Err(DsnError::Empty { key })
@@ -295,6 +311,7 @@ impl TlsKeys {
             Some(v) => Some(RootCert::File(path(v, "sslrootcert")?)),
             None => None,
         };
+        let mode = effective_mode(given, root_cert.as_ref())?;
         let client_cert = match (self.cert, self.key) {
             (Some(cert), Some(key)) => Some(ClientCert { cert: path(cert, "sslcert")?, key: path(key, "sslkey")? }),
             (None, None) => None,
@@ -302,6 +319,18 @@ impl TlsKeys {
             (None, Some(_)) => return Err(DsnError::HalfClientCert { given: "sslkey", missing: "sslcert" }),
         };
         Ok(TlsOptions { mode, root_cert, client_cert })
+    }
+}
+
+/// The `sslmode` a DSN that gives `mode` (or the default, `prefer`) and `root_cert` is
+/// probed with, as libpq: `sslrootcert=system` means `verify-full` (libpq 16's default
+/// with it; a weaker mode, which libpq 16 refuses, is raised to it), and the verify modes
+/// need a `sslrootcert`.
+fn effective_mode(mode: SslMode, root_cert: Option<&RootCert>) -> Result<SslMode, DsnError> {
+    match (mode, root_cert) {
+        (_, Some(RootCert::System)) => Ok(SslMode::VerifyFull),
+        (SslMode::VerifyCa | SslMode::VerifyFull, None) => Err(DsnError::NoRootCert(mode)),
+        (mode, _) => Ok(mode),
     }
 }
 

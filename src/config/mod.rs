@@ -170,7 +170,7 @@ pub struct NodeConfig {
     pub dsn: Dsn,
     /// Relative share of read answers; 0 = drained.
     pub weight: u32,
-    /// Read at connect time; otherwise `PGPASSWORD` or the DSN's own password.
+    /// Read at connect time, unless the DSN has a password; without either, `PGPASSWORD`.
     pub password_file: Option<PathBuf>,
 }
 

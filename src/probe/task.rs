@@ -260,8 +260,8 @@ impl Prober {
         Ok(Conn { client, statement, driver })
     }
 
-    /// The DSN's connection settings, with the password (`password_file`, else
-    /// `PGPASSWORD`, else the DSN's own) and the probe's own settings applied.
+    /// The DSN's connection settings, with the password (the DSN's own, else
+    /// `password_file`, else `PGPASSWORD`) and the probe's own settings applied.
     fn pg_config(&self) -> Result<tokio_postgres::Config, PasswordFileError> {
         let mut config = self.node.dsn.connection().clone();
         if let Some(secret) = password_for(&self.node)? {

@@ -5,18 +5,24 @@
 //! per probe task, when it starts, and used for both the connection and its cancel
 //! requests), and [`explain`] turns a failed handshake into a clear message.
 //!
-//! | `sslmode` | transport | certificate check |
+//! | `sslmode` | transport | certificate check ([`verify`]) |
 //! | --- | --- | --- |
 //! | `disable` | plain TCP | — |
 //! | `allow`, `prefer` (default) | TLS if the server offers it, else plain | none |
 //! | `require` | TLS or fail | none; with `sslrootcert`, as `verify-ca` (as libpq) |
-//! | `verify-ca` | TLS or fail | chain up to `sslrootcert` (else the system roots); name not checked |
-//! | `verify-full` | TLS or fail | chain, and the DSN's host (name or IP) must be in the certificate |
+//! | `verify-ca` | TLS or fail | chain up to `sslrootcert`; name not checked |
+//! | `verify-full` | TLS or fail | chain up to `sslrootcert`, and the DSN's host (name or IP) must be in the certificate |
 //!
-//! `sslrootcert` is a PEM file of trusted CA certificates, or `system` for the system
-//! store. `sslcert` + `sslkey` (PEM files, both or neither) present a client certificate.
-//! libpq's default files under `~/.postgresql/` are not read: name them explicitly.
-//! `allow` is treated as `prefer` (tokio-postgres cannot try plain first).
+//! `sslrootcert` is a PEM file of trusted CA certificates, or `system` for the operating
+//! system's store (rustls-native-certs). `verify-ca`/`verify-full` without `sslrootcert`
+//! is a config error (`config::dsn`), never a silent fallback to the system roots; should
+//! such options reach [`verify`] anyway, it refuses them. `sslrootcert=system` implies
+//! `verify-full`: libpq 16 makes it the default there and refuses a weaker `sslmode`;
+//! lagdns raises a weaker one (even `disable`) to `verify-full` instead, when the DSN is
+//! parsed, so the options seen here already say `verify-full`. `sslcert` + `sslkey` (PEM
+//! files, both or neither) present a client certificate. libpq's default files under
+//! `~/.postgresql/` are not read: name them explicitly. `allow` is treated as `prefer`
+//! (tokio-postgres cannot try plain first).
 //!
 //! The connector is built here, in the probe task, rather than at config validation: it
 //! reads the certificate files (IO, which validation does not do beyond checking that
@@ -37,34 +43,38 @@ use tokio_postgres_rustls::MakeRustlsConnect;
 
 use crate::config::{ClientCert, RootCert, SslMode, TlsOptions};
 
-/// What the server's certificate is checked for.
+/// What the server's certificate is checked for, and against which trusted roots.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Verify {
+pub enum Verify<'a> {
     Nothing,
-    Chain,
-    ChainAndName,
+    Chain(&'a RootCert),
+    ChainAndName(&'a RootCert),
 }
 
-/// What `opts` checks; libpq: `require` verifies the chain once a root certificate is named.
-pub fn verify(opts: &TlsOptions) -> Verify {
-    match opts.mode {
-        SslMode::Disable | SslMode::Prefer => Verify::Nothing,
-        SslMode::Require if opts.root_cert.is_none() => Verify::Nothing,
-        SslMode::Require | SslMode::VerifyCa => Verify::Chain,
-        SslMode::VerifyFull => Verify::ChainAndName,
+/// What `opts` checks (the module's table); libpq: `require` verifies the chain once a
+/// root certificate is named. A verify mode without `sslrootcert` is refused, never
+/// checked against roots the DSN did not name.
+pub fn verify(opts: &TlsOptions) -> Result<Verify<'_>, TlsError> {
+    match (opts.mode, opts.root_cert.as_ref()) {
+        (SslMode::Disable | SslMode::Prefer, _) | (SslMode::Require, None) => Ok(Verify::Nothing),
+        (SslMode::Require | SslMode::VerifyCa, Some(roots)) => Ok(Verify::Chain(roots)),
+        (SslMode::VerifyFull, Some(roots)) => Ok(Verify::ChainAndName(roots)),
+        (mode @ (SslMode::VerifyCa | SslMode::VerifyFull), None) => Err(TlsError::NoRootCert(mode)),
     }
 }
 
 /// Why the connector could not be built. Names files, never their contents.
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
+    #[error("sslmode={} needs sslrootcert", .0.name())]
+    NoRootCert(SslMode),
     #[error("sslrootcert {}: {source}", path.display())]
     ReadRoots { path: PathBuf, source: pem::Error },
     #[error("sslrootcert {}: {source}", path.display())]
     BadRoot { path: PathBuf, source: rustls::Error },
     #[error("sslrootcert {}: no certificates in the file", path.display())]
     NoRoots { path: PathBuf },
-    #[error("no system root certificates found; set sslrootcert")]
+    #[error("sslrootcert=system: no root certificates in the operating system's store")]
     NoSystemRoots,
     #[error("sslcert {}: {source}", path.display())]
     ReadCert { path: PathBuf, source: pem::Error },
@@ -83,8 +93,8 @@ pub enum TlsError {
 pub enum HandshakeError {
     #[error("TLS: certificate not valid for name {host}")]
     NotValidForName { host: String },
-    #[error("TLS: certificate not signed by a CA in {}", roots_name(.roots.as_ref()))]
-    UnknownIssuer { roots: Option<RootCert> },
+    #[error("TLS: certificate not signed by a CA in {}", roots_name(.roots))]
+    UnknownIssuer { roots: RootCert },
     #[error("TLS: invalid certificate: {0}")]
     InvalidCertificate(CertificateError),
     #[error("TLS: {0}")]
@@ -94,10 +104,10 @@ pub enum HandshakeError {
 }
 
 /// How the trusted roots are named in messages.
-fn roots_name(roots: Option<&RootCert>) -> String {
+fn roots_name(roots: &RootCert) -> String {
     match roots {
-        Some(RootCert::File(path)) => format!("sslrootcert {}", path.display()),
-        Some(RootCert::System) | None => "the system roots".to_string(),
+        RootCert::File(path) => format!("sslrootcert {}", path.display()),
+        RootCert::System => "the system roots".to_string(),
     }
 }
 
@@ -105,13 +115,13 @@ fn roots_name(roots: Option<&RootCert>) -> String {
 /// Reads `sslrootcert`/`sslcert`/`sslkey` (or the system roots) now.
 pub fn connector(opts: &TlsOptions) -> Result<MakeRustlsConnect, TlsError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let verifier: Arc<dyn ServerCertVerifier> = match verify(opts) {
+    let verifier: Arc<dyn ServerCertVerifier> = match verify(opts)? {
         Verify::Nothing => Arc::new(Unverified { provider: provider.clone() }),
-        Verify::Chain => {
-            Arc::new(ChainOnly { roots: Arc::new(roots(opts.root_cert.as_ref())?), provider: provider.clone() })
+        Verify::Chain(root_cert) => {
+            Arc::new(ChainOnly { roots: Arc::new(roots(root_cert)?), provider: provider.clone() })
         }
-        Verify::ChainAndName => {
-            let roots = Arc::new(roots(opts.root_cert.as_ref())?);
+        Verify::ChainAndName(root_cert) => {
+            let roots = Arc::new(roots(root_cert)?);
             WebPkiServerVerifier::builder_with_provider(roots, provider.clone()).build().map_err(TlsError::Verifier)?
         }
     };
@@ -134,11 +144,11 @@ pub fn connector(opts: &TlsOptions) -> Result<MakeRustlsConnect, TlsError> {
     Ok(MakeRustlsConnect::new(config))
 }
 
-/// Trusted CAs: the PEM file named, or the system store when none is or `system`.
-fn roots(root_cert: Option<&RootCert>) -> Result<RootCertStore, TlsError> {
+/// Trusted CAs: the PEM file named, or the operating system's store for `system`.
+fn roots(root_cert: &RootCert) -> Result<RootCertStore, TlsError> {
     let mut store = RootCertStore::empty();
     match root_cert {
-        Some(RootCert::File(path)) => {
+        RootCert::File(path) => {
             let path: &Path = path;
             let certs = CertificateDer::pem_file_iter(path)
                 .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
@@ -150,7 +160,7 @@ fn roots(root_cert: Option<&RootCert>) -> Result<RootCertStore, TlsError> {
                 return Err(TlsError::NoRoots { path: path.into() });
             }
         }
-        Some(RootCert::System) | None => {
+        RootCert::System => {
             let found = rustls_native_certs::load_native_certs();
             store.add_parsable_certificates(found.certs);
             if store.is_empty() {
@@ -161,7 +171,7 @@ fn roots(root_cert: Option<&RootCert>) -> Result<RootCertStore, TlsError> {
     Ok(store)
 }
 
-/// `prefer`/`require` without a root: accept any certificate (libpq does not check it);
+/// `prefer`, and `require` without a root: accept any certificate (libpq does not check it);
 /// the handshake signatures are still verified.
 #[derive(Debug)]
 struct Unverified {
@@ -264,9 +274,10 @@ fn handshake_error(error: &rustls::Error, opts: &TlsOptions, host: &str) -> Hand
         rustls::Error::InvalidCertificate(
             CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
         ) => HandshakeError::NotValidForName { host: host.to_string() },
-        rustls::Error::InvalidCertificate(CertificateError::UnknownIssuer) => {
-            HandshakeError::UnknownIssuer { roots: opts.root_cert.clone() }
-        }
+        rustls::Error::InvalidCertificate(CertificateError::UnknownIssuer) => match &opts.root_cert {
+            Some(roots) => HandshakeError::UnknownIssuer { roots: roots.clone() },
+            None => HandshakeError::InvalidCertificate(CertificateError::UnknownIssuer),
+        },
         rustls::Error::InvalidCertificate(e) => HandshakeError::InvalidCertificate(e.clone()),
         other => HandshakeError::Other(other.clone()),
     }
@@ -281,21 +292,32 @@ mod tests {
         TlsOptions { mode, root_cert, client_cert: None }
     }
 
+    /// The module's table, row by row. `sslrootcert=system` with a weaker mode does not
+    /// reach here (the DSN says `verify-full` then; see `config::dsn`).
     #[test]
-    fn require_verifies_the_chain_only_with_a_root_cert() {
+    fn what_each_sslmode_verifies() {
         use SslMode::*;
+        let (file, system) = (RootCert::File("/ca".into()), RootCert::System);
         let cases = [
-            (opts(Disable, Some("/ca")), Verify::Nothing),
-            (opts(Prefer, Some("/ca")), Verify::Nothing),
-            (opts(Require, None), Verify::Nothing),
-            (opts(Require, Some("/ca")), Verify::Chain),
-            (opts(Require, Some("system")), Verify::Chain),
-            (opts(VerifyCa, None), Verify::Chain),
-            (opts(VerifyFull, Some("/ca")), Verify::ChainAndName),
+            (opts(Disable, None), Ok(Verify::Nothing)),
+            (opts(Disable, Some("/ca")), Ok(Verify::Nothing)),
+            (opts(Prefer, None), Ok(Verify::Nothing)),
+            (opts(Prefer, Some("/ca")), Ok(Verify::Nothing)),
+            (opts(Require, None), Ok(Verify::Nothing)),
+            (opts(Require, Some("/ca")), Ok(Verify::Chain(&file))),
+            (opts(VerifyCa, Some("/ca")), Ok(Verify::Chain(&file))),
+            (opts(VerifyCa, Some("system")), Ok(Verify::Chain(&system))),
+            (opts(VerifyFull, Some("/ca")), Ok(Verify::ChainAndName(&file))),
+            (opts(VerifyFull, Some("system")), Ok(Verify::ChainAndName(&system))),
+            // never a fallback to the system roots
+            (opts(VerifyCa, None), Err("sslmode=verify-ca needs sslrootcert".to_string())),
+            (opts(VerifyFull, None), Err("sslmode=verify-full needs sslrootcert".to_string())),
         ];
-        for (o, want) in cases {
-            assert_eq!(verify(&o), want, "{o:?}");
+        for (o, want) in &cases {
+            assert_eq!(&verify(o).map_err(|e| e.to_string()), want, "{o:?}");
         }
+        let err = connector(&opts(VerifyFull, None)).err().unwrap();
+        assert_eq!(err.to_string(), "sslmode=verify-full needs sslrootcert");
     }
 
     #[test]
@@ -325,6 +347,8 @@ mod tests {
         assert_eq!(text(&issuer, &o).as_deref(), Some("TLS: certificate not signed by a CA in sslrootcert /ca.pem"));
         let system = opts(SslMode::VerifyFull, Some("system"));
         assert_eq!(text(&issuer, &system).as_deref(), Some("TLS: certificate not signed by a CA in the system roots"));
+        let unverified = opts(SslMode::Require, None);
+        assert_eq!(text(&issuer, &unverified).as_deref(), Some("TLS: invalid certificate: UnknownIssuer"));
         let expired = rustls::Error::InvalidCertificate(CertificateError::Expired);
         assert_eq!(text(&expired, &o).as_deref(), Some("TLS: invalid certificate: Expired"));
         let refused = std::io::Error::other("server does not support TLS");

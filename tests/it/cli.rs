@@ -110,6 +110,23 @@ fn check_opens_the_files_a_config_names() {
     assert!(!stderr.contains("hunter2"), "{stderr}");
 }
 
+/// libpq: verify-ca needs a root certificate; without one the config is an error (never
+/// a silent fallback to the system's roots).
+#[test]
+fn check_rejects_verify_ca_without_sslrootcert_naming_file_line_and_key() {
+    let path = write_config("noroot", &VALID.replace("dbname=postgres\"", "dbname=postgres sslmode=verify-ca\""));
+    let out = lagdns().args(["check", "--config"]).arg(&*path).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let want = format!(
+        "{}:10: cluster[main].node[pg1].dsn: sslmode=verify-ca needs sslrootcert (a PEM file of CA certificates, or \
+         `system` for the operating system's roots)",
+        path.display()
+    );
+    assert!(stderr.contains(&want), "wants {want} in: {stderr}");
+    assert!(!stderr.contains("hunter2"), "{stderr}");
+}
+
 #[test]
 fn check_reports_a_missing_file() {
     let out = lagdns().args(["check", "--config", "/nonexistent/lagdns.toml"]).output().unwrap();

@@ -320,11 +320,28 @@ impl ServeProcess {
     /// Writes `text` to a config file in `dir` and starts `lagdns serve` on it; `text`
     /// must listen on the fixed `ports`.
     pub fn spawn(dir: &std::path::Path, text: &str, ports: (u16, u16)) -> ServeProcess {
-        ServeProcess::spawn_limited(dir, text, ports, None)
+        ServeProcess::spawn_full(dir, text, ports, &[], None)
+    }
+
+    /// [`ServeProcess::spawn`] with `env` set in the process's environment (`PGPASSWORD`
+    /// is only ever set this way: the test binary's own environment is shared by every
+    /// test); `PGPASSWORD` is unset unless `env` sets it.
+    pub fn spawn_with_env(dir: &std::path::Path, text: &str, ports: (u16, u16), env: &[(&str, &str)]) -> ServeProcess {
+        ServeProcess::spawn_full(dir, text, ports, env, None)
     }
 
     /// [`ServeProcess::spawn`] with soft and hard `RLIMIT_NOFILE` set to `nofile`.
-    pub fn spawn_limited(dir: &std::path::Path, text: &str, ports: (u16, u16), nofile: Option<u64>) -> ServeProcess {
+    pub fn spawn_limited(dir: &std::path::Path, text: &str, ports: (u16, u16), nofile: u64) -> ServeProcess {
+        ServeProcess::spawn_full(dir, text, ports, &[], Some(nofile))
+    }
+
+    fn spawn_full(
+        dir: &std::path::Path,
+        text: &str,
+        ports: (u16, u16),
+        env: &[(&str, &str)],
+        nofile: Option<u64>,
+    ) -> ServeProcess {
         use std::os::unix::process::CommandExt;
         let config = dir.join("lagdns-serve.toml");
         let log = dir.join("lagdns-serve.log");
@@ -333,6 +350,8 @@ impl ServeProcess {
         command
             .args(["--log-level", "info", "serve", "--config"])
             .arg(&config)
+            .env_remove("PGPASSWORD")
+            .envs(env.iter().copied())
             .stdout(std::process::Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap());
         if let Some(n) = nofile {

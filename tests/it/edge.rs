@@ -349,7 +349,7 @@ async fn with_every_tcp_slot_held_idle_or_dripping_others_are_answered_and_descr
 async fn out_of_file_descriptors_accept_neither_spins_nor_stops() {
     let scratch = Scratch::new("emfile");
     let ports = (crate::common::free_port(), crate::common::free_port());
-    let mut p = crate::common::ServeProcess::spawn_limited(&scratch.0, &serve_text(ports, ""), ports, Some(48));
+    let mut p = crate::common::ServeProcess::spawn_limited(&scratch.0, &serve_text(ports, ""), ports, 48);
     p.wait_listening(Duration::from_secs(10)).await;
     assert!(p.log_text().contains("does not fit the open-file limit"), "{}", p.log_text());
     // take every descriptor with HTTP connections the server accepts and holds

@@ -17,7 +17,10 @@
 //! - `http_status`: `/healthz`, `/status`, `/metrics` over real TCP and `lagdns status`.
 //! - `layering`: the architecture: where IO libraries may be named, decision code pure.
 //! - `probe_pg`: the probe task against real PostgreSQL: samples, timeouts, cleanup.
-//! - `probe_tls`: probe TLS against real PostgreSQL: `sslmode` semantics, client certs.
+//! - `probe_password`: where the probe's password comes from (DSN, `password_file`,
+//!   `PGPASSWORD`) against real PostgreSQL with password authentication.
+//! - `probe_tls`: probe TLS against real PostgreSQL: `sslmode` semantics, client certs,
+//!   refusals shown in `/status`.
 //! - `resolver_unbound`: the README's Unbound recipe against a real Unbound.
 //! - `common`: shared helpers (DNS client, HTTP GET, polling, a lagdns over a cluster).
 //!
@@ -34,6 +37,7 @@ mod edge;
 mod faults;
 mod http_status;
 mod layering;
+mod probe_password;
 mod probe_pg;
 mod probe_tls;
 mod resolver_unbound;

@@ -1,14 +1,16 @@
 //! Probe TLS against real PostgreSQL: libpq `sslmode` semantics (prefer falls back to
 //! plain, require insists on TLS without checking the certificate, verify-ca checks the
-//! chain, verify-full also the address), clear connect errors without the password, and
-//! a client certificate. Certificates come from the `openssl` CLI; servers from
-//! `localpg::LocalCluster`.
+//! chain, verify-full also the address, `sslrootcert=system` means verify-full), clear
+//! connect errors without the password, a client certificate, and refusals that put the
+//! node down in `/status` with the reason. Certificates come from the `openssl` CLI;
+//! servers from `localpg::LocalCluster`.
 
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
+use crate::common::{eventually, http_get, start_cluster, Settings, Stack};
 use lagdns::config::{NodeConfig, ProbeConfig};
 use lagdns::probe::{task, NodeId, Observation, ProbeFailure};
 use localpg::{LocalCluster, LocalNode};
@@ -18,6 +20,9 @@ use tokio_util::sync::CancellationToken;
 const DEADLINE: Duration = Duration::from_secs(20);
 /// Sent in every DSN (trust auth ignores it); must never appear in an error.
 const PASSWORD: &str = "hunter2-tls";
+/// The connect failure of `sslrootcert=system` on a machine without system roots (the
+/// probe is refused either way; this machine's roots sign no test certificate).
+const NO_SYSTEM_ROOTS: &str = "sslrootcert=system: no root certificates in the operating system's store";
 
 /// A probe task for one DSN of `node`, and its first observation.
 struct Probe {
@@ -235,10 +240,20 @@ async fn server_without_tls_prefer_falls_back_and_require_fails() {
     let explicit = dsn(node, "sslmode=prefer application_name=lagdns-prefer");
     assert_eq!(probe_once(node, &explicit).await, Ok(()));
 
+    let ca = Ca::new(&tls_dir(node), "ca");
+    let root = format!("sslrootcert={}", ca.pem().display());
     for mode in ["require", "verify-ca", "verify-full"] {
-        let d = dsn(node, &format!("sslmode={mode}"));
+        let d = dsn(node, &format!("sslmode={mode} {root}"));
         let message = connect_error(probe_once(node, &d).await, &d);
         assert_eq!(message, format!("TLS: server does not support TLS, sslmode={mode}"));
+    }
+    // sslrootcert=system is verify-full: it insists on TLS, even with sslmode=prefer.
+    for extra in ["sslrootcert=system", "sslmode=prefer sslrootcert=system"] {
+        let d = dsn(node, extra);
+        let message = connect_error(probe_once(node, &d).await, &d);
+        if message != NO_SYSTEM_ROOTS {
+            assert_eq!(message, "TLS: server does not support TLS, sslmode=verify-full", "{extra}");
+        }
     }
     let d = dsn(node, "sslmode=disable");
     assert_eq!(probe_once(node, &d).await, Ok(()));
@@ -319,4 +334,77 @@ async fn server_with_tls_is_verified_per_sslmode() {
     assert!(probe.first.result.is_ok(), "{:?}", probe.first.result);
     assert_eq!(ssl_of(node, "lagdns-cert"), "t|/CN=lagdns");
     probe.stop().await;
+}
+
+/// The node table of a lagdns config for `node` under `name`, probed with `extra`.
+fn node_table(node: &LocalNode, name: &str, extra: &str) -> String {
+    format!("\n[[cluster.node]]\nname = \"{name}\"\naddress = \"{}\"\ndsn = \"{}\"\n", node.address, dsn(node, extra))
+}
+
+/// Refused certificates as lagdns serving shows them: each refusing node goes down with
+/// the reason as `last_error` (and no password in `/status`); the node that checks the
+/// chain against the right CA, and not the name, is up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_certificates_put_the_node_down_with_the_reason() {
+    let cluster = start_cluster(0).await;
+    let node = cluster.primary();
+    let dir = tls_dir(node);
+    let ca = Ca::new(&dir, "ca");
+    let other_ca = Ca::new(&dir, "other-ca");
+    // Signed by `ca`, for another address than the node's.
+    let (cert, key) = ca.issue("elsewhere", "server", "subjectAltName=IP:127.0.0.1");
+    serve_tls(node, &cert, &key, None);
+    let (ca_pem, other_pem) = (ca.pem().display().to_string(), other_ca.pem().display().to_string());
+    let cases = [
+        ("right-ca", format!("sslmode=verify-ca sslrootcert={ca_pem}"), None),
+        (
+            "wrong-name",
+            format!("sslmode=verify-full sslrootcert={ca_pem}"),
+            Some(format!("connect: TLS: certificate not valid for name {}", node.address)),
+        ),
+        (
+            "wrong-ca",
+            format!("sslmode=verify-ca sslrootcert={other_pem}"),
+            Some(format!("connect: TLS: certificate not signed by a CA in sslrootcert {other_pem}")),
+        ),
+        (
+            "system",
+            "sslmode=prefer sslrootcert=system".to_string(),
+            Some("connect: TLS: certificate not signed by a CA in the system roots".to_string()),
+        ),
+    ];
+    let settings = Settings {
+        skip: vec!["pg1"],
+        extra_nodes: cases.iter().map(|(name, extra, _)| node_table(node, name, extra)).collect(),
+        ..Settings::default()
+    };
+    let mut stack = Stack::serve(cluster, settings).await;
+    let within = stack.settings.rounds(stack.settings.fall as u64 + 4);
+    let doc = eventually(within, "the refusing nodes down, right-ca up", || async {
+        let (_, body) = http_get(stack.http(), "/status").await;
+        let doc: serde_json::Value = serde_json::from_str(&body).map_err(|e| format!("{e}: {body}"))?;
+        let nodes = doc["clusters"][0]["nodes"].as_array().cloned().unwrap_or_default();
+        let state = |name: &str| nodes.iter().find(|n| n["name"] == name).map(|n| n["state"].clone());
+        let settled = cases
+            .iter()
+            .all(|(name, _, refused)| state(name) == Some(if refused.is_some() { "down" } else { "up" }.into()));
+        if settled {
+            Ok(doc)
+        } else {
+            Err(body)
+        }
+    })
+    .await;
+    let text = doc.to_string();
+    assert!(!text.contains(PASSWORD), "{text}");
+    let no_system_roots = format!("connect: {NO_SYSTEM_ROOTS}");
+    for (name, _, refused) in &cases {
+        let n = doc["clusters"][0]["nodes"].as_array().unwrap().iter().find(|n| n["name"] == *name).unwrap();
+        let error = n["last_error"].as_str().map(str::to_string);
+        if *name == "system" && error.as_ref() == Some(&no_system_roots) {
+            continue;
+        }
+        assert_eq!(&error, refused, "{name}: {n}");
+    }
+    stack.shutdown().await;
 }

@@ -20,7 +20,7 @@ fn takes_tls_keys_out_of_key_value_dsns() {
         ("host=h user=u", "host=h user=u", tls(Prefer, None)),
         ("", "", tls(Prefer, None)),
         ("host=h sslmode=require", "host=h", tls(Require, None)),
-        ("sslmode=verify-full host=h", "host=h", tls(VerifyFull, None)),
+        ("sslmode=verify-full host=h sslrootcert=/ca.pem", "host=h", tls(VerifyFull, Some("/ca.pem"))),
         (
             "host=h sslmode = verify-ca  sslrootcert='/a b/c\\'s.pem' user=u",
             "host=h user=u",
@@ -28,6 +28,8 @@ fn takes_tls_keys_out_of_key_value_dsns() {
         ),
         ("sslrootcert=/x\\ y.pem", "", tls(Prefer, Some("/x y.pem"))),
         ("sslrootcert=system sslmode=verify-full", "", tls(VerifyFull, Some("system"))),
+        ("sslrootcert=system", "", tls(VerifyFull, Some("system"))),
+        ("sslmode=require sslrootcert=system", "", tls(VerifyFull, Some("system"))),
         ("sslmode=disable sslmode=allow", "", tls(Prefer, None)),
         (
             "password='p w' sslmode=require application_name='sslmode=disable'",
@@ -60,12 +62,46 @@ fn takes_tls_keys_out_of_url_query_parameters() {
             tls(Require, None),
         ),
         ("postgres://u:p?w@h/db?sslmode=disable", "postgres://u:p?w@h/db", tls(Disable, None)),
-        ("postgres://h?sslmode=verify-ca", "postgres://h", tls(VerifyCa, None)),
+        ("postgres://h?sslmode=verify-ca&sslrootcert=ca.pem", "postgres://h", tls(VerifyCa, Some("ca.pem"))),
+        ("postgres://h?sslrootcert=system&sslmode=prefer", "postgres://h", tls(VerifyFull, Some("system"))),
         ("postgres://h?%73slmode=require", "postgres://h", tls(Require, None)),
         (" postgres://h", "postgres://h", tls(Prefer, None)),
     ];
     for (dsn, rest, want) in cases {
         assert_eq!(split_ok(dsn), (rest.to_string(), want), "{dsn:?}");
+    }
+}
+
+/// libpq's rules for `sslmode` × `sslrootcert`: the verify modes need a root certificate
+/// (no fallback to other roots), and `system` implies `verify-full` (lagdns raises a
+/// weaker mode, which libpq 16 refuses).
+#[test]
+fn effective_sslmode_follows_libpq() {
+    use SslMode::*;
+    let file = RootCert::File("/ca.pem".into());
+    let cases = [
+        (Disable, None, Ok(Disable)),
+        (Prefer, None, Ok(Prefer)),
+        (Require, None, Ok(Require)),
+        (VerifyCa, None, Err(DsnError::NoRootCert(VerifyCa))),
+        (VerifyFull, None, Err(DsnError::NoRootCert(VerifyFull))),
+        (Disable, Some(&file), Ok(Disable)),
+        (Prefer, Some(&file), Ok(Prefer)),
+        (Require, Some(&file), Ok(Require)),
+        (VerifyCa, Some(&file), Ok(VerifyCa)),
+        (VerifyFull, Some(&file), Ok(VerifyFull)),
+        (Disable, Some(&RootCert::System), Ok(VerifyFull)),
+        (Prefer, Some(&RootCert::System), Ok(VerifyFull)),
+        (Require, Some(&RootCert::System), Ok(VerifyFull)),
+        (VerifyCa, Some(&RootCert::System), Ok(VerifyFull)),
+        (VerifyFull, Some(&RootCert::System), Ok(VerifyFull)),
+    ];
+    for (mode, root, want) in cases {
+        assert_eq!(effective_mode(mode, root), want, "{mode:?} {root:?}");
+    }
+    // `system` insists on TLS even where the DSN says `prefer` (or nothing).
+    for dsn in ["host=h sslrootcert=system", "host=h sslmode=prefer sslrootcert=system"] {
+        assert_eq!(dsn.parse::<Dsn>().unwrap().connection().get_ssl_mode(), Negotiation::Require, "{dsn}");
     }
 }
 
@@ -98,6 +134,7 @@ fn tokio_postgres_parses_the_rest_and_negotiates_per_sslmode() {
 #[test]
 fn errors_say_where_without_quoting_the_dsn() {
     let unknown_mode = "(disable, allow, prefer, require, verify-ca, verify-full)";
+    let no_root = "needs sslrootcert (a PEM file of CA certificates, or `system` for the operating system's roots)";
     let cases = [
         ("password=hunter2 sslmode=verify", format!("invalid sslmode \"verify\" {unknown_mode}")),
         ("postgres://h?sslmode=full", format!("invalid sslmode \"full\" {unknown_mode}")),
@@ -112,6 +149,8 @@ fn errors_say_where_without_quoting_the_dsn() {
         ("host=h sslcert=/c.pem", "sslcert without sslkey (give both or neither)".into()),
         ("postgres://h?sslkey=/k.pem", "sslkey without sslcert (give both or neither)".into()),
         ("host=h sslrootcert=''", "sslrootcert must not be empty".into()),
+        ("host=h password=hunter2 sslmode=verify-ca", format!("sslmode=verify-ca {no_root}")),
+        ("postgres://u:hunter2@h/db?sslmode=verify-full", format!("sslmode=verify-full {no_root}")),
         ("host=h password=hunter2 bogus=1", "invalid connection string: unknown option `bogus`".into()),
         ("host=h port=hunter2", "invalid connection string: invalid value for option `port`".into()),
         ("postgres://u:hunter2@h/db?connect_timeout", "invalid connection string: unterminated parameter".into()),
@@ -144,7 +183,8 @@ fn display_is_rendered_from_the_parsed_value_and_hides_the_password() {
             "host=/run/postgresql,h2 port=5432,5433 dbname='my db' options='-c x=1' sslmode=verify-full \
              sslrootcert='/a b/ca.pem' sslcert=/c.pem sslkey=/k.pem",
         ),
-        ("hostaddr=10.0.0.1 sslmode=allow sslrootcert=system", "hostaddr=10.0.0.1 sslrootcert=system"),
+        ("hostaddr=10.0.0.1 sslmode=allow", "hostaddr=10.0.0.1"),
+        ("hostaddr=10.0.0.1 sslrootcert=system", "hostaddr=10.0.0.1 sslmode=verify-full sslrootcert=system"),
         ("host=h sslmode=require", "host=h sslmode=require"),
         ("dbname='it\\'s'", "dbname='it\\'s'"),
     ];

@@ -269,6 +269,8 @@ const MIN_ERRORS: &[(&str, &str, &str)] = &[
     ("dsn = \"host=127.0.0.11\"\n", "dsn = \"x\"\n[[cluster.node]]\nname = \"pg1\"\naddress = \"127.0.0.12\"\ndsn = \"y\"\n", "t.toml:8: cluster[main].node[pg1].name: node \"pg1\" is defined twice"),
     // the DSN is parsed (and its TLS keys checked) at validation; no error repeats it
     ("dsn = \"host=127.0.0.11\"\n", "dsn = \"host=h password=hunter2 sslmode=verify\"\n", "t.toml:6: cluster[main].node[pg1].dsn: invalid sslmode \"verify\" (disable, allow, prefer, require, verify-ca, verify-full)"),
+    ("dsn = \"host=127.0.0.11\"\n", "dsn = \"host=h password=hunter2 sslmode=verify-ca\"\n", "t.toml:6: cluster[main].node[pg1].dsn: sslmode=verify-ca needs sslrootcert (a PEM file of CA certificates, or `system` for the operating system's roots)"),
+    ("dsn = \"host=127.0.0.11\"\n", "dsn = \"postgres://h/db?sslmode=verify-full&sslcert=%2Fc.pem&sslkey=%2Fk.pem\"\n", "t.toml:6: cluster[main].node[pg1].dsn: sslmode=verify-full needs sslrootcert (a PEM file of CA certificates, or `system` for the operating system's roots)"),
     ("dsn = \"host=127.0.0.11\"\n", "dsn = \"host=h sslcert=/c.pem\"\n", "t.toml:6: cluster[main].node[pg1].dsn: sslcert without sslkey (give both or neither)"),
     ("dsn = \"host=127.0.0.11\"\n", "dsn = \"postgres://u:hunter2@h?sslkey=%2Fk.pem\"\n", "t.toml:6: cluster[main].node[pg1].dsn: sslkey without sslcert (give both or neither)"),
     ("dsn = \"host=127.0.0.11\"\n", "dsn = \"host=h password=hunter2 bogus=1\"\n", "t.toml:6: cluster[main].node[pg1].dsn: invalid connection string: unknown option `bogus`"),
