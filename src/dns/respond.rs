@@ -202,3 +202,7 @@ fn parse(packet: &[u8]) -> Result<Request<'_>, u16> {
         edns,
     })
 }
+
+#[cfg(test)]
+#[path = "respond_tests.rs"]
+mod tests;

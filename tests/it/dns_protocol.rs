@@ -451,13 +451,18 @@ async fn protocol_errors() {
     let garbage = [0x12, 0x34, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0, 0xff, 0xfe, 0x01];
     let reply = udp_raw(h.addr, &garbage, 0x1234).await.expect("FORMERR expected");
     assert_eq!(decode_exact(&reply).metadata.response_code, ResponseCode::FormErr);
-    // opcode STATUS and NOTIFY → NOTIMP
+    // opcode STATUS and NOTIFY → NOTIMP, without AA, RA, RD, AD or CD (defined for
+    // QUERY only: genreport's opcodeflg test)
     for op in [OpCode::Status, OpCode::Notify] {
         let mut m = query("write.db.internal.", RecordType::A);
         m.metadata.op_code = op;
+        (m.metadata.recursion_desired, m.metadata.checking_disabled) = (true, true);
         let (r, _) = h.udp(&m).await;
         assert_eq!(r.metadata.response_code, ResponseCode::NotImp, "{op:?}");
-        assert!(!r.metadata.authoritative);
+        let md = r.metadata;
+        let flags = [md.authoritative, md.recursion_available, md.recursion_desired, md.authentic_data];
+        assert_eq!((flags, md.checking_disabled), ([false; 4], false), "{op:?}");
+        assert_eq!(md.op_code, op, "the opcode is echoed");
     }
     // EDNS version 1 → BADVERS (16) with an OPT of version 0
     let (r, _) = h.udp(&with_edns(query("write.db.internal.", RecordType::A), 1232, 1, false)).await;

@@ -1,0 +1,241 @@
+//! The answer path without sockets: a table of messages and what comes back, and
+//! properties over generated queries (every well-formed query gets a well-formed
+//! response that hickory-proto parses back, with the question echoed byte for byte).
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query};
+use hickory_proto::rr::rdata::opt::{EdnsCode, EdnsOption};
+use hickory_proto::rr::{DNSClass, Name, RecordType};
+use proptest::prelude::*;
+
+use super::*;
+use crate::dns::testdata::snapshot;
+use crate::testkit::SnapshotBuilder;
+
+fn responder() -> Responder {
+    Responder::new(Store::new(snapshot(), Zone::derive), Arc::new(QueryStats::default()), b"ns-a".to_vec())
+}
+
+fn localhost() -> IpAddr {
+    "127.0.0.1".parse().unwrap()
+}
+
+fn query(name: &str, qtype: RecordType) -> Message {
+    let mut m = Message::new(0x4242, MessageType::Query, OpCode::Query);
+    m.metadata.recursion_desired = true;
+    m.add_query(Query::query(Name::from_ascii(name).unwrap(), qtype));
+    m
+}
+
+fn ask(r: &Responder, packet: &[u8], transport: Transport) -> Option<Vec<u8>> {
+    let mut out = Vec::new();
+    r.respond(packet, localhost(), transport, 0, &mut out).then_some(out)
+}
+
+#[test]
+fn messages_and_what_comes_back() {
+    let r = responder();
+    let valid = query("write.db.internal.", RecordType::A).to_vec().unwrap();
+    let mut response = valid.clone();
+    response[2] |= 0x80;
+    let mut notify = query("write.db.internal.", RecordType::A);
+    notify.metadata.op_code = OpCode::Notify;
+    notify.metadata.checking_disabled = true;
+    let mut edns1 = query("write.db.internal.", RecordType::A);
+    let mut e = Edns::new();
+    e.set_version(1);
+    edns1.edns = Some(e);
+    let mut chaos = query("version.bind.", RecordType::TXT);
+    chaos.queries[0].set_query_class(DNSClass::CH);
+    let mut two = query("write.db.internal.", RecordType::A);
+    two.add_query(Query::query(Name::from_ascii("read.db.internal.").unwrap(), RecordType::A));
+    let none = Message::new(9, MessageType::Query, OpCode::Query);
+    // (what, packet, rcode or None for no response, AA, RD, CD, questions echoed)
+    type Row = (&'static str, Vec<u8>, Option<u16>, bool, bool, bool, u16);
+    let rows: Vec<Row> = vec![
+        ("too short", valid[..11].to_vec(), None, false, false, false, 0),
+        ("a response", response, None, false, false, false, 0),
+        ("answer", valid.clone(), Some(0), true, true, false, 1),
+        ("garbage body", [&valid[..12], &[0xff, 0xfe, 1][..]].concat(), Some(1), false, false, false, 0),
+        ("notify", notify.to_vec().unwrap(), Some(4), false, false, false, 1),
+        ("edns version 1", edns1.to_vec().unwrap(), Some(16), false, true, false, 1),
+        ("class CH", chaos.to_vec().unwrap(), Some(5), false, true, false, 1),
+        ("two questions", two.to_vec().unwrap(), Some(1), false, true, false, 2),
+        ("no question", none.to_vec().unwrap(), Some(1), false, false, false, 0),
+        ("out of zone", query("example.com.", RecordType::A).to_vec().unwrap(), Some(5), false, true, false, 1),
+        ("nxdomain", query("nosuch.db.internal.", RecordType::A).to_vec().unwrap(), Some(3), true, true, false, 1),
+    ];
+    for (what, packet, want, aa, rd, cd, qd) in rows {
+        let got = ask(&r, &packet, Transport::Udp);
+        let Some(want) = want else {
+            assert!(got.is_none(), "{what}: {got:?}");
+            continue;
+        };
+        let m = Message::from_vec(&got.unwrap_or_else(|| panic!("{what}: no response"))).unwrap();
+        assert_eq!(u16::from(m.metadata.response_code), want, "{what}");
+        assert_eq!((m.metadata.authoritative, m.metadata.recursion_desired), (aa, rd), "{what}: AA, RD");
+        assert_eq!(m.metadata.checking_disabled, cd, "{what}: CD");
+        assert!(!m.metadata.recursion_available && !m.metadata.authentic_data, "{what}");
+        assert_eq!(
+            (m.metadata.message_type, m.metadata.id),
+            (MessageType::Response, u16::from_be_bytes([packet[0], packet[1]]))
+        );
+        assert_eq!(m.queries.len(), usize::from(qd), "{what}");
+    }
+}
+
+#[test]
+fn allow_refuses_before_any_lookup_and_counts_it() {
+    let text = "[dns]\nallow = [\"10.0.0.0/8\"]\n[[cluster]]\nname = \"main\"\n[[cluster.node]]\nname = \"pg1\"\naddress = \"10.0.0.1\"\ndsn = \"host=h\"\n";
+    let stats = Arc::new(QueryStats::default());
+    let r = Responder::new(Store::new(SnapshotBuilder::new(text).build(), Zone::derive), stats.clone(), Vec::new());
+    let q = query("db.internal.", RecordType::SOA).to_vec().unwrap();
+    let mut out = Vec::new();
+    for (client, want) in [("10.1.2.3", 0), ("192.0.2.1", 5), ("::ffff:10.0.0.9", 0), ("2001:db8::1", 5)] {
+        assert!(r.respond(&q, client.parse().unwrap(), Transport::Tcp, 0, &mut out));
+        let m = Message::from_vec(&out).unwrap();
+        assert_eq!(u16::from(m.metadata.response_code), want, "{client}");
+        assert_eq!(m.answers.len(), usize::from(want == 0), "{client}");
+    }
+    let denied: u64 = stats.nonzero().iter().filter(|c| c.0 == QueryKind::Denied).map(|c| c.3).sum();
+    assert_eq!(denied, 2);
+}
+
+#[test]
+fn over_the_rate_responses_are_slipped_empty_or_dropped() {
+    let text = "[dns.limits]\nrate = 2\nslip = 2\n[[cluster]]\nname = \"main\"\n[[cluster.node]]\nname = \"pg1\"\naddress = \"10.0.0.1\"\ndsn = \"host=h\"\n";
+    let stats = Arc::new(QueryStats::default());
+    let r = Responder::new(Store::new(SnapshotBuilder::new(text).build(), Zone::derive), stats.clone(), Vec::new());
+    let mut q = query("db.internal.", RecordType::SOA);
+    q.edns = Some(Edns::new());
+    let q = q.to_vec().unwrap();
+    let mut out = Vec::new();
+    let mut seen = Vec::new();
+    for _ in 0..6 {
+        seen.push(match r.respond(&q, localhost(), Transport::Udp, 100, &mut out) {
+            false => "dropped",
+            true => {
+                let m = Message::from_vec(&out).unwrap();
+                assert!(m.edns.is_some(), "the OPT is echoed");
+                if m.metadata.truncation {
+                    assert!(m.answers.is_empty() && m.authorities.is_empty() && m.queries.len() == 1);
+                    "slipped"
+                } else {
+                    "answered"
+                }
+            }
+        });
+    }
+    assert_eq!(seen, ["answered", "answered", "dropped", "slipped", "dropped", "slipped"]);
+    assert_eq!(stats.edge.rrl(), (2, 2));
+    // TCP is never limited
+    assert!(r.respond(&q, localhost(), Transport::Tcp, 100, &mut out));
+    assert!(!Message::from_vec(&out).unwrap().metadata.truncation);
+}
+
+/// A query name: a zone name, a made-up one in the zone, or one outside, in random case.
+fn names() -> impl Strategy<Value = String> {
+    let known = prop::sample::select(vec![
+        "write.db.internal.",
+        "read.db.internal.",
+        "analytics.db.internal.",
+        "maxlag-50ms.read.db.internal.",
+        "lsn-0-3000000.read.db.internal.",
+        "db.internal.",
+        "ns1.db.internal.",
+        "billing-write.db.internal.",
+    ]);
+    let made_up = "[a-z0-9]([a-z0-9-]{0,18}[a-z0-9])?(\\.[a-z0-9]{1,10}){0,3}\\.(db\\.internal|example)\\.";
+    prop_oneof![known.prop_map(String::from), made_up].prop_flat_map(|name| {
+        let len = name.len();
+        (Just(name), prop::collection::vec(any::<bool>(), len))
+            .prop_map(|(n, up)| n.chars().zip(up).map(|(c, u)| if u { c.to_ascii_uppercase() } else { c }).collect())
+    })
+}
+
+fn qtypes() -> impl Strategy<Value = RecordType> {
+    prop::sample::select(vec![
+        RecordType::A,
+        RecordType::AAAA,
+        RecordType::TXT,
+        RecordType::SOA,
+        RecordType::NS,
+        RecordType::ANY,
+        RecordType::MX,
+        RecordType::SRV,
+        RecordType::Unknown(999),
+    ])
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(1000))]
+
+    #[test]
+    fn well_formed_queries_get_well_formed_answers_with_the_question_echoed(
+        name in names(),
+        qtype in qtypes(),
+        id in any::<u16>(),
+        (rd, cd) in (any::<bool>(), any::<bool>()),
+        edns in prop::option::of((0u16..5000, any::<bool>())),
+        tcp in any::<bool>(),
+    ) {
+        let r = responder();
+        let mut m = query(&name, qtype);
+        m.metadata.id = id;
+        (m.metadata.recursion_desired, m.metadata.checking_disabled) = (rd, cd);
+        if let Some((payload, nsid)) = edns {
+            let mut e = Edns::new();
+            e.set_max_payload(payload);
+            if nsid {
+                e.options_mut().insert(EdnsOption::Unknown(u16::from(EdnsCode::NSID), Vec::new()));
+            }
+            m.edns = Some(e);
+        }
+        let packet = m.to_vec().unwrap();
+        let transport = if tcp { Transport::Tcp } else { Transport::Udp };
+        let out = ask(&r, &packet, transport).expect("a query always gets a response");
+        let parsed = Message::from_vec(&out).expect("hickory-proto parses the response");
+        prop_assert_eq!(parsed.metadata.id, id);
+        prop_assert_eq!(parsed.metadata.message_type, MessageType::Response);
+        prop_assert_eq!((parsed.metadata.recursion_desired, parsed.metadata.checking_disabled), (rd, cd));
+        prop_assert_eq!(parsed.queries.len(), 1);
+        let echoed = Message::from_vec(&packet).unwrap().queries[0].to_string();
+        prop_assert_eq!(parsed.queries[0].to_string(), echoed);
+        let qlen = question_bytes(&packet);
+        prop_assert_eq!(&out[12..12 + qlen], &packet[12..12 + qlen], "the question is echoed byte for byte");
+        prop_assert_eq!(parsed.edns.is_some(), edns.is_some());
+        let limit = match (tcp, edns) {
+            (true, _) => 65_535,
+            (false, None) => 512,
+            (false, Some((p, _))) => usize::from(p.clamp(512, 1232)),
+        };
+        prop_assert!(out.len() <= limit, "{} bytes over a limit of {}", out.len(), limit);
+        let in_zone = name.to_ascii_lowercase().ends_with("db.internal.");
+        prop_assert_eq!(parsed.metadata.authoritative, in_zone && parsed.metadata.response_code != hickory_proto::op::ResponseCode::Refused);
+        for answer in &parsed.answers {
+            prop_assert_eq!(answer.name.to_string(), name.clone(), "answers are owned by the name as asked");
+        }
+    }
+
+    #[test]
+    fn arbitrary_bytes_never_panic_and_any_response_parses(packet in prop::collection::vec(any::<u8>(), 0..600), tcp in any::<bool>()) {
+        let r = responder();
+        let transport = if tcp { Transport::Tcp } else { Transport::Udp };
+        if let Some(out) = ask(&r, &packet, transport) {
+            prop_assert!(out.len() >= 12);
+            prop_assert_eq!(&out[..2], &packet[..2], "the ID is echoed");
+            prop_assert!(Message::from_vec(&out).is_ok());
+        }
+    }
+}
+
+/// Length of the (single) question section of a message we built.
+fn question_bytes(packet: &[u8]) -> usize {
+    let mut i = 12;
+    while packet[i] != 0 {
+        i += 1 + usize::from(packet[i]);
+    }
+    i + 1 + 4 - 12
+}
