@@ -25,6 +25,25 @@ pub fn describe(config: &Config, file: &str) -> String {
         config.dns.listen.iter().map(|a| a.to_string()).collect::<Vec<_>>().join(", "),
         config.http.listen,
     );
+    let l = &config.dns.limits;
+    let allow = |a: &crate::net::Allow| match a.networks() {
+        None => "everyone".to_string(),
+        Some(nets) => nets.iter().map(|n| n.to_string()).collect::<Vec<_>>().join(" "),
+    };
+    let rate = match l.rate {
+        0 => "off".to_string(),
+        r => format!("{r}/s per /{} or /{}, slip {}", l.rate_prefix_v4, l.rate_prefix_v6, l.slip),
+    };
+    let _ = writeln!(
+        out,
+        "edge: DNS from {}, HTTP from {}; TCP {} connections ({} per client), idle {}, lifetime {}; rate limit {rate}",
+        allow(&config.dns.allow),
+        allow(&config.http.allow),
+        l.tcp_connections,
+        l.tcp_connections_per_client,
+        format_duration(l.tcp_idle),
+        format_duration(l.tcp_lifetime),
+    );
     let _ = writeln!(out, "names:");
     for ns in &config.dns.nameservers {
         let _ = writeln!(out, "  {:<32} NS {}", format!("{}.", ns.name), ns.address);
