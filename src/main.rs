@@ -13,7 +13,7 @@ fn main() -> ExitCode {
         return ExitCode::FAILURE;
     }
     match run(cli.command) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => ExitCode::from(code),
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
@@ -21,12 +21,13 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(command: Command) -> anyhow::Result<()> {
+/// Runs one command; the exit code, or an error (exit 1).
+fn run(command: Command) -> anyhow::Result<u8> {
     match command {
-        Command::Check { config } => cmd::check::run(&config),
-        Command::Serve { config } => cmd::runtime()?.block_on(cmd::serve::run(config)),
-        Command::Status { http } => cmd::status::run(&http),
+        Command::Check { config } => cmd::check::run(&config).map(|()| 0),
+        Command::Serve { config } => cmd::runtime()?.block_on(cmd::serve::run(config)).map(|()| 0),
+        Command::Status { http, json } => cmd::status::run(&http, json),
         #[cfg(feature = "demo")]
-        Command::Demo { dns, http } => cmd::runtime()?.block_on(cmd::demo::run(dns, http)),
+        Command::Demo { dns, http } => cmd::runtime()?.block_on(cmd::demo::run(dns, http)).map(|()| 0),
     }
 }

@@ -2,7 +2,8 @@
 //! a snapshot plus the DNS query counters (`dns::query::QueryStats`).
 
 use std::fmt::Write as _;
-use std::time::UNIX_EPOCH;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::dns::edge::EdgeStats;
 use crate::dns::query::QueryStats;
@@ -13,6 +14,9 @@ use crate::topology::Role;
 // ---------------------------------------------------------------------------------
 // Metric names. Every metric lagdns exports is named here and nowhere else.
 
+pub const BUILD_INFO: &str = "lagdns_build_info";
+pub const RELOAD_OK: &str = "lagdns_config_last_reload_successful";
+pub const RELOAD_SUCCESS_TIMESTAMP: &str = "lagdns_config_last_reload_success_timestamp_seconds";
 pub const READY: &str = "lagdns_ready";
 pub const SOA_SERIAL: &str = "lagdns_soa_serial";
 pub const ANSWER_CHANGES: &str = "lagdns_answer_changes_total";
@@ -52,9 +56,50 @@ pub const PROBE_LAST_DURATION: &str = "lagdns_probe_last_duration_seconds";
 /// The `Content-Type` of [`render`]'s output.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
+/// The outcome of the last config reload (SIGHUP), written by `cmd::serve`. Starts as
+/// a success at start-up, as Prometheus's own `config_last_reload_*` metrics do.
+pub struct Reloads {
+    ok: AtomicBool,
+    success_at_ms: AtomicU64,
+}
+
+impl Reloads {
+    pub fn new(started: SystemTime) -> Reloads {
+        Reloads { ok: AtomicBool::new(true), success_at_ms: AtomicU64::new(unix_ms(started)) }
+    }
+
+    pub fn succeeded(&self, at: SystemTime) {
+        self.success_at_ms.store(unix_ms(at), Ordering::Relaxed);
+        self.ok.store(true, Ordering::Relaxed);
+    }
+
+    pub fn failed(&self) {
+        self.ok.store(false, Ordering::Relaxed);
+    }
+
+    /// (last reload successful, Unix time of the last successful one).
+    pub fn read(&self) -> (bool, f64) {
+        (self.ok.load(Ordering::Relaxed), self.success_at_ms.load(Ordering::Relaxed) as f64 / 1000.0)
+    }
+}
+
+fn unix_ms(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH).unwrap_or_default().as_millis() as u64
+}
+
 /// Renders every metric; pure (reads only the snapshot and the counters).
-pub fn render(snap: &Snapshot, stats: &QueryStats) -> String {
+pub fn render(snap: &Snapshot, stats: &QueryStats, reloads: &Reloads) -> String {
     let mut out = Out(String::with_capacity(8 * 1024));
+    let (reload_ok, reload_at) = reloads.read();
+    out.family(BUILD_INFO, "Always 1; the version of the running lagdns in a label.", "gauge");
+    out.sample(BUILD_INFO, &[("version", env!("CARGO_PKG_VERSION"))], 1.0);
+    out.single(
+        RELOAD_OK,
+        "1 if the last config reload (SIGHUP) succeeded, 0 if it failed.",
+        "gauge",
+        bool_f(reload_ok),
+    );
+    out.single(RELOAD_SUCCESS_TIMESTAMP, "Unix time of the last successful config load.", "gauge", reload_at);
     render_global(&mut out, snap, stats);
     render_clusters(&mut out, &snap.clusters);
     render_nodes(&mut out, &snap.clusters);
@@ -367,7 +412,7 @@ mod tests {
         stats.record(QueryKind::Read, Qtype::A, Rcode::NoError);
         stats.record(QueryKind::Read, Qtype::A, Rcode::NoError);
         stats.record(QueryKind::OutOfZone, Qtype::Txt, Rcode::Refused);
-        let s = parse(&render(&fixture::snapshot(), &stats));
+        let s = parse(&render(&fixture::snapshot(), &stats, &Reloads::new(UNIX_EPOCH)));
         let node = |n: &'static str| [("cluster", "main"), ("node", n)];
         assert_eq!(value(&s, READY, &[]), Some(1.0));
         assert_eq!(value(&s, SOA_SERIAL, &[]), Some(7.0));
@@ -409,7 +454,7 @@ mod tests {
         snap.clusters[0].write = WriteTarget::Conflict(Conflict { nodes: vec![0, 1], why: ConflictKind::SameTimeline });
         snap.clusters[1].name = "other".into();
         snap.clusters[1].write = WriteTarget::Stale { node: 0, since: snap.built };
-        let s = parse(&render(&snap, &QueryStats::default()));
+        let s = parse(&render(&snap, &QueryStats::default(), &Reloads::new(UNIX_EPOCH)));
         let (a, b) = ([("cluster", "main")], [("cluster", "other")]);
         assert_eq!((value(&s, SPLIT_BRAIN, &a), value(&s, SPLIT_BRAIN, &b)), (Some(1.0), Some(0.0)));
         assert_eq!((value(&s, WRITE_STALE, &a), value(&s, WRITE_STALE, &b)), (Some(0.0), Some(1.0)));
@@ -421,7 +466,7 @@ mod tests {
         let mut snap = fixture::snapshot();
         let odd = "we\"ird\\name\nx";
         snap.clusters[0].name = odd.into();
-        let text = render(&snap, &QueryStats::default());
+        let text = render(&snap, &QueryStats::default(), &Reloads::new(UNIX_EPOCH));
         assert!(text.contains(r#"cluster="we\"ird\\name\nx""#), "{text}");
         let s = parse(&text);
         assert_eq!(value(&s, NODE_LAG_BYTES, &[("cluster", odd), ("node", "pg3")]), Some(4096.0));
@@ -429,7 +474,7 @@ mod tests {
 
     #[test]
     fn empty_stats_still_declare_every_family() {
-        let text = render(&fixture::snapshot(), &QueryStats::default());
+        let text = render(&fixture::snapshot(), &QueryStats::default(), &Reloads::new(UNIX_EPOCH));
         for name in [QUERIES, READY, NODE_LAG_SECONDS, PROBE_DURATION, SPLIT_BRAIN_EVENTS, NODE_ELIGIBLE] {
             assert!(text.contains(&format!("# TYPE {name} ")), "{name} missing");
         }

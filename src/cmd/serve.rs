@@ -16,6 +16,8 @@ use crate::config::{Config, DnsConfig, HttpConfig};
 use crate::dns::query::QueryStats;
 use crate::dns::records::Zone;
 use crate::dns::server::DnsServer;
+use crate::http::Sources;
+use crate::metrics::Reloads;
 use crate::probe::Observation;
 use crate::publisher::Publisher;
 use crate::snapshot::Snapshot;
@@ -29,6 +31,8 @@ pub struct Server {
     pub dns_addrs: Vec<SocketAddr>,
     pub http_addr: SocketAddr,
     store: Arc<Store<Zone>>,
+    /// The outcome of the last reload, for `/metrics`.
+    reloads: Arc<Reloads>,
     reload_tx: mpsc::Sender<Arc<Config>>,
     /// Stops DNS and HTTP.
     front: CancellationToken,
@@ -83,15 +87,17 @@ impl Server {
                 tracing::error!(error = %e, "DNS server stopped");
             }
         });
-        let (snapshots, s, f): (Arc<dyn Snapshots>, _, _) = (store.clone(), stats, front.clone());
+        let reloads = Arc::new(Reloads::new(SystemTime::now()));
+        let sources = Sources { snapshots: store.clone(), stats, reloads: reloads.clone() };
+        let f = front.clone();
         tasks.spawn(async move {
-            if let Err(e) = crate::http::serve(http_listener, snapshots, s, f).await {
+            if let Err(e) = crate::http::serve(http_listener, sources, f).await {
                 tracing::error!(error = %e, "HTTP server stopped");
             }
         });
         tasks.close();
         tracing::info!(dns = ?dns_addrs, http = %http_addr, %zone, "serving");
-        Ok(Server { dns_addrs, http_addr, store, reload_tx, front, back, tasks })
+        Ok(Server { dns_addrs, http_addr, store, reloads, reload_tx, front, back, tasks })
     }
 
     /// The current snapshot (for tests and the demo).
@@ -102,6 +108,12 @@ impl Server {
     /// Switches to a new, already validated config.
     pub async fn reload(&self, config: Config) {
         let _ = self.reload_tx.send(Arc::new(config)).await;
+        self.reloads.succeeded(SystemTime::now());
+    }
+
+    /// Records a reload whose config was invalid (the old one is kept).
+    pub fn reload_failed(&self) {
+        self.reloads.failed();
     }
 
     /// Stops DNS and HTTP after answering what is in flight, then closes every probe
@@ -186,7 +198,10 @@ async fn reload_from(server: &Server, path: &std::path::Path) {
             tracing::info!(config = %path.display(), "reloading config");
             server.reload(config).await;
         }
-        Err(e) => tracing::error!(error = %e, "config reload failed; keeping the old config"),
+        Err(e) => {
+            tracing::error!(error = %e, "config reload failed; keeping the old config");
+            server.reload_failed();
+        }
     }
 }
 

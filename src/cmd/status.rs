@@ -1,5 +1,8 @@
-//! `lagdns status [--http ADDR]`: fetches `/status` from a running server and prints
-//! every cluster's nodes as an aligned table.
+//! `lagdns status [--http ADDR] [--json]`: fetches `/status` from a running server and
+//! prints every cluster's nodes as an aligned table, or the document itself. The exit
+//! code says whether all is well (SPEC §13): 0 ready and every cluster has a primary
+//! and no conflict, 1 the server cannot be reached, 2 not ready, or a cluster in
+//! conflict or without a known primary.
 
 use std::fmt::Write as _;
 use std::time::Duration;
@@ -9,11 +12,37 @@ use anyhow::{bail, Context};
 use crate::config::format_duration;
 use crate::http::status::{ClusterDoc, NodeDoc, StatusDoc, WriteState};
 
-/// Fetches `/status` from `http` and prints the table to stdout.
-pub fn run(http: &str) -> anyhow::Result<()> {
+/// Fetches `/status` from `http`, prints the table (or the JSON document) to stdout and
+/// what is wrong to stderr; returns the exit code. An error means the server could not
+/// be reached (exit 1).
+pub fn run(http: &str, json: bool) -> anyhow::Result<u8> {
     let doc = fetch(http)?;
-    print!("{}", render_table(&doc));
-    Ok(())
+    match json {
+        true => println!("{}", serde_json::to_string_pretty(&doc)?),
+        false => print!("{}", render_table(&doc)),
+    }
+    let problems = problems(&doc);
+    for p in &problems {
+        eprintln!("lagdns status: {p}");
+    }
+    Ok(if problems.is_empty() { 0 } else { 2 })
+}
+
+/// What makes the exit code 2: not ready, a cluster in conflict or without a known
+/// primary (a stale primary is known: `write` still answers it). Pure.
+pub fn problems(doc: &StatusDoc) -> Vec<String> {
+    let mut out = Vec::new();
+    if !doc.ready {
+        out.push("not ready: the first probe round has not finished".to_string());
+    }
+    for c in &doc.clusters {
+        match c.write_state {
+            WriteState::SplitBrain => out.push(format!("cluster {}: split brain, write answers SERVFAIL", c.name)),
+            WriteState::Unknown => out.push(format!("cluster {}: no known primary, write answers SERVFAIL", c.name)),
+            WriteState::Primary | WriteState::Stale => {}
+        }
+    }
+    out
 }
 
 /// The `/status` URL for `host:port`, `http://host:port[/]` or a full `.../status` URL.
@@ -244,6 +273,22 @@ mod tests {
         assert_eq!(&pg3[..8], ["main", "pg3", "10.0.0.13", "replica", "up", "2500ms", "25000", "100"]);
         assert!(text.contains("  pg4: last error: connect: connection refused\n"), "{text}");
         assert!(text.lines().all(|l| l == l.trim_end()), "no trailing blanks");
+    }
+
+    #[test]
+    fn problems_decide_the_exit_code() {
+        let with = |ready: bool, state: WriteState| {
+            let mut d = doc();
+            d.ready = ready;
+            d.clusters[0].write_state = state;
+            problems(&d)
+        };
+        assert!(with(true, WriteState::Primary).is_empty());
+        assert!(with(true, WriteState::Stale).is_empty(), "a stale primary is still a known one");
+        assert_eq!(with(false, WriteState::Primary), ["not ready: the first probe round has not finished"]);
+        assert_eq!(with(true, WriteState::SplitBrain), ["cluster main: split brain, write answers SERVFAIL"]);
+        assert_eq!(with(true, WriteState::Unknown), ["cluster main: no known primary, write answers SERVFAIL"]);
+        assert_eq!(with(false, WriteState::Unknown).len(), 2);
     }
 
     #[test]

@@ -247,7 +247,7 @@ fn demo_serves_real_postgres_and_cleans_up_on_ctrl_c() {
 }
 
 #[test]
-fn serve_logs_json_and_stops_cleanly_on_sigterm() {
+fn serve_logs_json_from_the_environment_and_stops_cleanly_on_sigterm() {
     let (dns, http) = (free_port(), free_port());
     let text = format!(
         "[dns]\nlisten = [\"127.0.0.1:{dns}\"]\n[http]\nlisten = \"127.0.0.1:{http}\"\n{}",
@@ -256,7 +256,9 @@ fn serve_logs_json_and_stops_cleanly_on_sigterm() {
     let path = write_config("json", &text);
     let mut child = Child(
         lagdns()
-            .args(["--log-format", "json", "serve", "--config"])
+            .env("LAGDNS_LOG_FORMAT", "json") // SPEC §13: stands for --log-format
+            .env("LAGDNS_LOG_LEVEL", "info")
+            .args(["serve", "--config"])
             .arg(&*path)
             .stderr(Stdio::piped())
             .spawn()

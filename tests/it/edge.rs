@@ -17,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 use lagdns::dns::query::QueryStats;
 use lagdns::dns::records::Zone;
 use lagdns::dns::DnsServer;
-use lagdns::store::{Snapshots, Store};
+use lagdns::store::Store;
 use lagdns::testkit::SnapshotBuilder;
 
 const NODES: &str = r#"
@@ -129,8 +129,9 @@ async fn http_allow_disconnects_outsiders_and_serves_the_rest() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let http = listener.local_addr().unwrap();
     let cancel = CancellationToken::new();
-    let snapshots: Arc<dyn Snapshots> = store.clone();
-    tokio::spawn(lagdns::http::serve(listener, snapshots, stats.clone(), cancel.clone()));
+    let reloads = Arc::new(lagdns::metrics::Reloads::new(std::time::SystemTime::now()));
+    let sources = lagdns::http::Sources { snapshots: store.clone(), stats: stats.clone(), reloads };
+    tokio::spawn(lagdns::http::serve(listener, sources, cancel.clone()));
     let get = |from: u8| async move {
         let mut s = connect_from(http, src(from)).await;
         s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await.unwrap();

@@ -365,6 +365,26 @@ async fn sighup_with_an_invalid_config_keeps_the_old_one_and_drops_no_query() {
     assert!(answered > 10);
     let log = p.log_text();
     assert!(log.contains("config reload failed") && log.contains("falll"), "{log}");
+    let reload_metrics = || async {
+        let (_, m) = http_get(p.http, "/metrics").await;
+        let value = |name: &str| m.lines().find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse::<f64>().ok());
+        (value("lagdns_config_last_reload_successful"), value("lagdns_config_last_reload_success_timestamp_seconds"))
+    };
+    let (ok, at) = reload_metrics().await;
+    assert_eq!(ok, Some(0.0), "a failed reload shows in /metrics");
+    // a good reload sets it back, with a newer timestamp
+    std::fs::write(&p.config, &text).unwrap();
+    p.signal(libc::SIGHUP);
+    let (ok2, at2) = eventually(Duration::from_secs(5), "a good reload", || async {
+        let got = reload_metrics().await;
+        if got.0 == Some(1.0) {
+            Ok(got)
+        } else {
+            Err(format!("{got:?}"))
+        }
+    })
+    .await;
+    assert!(ok2 == Some(1.0) && at2 > at, "{at:?} → {at2:?}");
     p.signal(libc::SIGTERM);
     assert!(p.wait_exit(Duration::from_secs(10)).await.success());
 }

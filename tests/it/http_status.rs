@@ -3,7 +3,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use lagdns::config::Config;
 use lagdns::dns::query::{Qtype, QueryKind, QueryStats, Rcode};
@@ -101,7 +101,9 @@ async fn start(stats: Arc<QueryStats>) -> Server {
     let addr = listener.local_addr().unwrap();
     let store = Store::new(snapshot(9), |_, _| ());
     let cancel = CancellationToken::new();
-    let task = tokio::spawn(lagdns::http::serve(listener, store.clone(), stats, cancel.clone()));
+    let reloads = Arc::new(lagdns::metrics::Reloads::new(SystemTime::now()));
+    let sources = lagdns::http::Sources { snapshots: store.clone(), stats, reloads };
+    let task = tokio::spawn(lagdns::http::serve(listener, sources, cancel.clone()));
     Server { addr, store, cancel, task }
 }
 
@@ -223,7 +225,7 @@ async fn status_command_reads_the_server() {
     let addr = server.addr;
     let (doc, printed) = tokio::task::spawn_blocking(move || {
         let doc = lagdns::cmd::status::fetch(&format!("http://{addr}/")).unwrap();
-        lagdns::cmd::status::run(&addr.to_string()).map(|()| doc)
+        lagdns::cmd::status::run(&addr.to_string(), false).map(|_| doc)
     })
     .await
     .unwrap()
@@ -244,6 +246,56 @@ async fn status_command_reads_the_server() {
 
     server.cancel.cancel();
     let _ = tokio::time::timeout(Duration::from_secs(5), server.task).await.expect("serve stops");
-    let err = tokio::task::spawn_blocking(move || lagdns::cmd::status::run(&addr.to_string())).await.unwrap();
+    let err = tokio::task::spawn_blocking(move || lagdns::cmd::status::run(&addr.to_string(), false)).await.unwrap();
     assert!(err.unwrap_err().to_string().contains("cannot reach lagdns"), "a stopped server is a clear error");
+}
+
+/// `lagdns status` (the real binary): exit code and output for `http`.
+fn status_binary(http: SocketAddr, json: bool) -> (i32, String, String) {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_lagdns"));
+    cmd.args(["status", "--http", &http.to_string()]);
+    if json {
+        cmd.arg("--json");
+    }
+    let out = cmd.output().unwrap();
+    let text = |b: Vec<u8>| String::from_utf8(b).unwrap();
+    (out.status.code().unwrap_or(-1), text(out.stdout), text(out.stderr))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readyz_and_status_exit_codes_follow_readiness_and_conflicts() {
+    let server = start(Arc::new(QueryStats::default())).await;
+    let addr = server.addr;
+    let status = |json| tokio::task::spawn_blocking(move || status_binary(addr, json));
+    // ready, a primary, no conflict
+    server
+        .store
+        .publish(SnapshotBuilder::from_config(config()).ready(true).write("main", WriteTarget::Primary(0)).build());
+    assert_eq!(get(addr, "/readyz").await.0, 200);
+    let (code, out, err) = status(true).await.unwrap();
+    assert_eq!(code, 0, "{out}{err}");
+    let doc: StatusDoc = serde_json::from_str(&out).expect("--json prints the /status document");
+    assert_eq!(doc, StatusDoc::from_snapshot(&server.store.snapshot()));
+    // a split brain: exit 2, saying why
+    let conflict =
+        lagdns::topology::Conflict { nodes: vec![0, 1], why: lagdns::topology::ConflictKind::TimelineUnknown };
+    server.store.publish(
+        SnapshotBuilder::from_config(config()).ready(true).write("main", WriteTarget::Conflict(conflict)).build(),
+    );
+    let (code, out, err) = status(false).await.unwrap();
+    assert_eq!(code, 2, "{out}{err}");
+    assert!(err.contains("cluster main: split brain"), "{err}");
+    assert!(out.contains("SPLIT BRAIN"), "the table is still printed: {out}");
+    // not ready: /readyz 503 (while /healthz stays 200), exit 2
+    server.store.publish(SnapshotBuilder::from_config(config()).ready(false).build());
+    let (code, body, _) = get(addr, "/readyz").await;
+    assert_eq!((code, get(addr, "/healthz").await.0), (503, 200), "{body}");
+    let (code, _, err) = status(false).await.unwrap();
+    assert_eq!(code, 2);
+    assert!(err.contains("not ready") && err.contains("no known primary"), "{err}");
+    // unreachable: exit 1
+    server.cancel.cancel();
+    let _ = tokio::time::timeout(Duration::from_secs(5), server.task).await.expect("serve stops");
+    let (code, _, err) = status(false).await.unwrap();
+    assert_eq!(code, 1, "{err}");
 }
