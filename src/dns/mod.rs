@@ -2,10 +2,12 @@
 //! (`name`), the SPEC §5 answer table (`answer`), the TXT text (`txt`), the wire form
 //! derived from each published snapshot (`records`), the answer path from message to
 //! response (`respond`, with `wire` the encoder and `rrl` the rate limiter), the
-//! edge's counters (`edge`), and the sockets (`udp`, `tcp`, bound by `server`).
+//! edge's counters (`edge`), holding queries until the first probe round (`hold`),
+//! and the sockets (`udp`, `tcp`, bound by `server`).
 
 pub mod answer;
 pub mod edge;
+pub mod hold;
 pub mod name;
 pub mod query;
 pub mod records;

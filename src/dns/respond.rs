@@ -14,6 +14,11 @@
 //! | not exactly one question | FORMERR |
 //! | class other than IN | REFUSED |
 //! | otherwise | the answer (AA when in the zone) |
+//!
+//! Before the first probe round has finished (SPEC §3), a query that would get SERVFAIL
+//! for that reason is held when the caller allows it ([`Reply::Hold`]): the socket
+//! loop keeps it until the round completes or `probe.timeout` from the start has
+//! passed (`hold`), then asks again with holding off.
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -42,6 +47,38 @@ const OPCODE_QUERY: u8 = 0;
 pub enum Transport {
     Udp,
     Tcp,
+}
+
+/// One message to answer.
+#[derive(Debug, Clone, Copy)]
+pub struct Ask<'p> {
+    pub packet: &'p [u8],
+    pub client: IpAddr,
+    pub transport: Transport,
+    /// The rate-limit window (seconds, any epoch).
+    pub now: u64,
+    /// Whether a query the first probe round is needed for may be held.
+    pub may_hold: bool,
+    /// Asked again after being held: already counted against the rate.
+    pub released: bool,
+}
+
+impl<'p> Ask<'p> {
+    /// A first ask that may not be held.
+    pub fn new(packet: &'p [u8], client: IpAddr, transport: Transport, now: u64) -> Ask<'p> {
+        Ask { packet, client, transport, now, may_hold: false, released: false }
+    }
+}
+
+/// What to do after [`Responder::respond`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reply {
+    /// Send what was written.
+    Send,
+    /// Send nothing.
+    Nothing,
+    /// Hold the query until the first probe round has finished, then ask again.
+    Hold,
 }
 
 /// Everything the answer path reads; shared by every socket loop.
@@ -74,12 +111,17 @@ impl Responder {
         self.store.load().snapshot.config.dns.limits
     }
 
-    /// Answers `packet` from `client`, writing the response into `out`; returns false
-    /// when nothing is to be sent. `now` (seconds, any epoch) is the rate-limit window.
-    pub fn respond(&self, packet: &[u8], client: IpAddr, transport: Transport, now: u64, out: &mut Vec<u8>) -> bool {
+    /// The current generation's store (for the hold's wait).
+    pub fn store(&self) -> &Store<Zone> {
+        &self.store
+    }
+
+    /// Answers `ask`, writing the response into `out`.
+    pub fn respond(&self, ask: &Ask<'_>, out: &mut Vec<u8>) -> Reply {
+        let Ask { packet, client, transport, now, may_hold, released } = *ask;
         out.clear();
         if packet.len() < 12 || packet[2] & 0x80 != 0 {
-            return false;
+            return Reply::Nothing;
         }
         let generation = self.store.load();
         let dns = &generation.snapshot.config.dns;
@@ -89,12 +131,12 @@ impl Responder {
             (Ok(r), Transport::Udp) => r.edns.as_ref().map_or(PLAIN_UDP, |e| usize::from(udp_payload(e))),
             (Err(_), Transport::Udp) => PLAIN_UDP,
         };
-        if transport == Transport::Udp {
+        if transport == Transport::Udp && !released {
             match self.rrl.check(client, now, &dns.limits) {
                 Verdict::Send => {}
                 Verdict::Drop => {
                     self.stats.edge.limited(Limited::Dropped);
-                    return false;
+                    return Reply::Nothing;
                 }
                 Verdict::Slip => {
                     self.stats.edge.limited(Limited::Slipped);
@@ -103,7 +145,7 @@ impl Responder {
                         Err(id) => (Head { id: *id, ..Head::default() }, Question::NONE, None),
                     };
                     wire::encode(out, Head { tc: true, ..head }, question, &Body::default(), opt, limit);
-                    return true;
+                    return Reply::Send;
                 }
             }
         }
@@ -113,7 +155,7 @@ impl Responder {
                 let head = Head { id, opcode: packet[2] >> 3 & 0x0F, rcode: Rcode::FormErr.code(), ..Head::default() };
                 wire::encode(out, head, Question::NONE, &Body::default(), None, limit);
                 self.stats.record(QueryKind::Malformed, Qtype::Other, Rcode::FormErr);
-                return true;
+                return Reply::Send;
             }
         };
         let qtype = request.query.as_ref().map_or(Qtype::Other, |q| Qtype::from_code(u16::from(q.query_type())));
@@ -125,7 +167,7 @@ impl Responder {
             }
             wire::encode(out, head, request.question, &Body::default(), opt, limit);
             self.stats.record(kind, qtype, rcode);
-            true
+            Reply::Send
         };
         if !dns.allow.admits(client) {
             return reject(out, QueryKind::Denied, Rcode::Refused);
@@ -146,11 +188,14 @@ impl Responder {
         qname.make_ascii_lowercase();
         let target = generation.derived.names.table.parse(&qname);
         let decided = answer(&generation.snapshot, &target, qtype, &mut rand::rng());
+        if may_hold && !generation.snapshot.ready && decided.rcode == Rcode::ServFail {
+            return Reply::Hold;
+        }
         let body = generation.derived.sections(&decided);
         let head = Head { aa: decided.authoritative, rcode: decided.rcode.code(), ..request.head() };
         wire::encode(out, head, request.question, &body, opt, limit);
         self.stats.record(decided.kind, qtype, decided.rcode);
-        true
+        Reply::Send
     }
 
     /// The OPT to echo (RFC 6891): version 0, our UDP size, NSID when asked for.

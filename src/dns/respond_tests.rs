@@ -31,7 +31,7 @@ fn query(name: &str, qtype: RecordType) -> Message {
 
 fn ask(r: &Responder, packet: &[u8], transport: Transport) -> Option<Vec<u8>> {
     let mut out = Vec::new();
-    r.respond(packet, localhost(), transport, 0, &mut out).then_some(out)
+    (r.respond(&Ask::new(packet, localhost(), transport, 0), &mut out) == Reply::Send).then_some(out)
 }
 
 #[test]
@@ -94,7 +94,7 @@ fn allow_refuses_before_any_lookup_and_counts_it() {
     let q = query("db.internal.", RecordType::SOA).to_vec().unwrap();
     let mut out = Vec::new();
     for (client, want) in [("10.1.2.3", 0), ("192.0.2.1", 5), ("::ffff:10.0.0.9", 0), ("2001:db8::1", 5)] {
-        assert!(r.respond(&q, client.parse().unwrap(), Transport::Tcp, 0, &mut out));
+        assert_eq!(r.respond(&Ask::new(&q, client.parse().unwrap(), Transport::Tcp, 0), &mut out), Reply::Send);
         let m = Message::from_vec(&out).unwrap();
         assert_eq!(u16::from(m.metadata.response_code), want, "{client}");
         assert_eq!(m.answers.len(), usize::from(want == 0), "{client}");
@@ -114,9 +114,10 @@ fn over_the_rate_responses_are_slipped_empty_or_dropped() {
     let mut out = Vec::new();
     let mut seen = Vec::new();
     for _ in 0..6 {
-        seen.push(match r.respond(&q, localhost(), Transport::Udp, 100, &mut out) {
-            false => "dropped",
-            true => {
+        seen.push(match r.respond(&Ask::new(&q, localhost(), Transport::Udp, 100), &mut out) {
+            Reply::Nothing => "dropped",
+            Reply::Hold => unreachable!("not asked to hold"),
+            Reply::Send => {
                 let m = Message::from_vec(&out).unwrap();
                 assert!(m.edns.is_some(), "the OPT is echoed");
                 if m.metadata.truncation {
@@ -131,8 +132,30 @@ fn over_the_rate_responses_are_slipped_empty_or_dropped() {
     assert_eq!(seen, ["answered", "answered", "dropped", "slipped", "dropped", "slipped"]);
     assert_eq!(stats.edge.rrl(), (2, 2));
     // TCP is never limited
-    assert!(r.respond(&q, localhost(), Transport::Tcp, 100, &mut out));
+    assert_eq!(r.respond(&Ask::new(&q, localhost(), Transport::Tcp, 100), &mut out), Reply::Send);
     assert!(!Message::from_vec(&out).unwrap().metadata.truncation);
+}
+
+#[test]
+fn before_the_first_round_endpoint_queries_are_held_when_allowed() {
+    let text =
+        "[[cluster]]\nname = \"main\"\n[[cluster.node]]\nname = \"pg1\"\naddress = \"10.0.0.1\"\ndsn = \"host=h\"\n";
+    let store = Store::new(SnapshotBuilder::new(text).ready(false).build(), Zone::derive);
+    let r = Responder::new(store.clone(), Arc::new(QueryStats::default()), Vec::new());
+    let mut out = Vec::new();
+    let write = query("write.db.internal.", RecordType::A).to_vec().unwrap();
+    let soa = query("db.internal.", RecordType::SOA).to_vec().unwrap();
+    let hold = |p| Ask { may_hold: true, ..Ask::new(p, localhost(), Transport::Udp, 0) };
+    assert_eq!(r.respond(&hold(&write), &mut out), Reply::Hold);
+    assert!(out.is_empty());
+    assert_eq!(r.respond(&hold(&soa), &mut out), Reply::Send, "the apex needs no probe round");
+    // not allowed to hold (the time is up): SERVFAIL
+    let released = Ask { released: true, ..Ask::new(&write, localhost(), Transport::Udp, 0) };
+    assert_eq!(r.respond(&released, &mut out), Reply::Send);
+    assert_eq!(Message::from_vec(&out).unwrap().metadata.response_code, hickory_proto::op::ResponseCode::ServFail);
+    // once ready, nothing is held
+    store.publish(SnapshotBuilder::new(text).ready(true).build());
+    assert_eq!(r.respond(&hold(&write), &mut out), Reply::Send);
 }
 
 /// A query name: a zone name, a made-up one in the zone, or one outside, in random case.

@@ -11,6 +11,7 @@ use tokio::net::{TcpListener, UdpSocket};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::dns::hold::Hold;
 use crate::dns::query::QueryStats;
 use crate::dns::records::Zone;
 use crate::dns::respond::Responder;
@@ -47,7 +48,8 @@ impl DnsServer {
     ) -> io::Result<DnsServer> {
         let responder = Arc::new(Responder::new(store, stats.clone(), nsid));
         let conns = Arc::new(Conns::default());
-        let shared = Arc::new(TcpShared { responder: responder.clone(), stats, conns, fd_budget });
+        let hold = Arc::new(Hold::new());
+        let shared = Arc::new(TcpShared { responder: responder.clone(), hold, stats, conns, fd_budget });
         let mut sockets = Vec::with_capacity(listen.len());
         let mut addrs = Vec::with_capacity(listen.len());
         for addr in listen {
@@ -71,7 +73,8 @@ impl DnsServer {
         let connections = TaskTracker::new();
         for (udp, tcp) in self.sockets {
             for _ in 0..workers {
-                tasks.spawn(udp::serve(udp.clone(), self.responder.clone(), epoch, cancel.clone()));
+                let (responder, hold) = (self.responder.clone(), self.shared.hold.clone());
+                tasks.spawn(udp::serve(udp.clone(), responder, hold, epoch, cancel.clone()));
             }
             tasks.spawn(tcp::serve(tcp, self.shared.clone(), connections.clone(), cancel.clone()));
         }

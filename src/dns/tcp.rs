@@ -28,8 +28,9 @@ use tokio_util::task::TaskTracker;
 
 use crate::config::DnsLimits;
 use crate::dns::edge::TcpEvent;
+use crate::dns::hold::Hold;
 use crate::dns::query::QueryStats;
-use crate::dns::respond::{Responder, Transport};
+use crate::dns::respond::{Ask, Reply, Responder, Transport};
 
 /// How long accepting pauses after running out of file descriptors or memory.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
@@ -155,6 +156,7 @@ pub fn fitted_cap(limits: &DnsLimits, fd_budget: u32) -> u32 {
 /// What the accept loop shares with its connections.
 pub struct TcpShared {
     pub responder: Arc<Responder>,
+    pub hold: Arc<Hold>,
     pub stats: Arc<QueryStats>,
     pub conns: Arc<Conns>,
     /// File descriptors available for DNS TCP connections.
@@ -230,7 +232,7 @@ async fn connection(
         biased;
         _ = cancel.cancelled() => Some(TcpEvent::Shutdown),
         _ = slot.evict.cancelled() => None,
-        e = answer_queries(&mut stream, peer, &limits, &shared.responder, &slot) => Some(e),
+        e = answer_queries(&mut stream, peer, &limits, &shared, &slot) => Some(e),
     };
     // (an eviction is counted where it is decided)
     if let Some(event) = event {
@@ -246,9 +248,10 @@ async fn answer_queries(
     stream: &mut TcpStream,
     peer: SocketAddr,
     limits: &DnsLimits,
-    r: &Responder,
+    shared: &TcpShared,
     slot: &Slot,
 ) -> TcpEvent {
+    let r = &shared.responder;
     let _ = stream.set_nodelay(true);
     let start = Instant::now();
     let end_of_life = start + limits.tcp_lifetime;
@@ -264,7 +267,14 @@ async fn answer_queries(
             Ok(Err(_)) => return TcpEvent::Closed,
             Ok(Ok(())) => {}
         }
-        if !r.respond(&query, peer.ip(), Transport::Tcp, 0, &mut response) {
+        let may_hold = shared.hold.may_hold(r.store());
+        let ask = Ask { may_hold, ..Ask::new(&query, peer.ip(), Transport::Tcp, 0) };
+        let mut reply = r.respond(&ask, &mut response);
+        if reply == Reply::Hold {
+            shared.hold.wait(r.store()).await;
+            reply = r.respond(&Ask { released: true, ..Ask::new(&query, peer.ip(), Transport::Tcp, 0) }, &mut response);
+        }
+        if reply != Reply::Send {
             return TcpEvent::Malformed;
         }
         frame.clear();

@@ -9,14 +9,21 @@ use tokio::net::UdpSocket;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::dns::respond::{Responder, Transport};
+use crate::dns::hold::Hold;
+use crate::dns::respond::{Ask, Reply, Responder, Transport};
 
 /// Largest datagram read (anything longer is cut by the kernel and fails to parse).
 const RECV_BUFFER: usize = 65_535;
 
 /// Receives and answers on `socket` until `cancel` fires; a datagram being answered
 /// is answered first.
-pub async fn serve(socket: Arc<UdpSocket>, responder: Arc<Responder>, epoch: Instant, cancel: CancellationToken) {
+pub async fn serve(
+    socket: Arc<UdpSocket>,
+    responder: Arc<Responder>,
+    hold: Arc<Hold>,
+    epoch: Instant,
+    cancel: CancellationToken,
+) {
     let mut buf = vec![0u8; RECV_BUFFER];
     let mut out = Vec::with_capacity(1232);
     loop {
@@ -34,10 +41,47 @@ pub async fn serve(socket: Arc<UdpSocket>, responder: Arc<Responder>, epoch: Ins
             continue;
         }
         let now = epoch.elapsed().as_secs();
-        if responder.respond(&buf[..len], src.ip(), Transport::Udp, now, &mut out) {
-            let _ = socket.send_to(&out, src).await;
+        let may_hold = hold.may_hold(responder.store());
+        let ask = Ask { may_hold, ..Ask::new(&buf[..len], src.ip(), Transport::Udp, now) };
+        match responder.respond(&ask, &mut out) {
+            Reply::Send => {
+                let _ = socket.send_to(&out, src).await;
+            }
+            Reply::Nothing => {}
+            Reply::Hold => answer_when_ready(&socket, &responder, &hold, &buf[..len], src, now, &mut out).await,
         }
     }
+}
+
+/// Answers a held datagram once the first round has finished (in a task of its own,
+/// while there is room), or at once.
+async fn answer_when_ready(
+    socket: &Arc<UdpSocket>,
+    responder: &Arc<Responder>,
+    hold: &Arc<Hold>,
+    packet: &[u8],
+    src: SocketAddr,
+    now: u64,
+    out: &mut Vec<u8>,
+) {
+    fn released(packet: &[u8], src: SocketAddr, now: u64) -> Ask<'_> {
+        Ask { released: true, ..Ask::new(packet, src.ip(), Transport::Udp, now) }
+    }
+    let Some(slot) = hold.slot() else {
+        if responder.respond(&released(packet, src, now), out) == Reply::Send {
+            let _ = socket.send_to(out, src).await;
+        }
+        return;
+    };
+    let (socket, responder, hold, packet) = (socket.clone(), responder.clone(), hold.clone(), packet.to_vec());
+    tokio::spawn(async move {
+        hold.wait(responder.store()).await;
+        let mut out = Vec::new();
+        if responder.respond(&released(&packet, src, now), &mut out) == Reply::Send {
+            let _ = socket.send_to(&out, src).await;
+        }
+        drop(slot);
+    });
 }
 
 /// A source a response may go to: not port 0, unspecified, broadcast or multicast.

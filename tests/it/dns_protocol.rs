@@ -170,15 +170,7 @@ impl Harness {
     }
 
     async fn tcp(&self, msg: &Message) -> Message {
-        let mut stream = TcpStream::connect(self.addr).await.unwrap();
-        let bytes = msg.to_vec().unwrap();
-        stream.write_all(&(bytes.len() as u16).to_be_bytes()).await.unwrap();
-        stream.write_all(&bytes).await.unwrap();
-        let mut len = [0u8; 2];
-        tokio::time::timeout(WAIT, stream.read_exact(&mut len)).await.unwrap().unwrap();
-        let mut buf = vec![0u8; u16::from_be_bytes(len) as usize];
-        stream.read_exact(&mut buf).await.unwrap();
-        decode_exact(&buf)
+        tcp_once(self.addr, msg).await
     }
 
     /// Polls until the server answers with the SOA serial `serial`.
@@ -195,6 +187,19 @@ impl Harness {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }
+}
+
+/// One query over a new TCP connection.
+async fn tcp_once(addr: SocketAddr, msg: &Message) -> Message {
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    let bytes = msg.to_vec().unwrap();
+    stream.write_all(&(bytes.len() as u16).to_be_bytes()).await.unwrap();
+    stream.write_all(&bytes).await.unwrap();
+    let mut len = [0u8; 2];
+    tokio::time::timeout(WAIT, stream.read_exact(&mut len)).await.unwrap().unwrap();
+    let mut buf = vec![0u8; u16::from_be_bytes(len) as usize];
+    stream.read_exact(&mut buf).await.unwrap();
+    decode_exact(&buf)
 }
 
 /// Sends a datagram and returns the first reply with id `id` (None on timeout).
@@ -348,20 +353,67 @@ async fn apex_ns_carries_glue_and_txt_renders_the_snapshot() {
 
 #[tokio::test]
 async fn not_ready_fails_closed_until_the_first_round() {
+    // SPEC §3: held until probe.timeout (1 s here) from the start, then SERVFAIL
+    #[allow(clippy::disallowed_methods)] // real time: the server's hold is real
+    let started = std::time::Instant::now();
     let h = start(snapshot(1, false)).await;
-    for name in ["write.db.internal.", "read.db.internal.", "maxlag-5s.read.db.internal.", "lsn-0-1.read.db.internal."]
-    {
-        let (r, _) = h.udp(&query(name, RecordType::A)).await;
+    let (r, _) = h.udp(&query("db.internal.", RecordType::SOA)).await;
+    assert_eq!(lines(&r.answers), [SOA.replace(" 7 ", " 1 ")], "the apex is never held");
+    let held = ["write.db.internal.", "read.db.internal.", "maxlag-5s.read.db.internal.", "lsn-0-1.read.db.internal."];
+    let addr = h.addr;
+    let asks: Vec<_> = held
+        .iter()
+        .map(|name| {
+            let q = query(name, RecordType::A);
+            tokio::spawn(async move { udp_raw(addr, &q.to_vec().unwrap(), q.metadata.id).await.expect("an answer") })
+        })
+        .collect();
+    let mut answers = Vec::new();
+    for ask in asks {
+        answers.push(decode_exact(&ask.await.unwrap()));
+    }
+    let waited = started.elapsed();
+    assert!(waited >= Duration::from_millis(900) && waited < Duration::from_millis(2500), "{waited:?}");
+    for (name, r) in held.iter().zip(answers) {
         assert_eq!(r.metadata.response_code, ResponseCode::ServFail, "{name}");
         assert!(r.answers.is_empty());
     }
-    let (r, _) = h.udp(&query("db.internal.", RecordType::SOA)).await;
-    assert_eq!(lines(&r.answers), [SOA.replace(" 7 ", " 1 ")]);
+    // after the hold, SERVFAIL at once
+    #[allow(clippy::disallowed_methods)]
+    let asked = std::time::Instant::now();
+    let (r, _) = h.udp(&query("write.db.internal.", RecordType::A)).await;
+    assert_eq!(r.metadata.response_code, ResponseCode::ServFail);
+    assert!(asked.elapsed() < Duration::from_millis(500));
 
     h.store.publish(snapshot(2, true));
     h.wait_for_serial(2).await;
     let (r, _) = h.udp(&query("write.db.internal.", RecordType::A)).await;
     assert_eq!(lines(&r.answers), ["write.db.internal. 1 IN A 10.0.0.11"]);
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn queries_held_before_the_first_round_are_answered_when_it_completes() {
+    #[allow(clippy::disallowed_methods)] // real time: the server's hold is real
+    let started = std::time::Instant::now();
+    let h = start(snapshot(1, false)).await;
+    let (addr, store) = (h.addr, h.store.clone());
+    let udp = tokio::spawn(async move {
+        let q = query("write.db.internal.", RecordType::A);
+        let bytes = udp_raw(addr, &q.to_vec().unwrap(), q.metadata.id).await;
+        decode_exact(&bytes.expect("an answer"))
+    });
+    let tcp_query = query("read.db.internal.", RecordType::A);
+    let tcp = tokio::spawn(async move { tcp_once(addr, &tcp_query).await });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!udp.is_finished() && !tcp.is_finished(), "held while the round runs");
+    store.publish(snapshot(2, true));
+    let (u, t) = (udp.await.unwrap(), tcp.await.unwrap());
+    let waited = started.elapsed();
+    assert!(waited < Duration::from_millis(800), "answered when the round completed, not at the timeout: {waited:?}");
+    assert_eq!(lines(&u.answers), ["write.db.internal. 1 IN A 10.0.0.11"]);
+    assert_eq!(t.metadata.response_code, ResponseCode::NoError);
+    assert_eq!(t.answers.len(), 1);
     h.stop().await;
 }
 
