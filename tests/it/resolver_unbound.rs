@@ -97,6 +97,33 @@ struct Unbound {
 }
 
 impl Unbound {
+    /// Starts Unbound on `port` for a lagdns that is not running yet, and waits only
+    /// until it listens (a query for db.internal now would cache lagdns's absence).
+    async fn start_before_lagdns(dir: &Path, port: u16, lagdns: SocketAddr) -> Unbound {
+        let bin = unbound_bin();
+        let conf = dir.join("unbound.conf");
+        std::fs::write(&conf, unbound_conf(dir, port, lagdns)).unwrap();
+        checkconf(&bin, &conf);
+        let child = Command::new(&bin)
+            .arg("-d")
+            .arg("-c")
+            .arg(&conf)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(dir.join("unbound.stderr")).unwrap())
+            .spawn()
+            .unwrap_or_else(|e| panic!("start {}: {e}", bin.display()));
+        let mut u = Unbound { child, addr: SocketAddr::from(([127, 0, 0, 1], port)), dir: dir.to_path_buf() };
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while tokio::net::TcpStream::connect(u.addr).await.is_err() {
+            if let Some(status) = u.child.try_wait().unwrap() {
+                panic!("unbound exited early ({status}); {}", u.logs());
+            }
+            assert!(Instant::now() < deadline, "unbound not listening; {}", u.logs());
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        u
+    }
+
     /// Writes the config into `dir`, checks it with `unbound-checkconf` and starts
     /// Unbound on a free port, retrying if another process took the port first.
     async fn start(dir: &Path, lagdns: SocketAddr) -> Unbound {
@@ -266,4 +293,75 @@ async fn unbound_with_the_shipped_snippet_follows_lagdns() {
 
     drop(unbound);
     stack.shutdown().await;
+}
+
+/// SPEC §3 / issue: a restart must not turn into seconds of SERVFAIL through a resolver
+/// that caches it. Unbound runs first; lagdns starts; from the moment its sockets are
+/// bound, `write` is asked through Unbound and directly, side by side.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn through_unbound_a_restart_gives_no_servfail_and_answers_as_soon_as_lagdns_does() {
+    let cluster = common::start_cluster(2).await;
+    let settings = Settings { ports: (common::free_port(), common::free_port()), ..Settings::default() };
+    let lagdns = SocketAddr::from(([127, 0, 0, 1], settings.ports.0));
+    let unbound = Unbound::start_before_lagdns(cluster.dir(), common::free_port(), lagdns).await;
+    let mut p = common::ServeProcess::spawn(cluster.dir(), &common::config_text(&cluster, &settings), settings.ports);
+    p.wait_listening(Duration::from_secs(30)).await;
+    let bound = Instant::now();
+    let ub = unbound.addr;
+    let direct = tokio::spawn(async move {
+        loop {
+            if let Ok(m) = common::try_query(lagdns, "write.db.internal.").await {
+                if rcode(&m) == ResponseCode::NoError {
+                    return Instant::now();
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    });
+    let mut seen = Vec::new();
+    let via_unbound = loop {
+        let m = recursive_query(ub, "write.db.internal.", false).await.expect("unbound answers");
+        seen.push(rcode(&m));
+        if rcode(&m) == ResponseCode::NoError {
+            assert!(!addrs(&m).is_empty());
+            break Instant::now();
+        }
+        assert!(bound.elapsed() < Duration::from_secs(10), "no answer through unbound: {seen:?}; {}", unbound.logs());
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    let direct = direct.await.unwrap();
+    let failed = seen.iter().filter(|r| **r != ResponseCode::NoError).count();
+    assert_eq!(failed, 0, "{failed} failed answers through unbound before the first NOERROR ({:?} …)", seen.first());
+    let behind = via_unbound.saturating_duration_since(direct);
+    assert!(behind < Duration::from_millis(500), "through unbound {behind:?} after lagdns itself");
+    p.signal(libc::SIGTERM);
+    assert!(p.wait_exit(Duration::from_secs(10)).await.success());
+}
+
+/// With a node that hangs, the first round cannot finish before probe.timeout: a held
+/// query gets its answer (SERVFAIL: the only primary is the hung node) at that time,
+/// not later.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_a_hung_primary_the_held_query_gets_servfail_at_probe_timeout() {
+    let cluster = common::start_cluster(1).await;
+    let primary = cluster.node("pg1");
+    primary.freeze().unwrap();
+    struct Thaw<'a>(&'a localpg::LocalNode);
+    impl Drop for Thaw<'_> {
+        fn drop(&mut self) {
+            let _ = self.0.thaw();
+        }
+    }
+    let _thaw = Thaw(primary);
+    let settings =
+        Settings { ports: (common::free_port(), common::free_port()), timeout_ms: 1500, ..Settings::default() };
+    let mut p = common::ServeProcess::spawn(cluster.dir(), &common::config_text(&cluster, &settings), settings.ports);
+    let spawned = Instant::now();
+    p.wait_listening(Duration::from_secs(30)).await;
+    let m = common::try_query(p.dns, "write.db.internal.").await.expect("an answer");
+    let at = spawned.elapsed();
+    assert_eq!(rcode(&m), ResponseCode::ServFail);
+    assert!(at >= Duration::from_millis(1400) && at < Duration::from_millis(2600), "SERVFAIL after {at:?}");
+    p.signal(libc::SIGTERM);
+    assert!(p.wait_exit(Duration::from_secs(10)).await.success());
 }
