@@ -28,6 +28,12 @@ impl LocalCluster {
     /// Starts primary `pg1` and `replicas` replicas streaming from it; returns once all
     /// accept connections and every replica's WAL receiver is streaming.
     pub fn start(replicas: usize) -> Result<LocalCluster, LocalPgError> {
+        LocalCluster::start_reporting(replicas, |_| {})
+    }
+
+    /// [`LocalCluster::start`], telling `progress` as each node comes up (the demo
+    /// prints these lines while PostgreSQL starts).
+    pub fn start_reporting(replicas: usize, progress: impl Fn(&str) + Sync) -> Result<LocalCluster, LocalPgError> {
         if replicas > 200 {
             return Err(LocalPgError::Other(format!("{replicas} replicas: at most 200 per cluster")));
         }
@@ -48,21 +54,39 @@ impl LocalCluster {
             })
             .collect();
         cluster.slot = Some(slot);
-        cluster.build(&bin)?;
+        cluster.build(&bin, &progress)?;
         Ok(cluster)
     }
 
-    fn build(&self, bin: &Path) -> Result<(), LocalPgError> {
+    fn build(&self, bin: &Path, progress: &(impl Fn(&str) + Sync)) -> Result<(), LocalPgError> {
         let (primary, replicas) = self.nodes.split_first().expect("pg1 always exists");
+        progress(&format!("{}: initdb and start the primary on {}:{}", primary.name, primary.address, primary.port));
         init_primary(primary, bin)?;
+        progress(&format!("{}: primary up", primary.name));
         std::thread::scope(|s| {
-            let jobs: Vec<_> = replicas.iter().map(|r| s.spawn(|| init_replica(r, primary, bin))).collect();
+            let jobs: Vec<_> = replicas
+                .iter()
+                .map(|r| {
+                    s.spawn(|| {
+                        progress(&format!(
+                            "{}: copying {} (pg_basebackup) for a replica on {}:{}",
+                            r.name, primary.name, r.address, r.port
+                        ));
+                        let done = init_replica(r, primary, bin);
+                        if done.is_ok() {
+                            progress(&format!("{}: replica started", r.name));
+                        }
+                        done
+                    })
+                })
+                .collect();
             jobs.into_iter()
                 .map(|j| j.join().unwrap_or_else(|_| Err(LocalPgError::Other("replica setup panicked".into()))))
                 .collect::<Result<Vec<()>, _>>()
         })?;
         for r in replicas {
             r.wait_streaming(Duration::from_secs(60))?;
+            progress(&format!("{}: streaming from {}", r.name, primary.name));
         }
         Ok(())
     }

@@ -16,7 +16,7 @@ use localpg::LocalCluster;
 pub async fn run(dns: SocketAddr, http: SocketAddr) -> anyhow::Result<()> {
     let stop = stop_on_signal()?;
     eprintln!("lagdns demo: starting a local PostgreSQL primary and two streaming replicas…");
-    let cluster = tokio::task::spawn_blocking(|| LocalCluster::start(2))
+    let cluster = tokio::task::spawn_blocking(|| LocalCluster::start_reporting(2, |line| eprintln!("  {line}")))
         .await?
         .context("cannot start the demo PostgreSQL cluster")?;
     let result = serve(&cluster, dns, http, &stop).await;

@@ -209,11 +209,12 @@ fn demo_serves_real_postgres_and_cleans_up_on_ctrl_c() {
         lagdns()
             .args(["demo", "--dns", &format!("127.0.0.1:{dns}"), "--http", &format!("127.0.0.1:{http}")])
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(Stdio::piped())
             .spawn()
             .unwrap(),
     );
     let rx = lines(child.0.stdout.take().unwrap());
+    let progress = lines(child.0.stderr.take().unwrap());
     let mut config_path = None;
     let deadline = Instant::now() + Duration::from_secs(120);
     while config_path.is_none() {
@@ -225,6 +226,11 @@ fn demo_serves_real_postgres_and_cleans_up_on_ctrl_c() {
     }
     let dir = config_path.unwrap().parent().unwrap().to_path_buf();
     assert!(dir.exists());
+    // while PostgreSQL started, the demo said what it was doing, node by node
+    let said: Vec<String> = progress.try_iter().collect();
+    for step in ["pg1: primary up", "pg2: replica started", "pg3: streaming from pg1"] {
+        assert!(said.iter().any(|l| l.contains(step)), "no {step:?} in {said:?}");
+    }
 
     // write answers the primary, read a replica, once the first round is done
     let deadline = Instant::now() + Duration::from_secs(30);
