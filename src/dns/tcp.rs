@@ -20,9 +20,11 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use bytes::BytesMut;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::time::{timeout_at, Instant};
+use tokio_util::codec::{Decoder, LengthDelimitedCodec};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -256,17 +258,18 @@ async fn answer_queries(
     let start = Instant::now();
     let end_of_life = start + limits.tcp_lifetime;
     let mut idle_until = start + limits.tcp_idle;
-    let (mut query, mut response, mut frame) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut codec, mut inbox) = (message_codec(), BytesMut::with_capacity(512));
+    let (mut response, mut frame) = (Vec::new(), Vec::new());
     loop {
         let (deadline, reason) = match idle_until <= end_of_life {
             true => (idle_until, TcpEvent::Idle),
             false => (end_of_life, TcpEvent::Lifetime),
         };
-        match timeout_at(deadline, read_message(stream, &mut query)).await {
+        let query = match timeout_at(deadline, read_message(stream, &mut codec, &mut inbox)).await {
             Err(_) => return reason,
             Ok(Err(_)) => return TcpEvent::Closed,
-            Ok(Ok(())) => {}
-        }
+            Ok(Ok(query)) => query,
+        };
         let may_hold = shared.hold.may_hold(r.store());
         let ask = Ask { may_hold, ..Ask::new(&query, peer.ip(), Transport::Tcp, 0) };
         let mut reply = r.respond(&ask, &mut response);
@@ -292,13 +295,26 @@ async fn answer_queries(
     }
 }
 
-/// Reads one length-prefixed message into `buf`.
-async fn read_message(stream: &mut TcpStream, buf: &mut Vec<u8>) -> io::Result<()> {
-    let mut len = [0u8; 2];
-    stream.read_exact(&mut len).await?;
-    buf.resize(usize::from(u16::from_be_bytes(len)), 0);
-    stream.read_exact(buf).await?;
-    Ok(())
+/// DNS over TCP's framing (RFC 1035 §4.2.2): each message after its 2-byte length.
+/// The fuzz target splits streams with the same codec.
+pub fn message_codec() -> LengthDelimitedCodec {
+    LengthDelimitedCodec::builder().length_field_length(2).max_frame_length(usize::from(u16::MAX)).new_codec()
+}
+
+/// Reads until `inbox` holds one whole message and takes it out.
+async fn read_message(
+    stream: &mut TcpStream,
+    codec: &mut LengthDelimitedCodec,
+    inbox: &mut BytesMut,
+) -> io::Result<BytesMut> {
+    loop {
+        if let Some(message) = codec.decode(inbox)? {
+            return Ok(message);
+        }
+        if stream.read_buf(inbox).await? == 0 {
+            return Err(io::ErrorKind::UnexpectedEof.into());
+        }
+    }
 }
 
 #[cfg(test)]
