@@ -1,15 +1,21 @@
 //! The operations examples hold up: the Prometheus alert rules
-//! (`examples/prometheus/`) pass `promtool check rules` and `promtool test rules`,
-//! every metric they name is one lagdns exports, and every alert has a `for:`, a
-//! severity, annotations, and test cases where it fires and where it does not.
+//! (`examples/prometheus/`, through `promtool check rules` and `promtool test rules`,
+//! and every metric they name is one lagdns exports) and the Kubernetes manifests
+//! (`examples/kubernetes/`, through `kubernetes-validate --strict` with its bundled
+//! schemas, their lagdns.toml through `lagdns check`, and the files agreeing on paths,
+//! ports and the Service address).
 //!
 //! The tools are real and a missing one fails its test with how to get it, never a
 //! skip: `./dev test` (or `./dev deps`) installs promtool from Debian's `prometheus`
-//! package.
+//! package and kubernetes-validate from PyPI into a virtualenv
+//! (`$LAGDNS_PY_TOOLS`, default `~/.cache/lagdns/py-tools`), which is also searched
+//! here so that `cargo test --test it ops_examples::` works on its own after `./dev deps`.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::process::{Command, Output};
+
+use lagdns::config::Config;
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -23,10 +29,19 @@ fn read(rel: &str) -> String {
 // ---------------------------------------------------------------------------------
 // Tools
 
-/// `name` on PATH, or a failure saying how to get it.
+/// The Python tools' virtualenv, as `./dev` makes it.
+fn py_tools_bin() -> Option<PathBuf> {
+    let dir = match std::env::var_os("LAGDNS_PY_TOOLS") {
+        Some(d) => PathBuf::from(d),
+        None => PathBuf::from(std::env::var_os("HOME")?).join(".cache/lagdns/py-tools"),
+    };
+    Some(dir.join("bin"))
+}
+
+/// `name` on PATH or in the tools' virtualenv, or a failure saying how to get it.
 fn tool(name: &str, from: &str) -> PathBuf {
     let path = std::env::var_os("PATH").map(|p| std::env::split_paths(&p).collect::<Vec<_>>()).unwrap_or_default();
-    path.into_iter().map(|d| d.join(name)).find(|p| p.is_file()).unwrap_or_else(|| {
+    path.into_iter().chain(py_tools_bin()).map(|d| d.join(name)).find(|p| p.is_file()).unwrap_or_else(|| {
         panic!("{name} is not installed: this test needs it ({from}; `./dev deps` or `./dev test` installs it)")
     })
 }
@@ -167,4 +182,164 @@ fn every_alert_has_for_severity_annotations_and_tests_firing_and_quiet() {
     }
     let strays: Vec<_> = cases.keys().filter(|n| !alerts.contains_key(*n)).collect();
     assert!(strays.is_empty(), "{RULE_TESTS} tests alerts the rules do not have: {strays:?}");
+}
+
+// ---------------------------------------------------------------------------------
+// Kubernetes
+
+const K8S: &str = "examples/kubernetes";
+
+fn manifests() -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(root().join(K8S))
+        .unwrap_or_else(|e| panic!("{K8S}: {e}"))
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "yaml" || e == "yml"))
+        .collect();
+    files.sort();
+    files
+}
+
+#[test]
+fn kubernetes_manifests_validate_against_the_schemas() {
+    let validate = tool("kubernetes-validate", "PyPI package kubernetes-validate");
+    let files = manifests();
+    // One resource per `kind:` at the start of a line (a document's top level).
+    let resources: usize = files
+        .iter()
+        .map(|f| std::fs::read_to_string(f).unwrap().lines().filter(|l| l.starts_with("kind:")).count())
+        .sum();
+    assert!(resources >= 5, "expected a Namespace, ConfigMap, Deployment, PodDisruptionBudget and Service");
+    let out = run(Command::new(validate).arg("--strict").args(&files));
+    assert!(out.status.success(), "kubernetes-validate --strict {files:?}\n{}", text(&out));
+    // Every resource was checked, none silently passed over.
+    let all = text(&out);
+    let passed = all.lines().filter(|l| l.contains(" passed for resource ")).count();
+    assert_eq!(passed, resources, "{all}");
+}
+
+/// The block scalar `key: |` of a YAML text, without its indentation.
+fn block_scalar(yaml: &str, key: &str) -> String {
+    let mut lines = yaml.lines();
+    let start = lines.by_ref().find(|l| l.trim() == format!("{key}: |")).unwrap_or_else(|| panic!("no `{key}: |`"));
+    let outer = start.len() - start.trim_start().len();
+    let mut indent = None;
+    let mut out = String::new();
+    for line in lines {
+        let width = line.len() - line.trim_start().len();
+        if !line.trim().is_empty() && width <= outer {
+            break;
+        }
+        let indent = *indent.get_or_insert(width);
+        out.push_str(line.get(indent..).unwrap_or(""));
+        out.push('\n');
+    }
+    out
+}
+
+/// The values of every `key: value` line (also `- key: value`), unquoted; comments and
+/// block scalars are not read.
+fn values(yaml: &str, key: &str) -> Vec<String> {
+    yaml.lines()
+        .map(|l| l.trim_start())
+        .filter(|l| !l.starts_with('#'))
+        .map(|l| l.strip_prefix("- ").unwrap_or(l))
+        .filter_map(|l| l.strip_prefix(key)?.strip_prefix(':'))
+        .map(|v| v.trim().trim_matches('"').to_string())
+        .collect()
+}
+
+fn configmap_toml() -> String {
+    block_scalar(&read(&format!("{K8S}/configmap.yaml")), "lagdns.toml")
+}
+
+#[test]
+fn block_scalars_and_values_are_read_like_yaml() {
+    let yaml = "data:\n  a.toml: |\n    x = 1\n\n      y = 2\n  b: c\nports:\n  - name: \"dns\"\n    port: 53 \n";
+    assert_eq!(block_scalar(yaml, "a.toml"), "x = 1\n\n  y = 2\n");
+    assert_eq!((values(yaml, "name"), values(yaml, "port")), (vec!["dns".to_string()], vec!["53".to_string()]));
+}
+
+#[test]
+fn kubernetes_configmap_config_passes_lagdns_check() {
+    let toml = configmap_toml();
+    let config =
+        Config::parse(&toml, "examples/kubernetes/configmap.yaml (lagdns.toml)").unwrap_or_else(|e| panic!("{e}"));
+    assert!(!config.clusters.is_empty());
+
+    // The real binary, which also opens every file the config names: the Secret's file
+    // is not here, so point password_file at a stand-in.
+    let dir = std::env::temp_dir().join(format!("lagdns-ops-examples-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let secret = dir.join("password");
+    std::fs::write(&secret, "stand-in\n").unwrap();
+    let files: BTreeSet<_> =
+        config.clusters.iter().flat_map(|c| &c.nodes).filter_map(|n| n.password_file.clone()).collect();
+    assert_eq!(files.len(), 1, "one Secret file for every node: {files:?}");
+    let file = files.first().unwrap().display().to_string();
+    let path = dir.join("lagdns.toml");
+    std::fs::write(&path, toml.replace(&file, &secret.display().to_string())).unwrap();
+    let out = run(Command::new(env!("CARGO_BIN_EXE_lagdns")).arg("check").arg("--config").arg(&path));
+    std::fs::remove_dir_all(&dir).ok();
+    assert!(out.status.success(), "lagdns check of the ConfigMap's lagdns.toml\n{}", text(&out));
+}
+
+#[test]
+fn kubernetes_files_agree_on_paths_ports_and_the_service_address() {
+    let config = Config::parse(&configmap_toml(), "configmap.yaml").unwrap_or_else(|e| panic!("{e}"));
+    let deployment = read(&format!("{K8S}/deployment.yaml"));
+    let service = read(&format!("{K8S}/service.yaml"));
+    let mounts = values(&deployment, "mountPath");
+    assert!(!deployment.contains("subPath"), "a subPath mount never sees ConfigMap edits");
+
+    // LAGDNS_CONFIG is the ConfigMap's key inside its directory mount.
+    let env = deployment.lines().skip_while(|l| !l.contains("name: LAGDNS_CONFIG")).nth(1).unwrap_or_default();
+    let config_path = PathBuf::from(values(env, "value").first().expect("LAGDNS_CONFIG has a value"));
+    assert_eq!(config_path.file_name().unwrap(), "lagdns.toml", "the ConfigMap's key");
+    assert!(
+        mounts.contains(&config_path.parent().unwrap().display().to_string()),
+        "{config_path:?} not under {mounts:?}"
+    );
+
+    // password_file is the Secret's key inside its mount, the key the README's
+    // `kubectl create secret ... --from-file=KEY=...` gives it.
+    for node in config.clusters.iter().flat_map(|c| &c.nodes) {
+        let file = node.password_file.as_deref().unwrap_or_else(|| panic!("{} has no password_file", node.name));
+        let (dir, key) = (file.parent().unwrap().display().to_string(), file.file_name().unwrap().to_string_lossy());
+        assert!(mounts.contains(&dir), "{}: {dir} is not mounted ({mounts:?})", node.name);
+        let create = format!("--from-file={key}=");
+        assert!(deployment.contains(&create), "deployment.yaml shows the Secret made with {create}");
+        assert!(read("README.md").contains(&create), "the README shows the Secret made with {create}");
+    }
+
+    // The container ports are the config's listeners; the Service sends 53 to them.
+    let listen: BTreeSet<String> = config.dns.listen.iter().map(|a| a.port().to_string()).collect();
+    let ports: BTreeSet<String> = values(&deployment, "containerPort").into_iter().collect();
+    let http = config.http.listen.port().to_string();
+    assert_eq!(ports, listen.iter().cloned().chain([http.clone()]).collect(), "containerPort vs listen");
+    assert_eq!(values(&service, "port"), ["53", "53", http.as_str()]);
+    assert!(config.http.listen.ip().is_unspecified() && config.dns.listen.iter().all(|a| a.ip().is_unspecified()));
+    assert_eq!(values(&deployment, "path"), ["/readyz", "/healthz"], "readiness on /readyz, liveness on /healthz");
+    assert_eq!(values(&deployment, "replicas"), ["2"]);
+    for (key, want) in
+        [("runAsNonRoot", "true"), ("readOnlyRootFilesystem", "true"), ("allowPrivilegeEscalation", "false")]
+    {
+        assert_eq!(values(&deployment, key), [want], "{key}");
+    }
+
+    // One Service address: the zone's NS glue and both Corefile snippets' forward.
+    let ip = values(&service, "clusterIP");
+    assert_eq!(ip.len(), 1, "service.yaml has a fixed clusterIP");
+    let ns: Vec<String> = config.dns.nameservers.iter().map(|n| n.address.to_string()).collect();
+    assert_eq!(ns, ip, "the config's nameservers are the Service");
+    for snippet in ["Corefile.coredns", "Corefile.nodelocaldns"] {
+        let corefile = read(&format!("{K8S}/{snippet}"));
+        let live: Vec<&str> =
+            corefile.lines().map(str::trim).filter(|l| !l.starts_with('#') && !l.is_empty()).collect();
+        assert_eq!(live.first(), Some(&"db.internal:53 {"), "{snippet}: a db.internal server block");
+        assert!(
+            live.contains(&format!("forward . {}:53", ip[0]).as_str()),
+            "{snippet} forwards to the Service: {live:?}"
+        );
+        assert!(!live.iter().any(|l| l.starts_with("cache")), "{snippet}: no cache for db.internal (1 s TTLs)");
+    }
 }
