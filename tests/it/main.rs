@@ -16,6 +16,10 @@
 //!   SIGHUP reloads and SIGTERM of a real `lagdns serve`.
 //! - `http_status`: `/healthz`, `/status`, `/metrics` over real TCP and `lagdns status`.
 //! - `layering`: the architecture: where IO libraries may be named, decision code pure.
+//! - `ops_examples`: the operations examples with the real tools: Prometheus alert rules
+//!   (`promtool check/test rules`, metric names exported), Kubernetes manifests
+//!   (`kubernetes-validate`, `lagdns check` on their config), the Dockerfile (`hadolint`,
+//!   its HEALTHCHECK against a live HTTP listener, labels, cache mounts).
 //! - `probe_pg`: the probe task against real PostgreSQL: samples, timeouts, cleanup.
 //! - `probe_password`: where the probe's password comes from (DSN, `password_file`,
 //!   `PGPASSWORD`) against real PostgreSQL with password authentication.
@@ -37,6 +41,7 @@ mod edge;
 mod faults;
 mod http_status;
 mod layering;
+mod ops_examples;
 mod probe_password;
 mod probe_pg;
 mod probe_tls;
