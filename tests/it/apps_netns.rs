@@ -553,3 +553,44 @@ fn python_with_psycopg() -> PathBuf {
 }
 
 mod pgbouncer;
+
+/// The README's recipes are the files and strings these tests run.
+#[test]
+fn the_readme_shows_the_recipes_the_tests_run() {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+    for s in [WRITE_CONNINFO, READ_CONNINFO] {
+        assert!(readme.contains(s), "README.md shows the connection string {s:?}");
+    }
+    // Each block that starts with a comment naming an example file is an excerpt of
+    // that file: its lines appear there, in order.
+    let mut excerpts = 0;
+    let mut rest = readme.as_str();
+    while let Some(start) = rest.find("\n```") {
+        let after = &rest[start + 4..];
+        let Some(body_start) = after.find('\n') else { break };
+        let Some(end) = after[body_start..].find("\n```") else { break };
+        let body = &after[body_start + 1..body_start + end];
+        rest = &after[body_start + end + 4..];
+        let first = body.lines().next().unwrap_or_default();
+        let Some(file) = ["# ", "; ", ";; "]
+            .iter()
+            .find_map(|p| first.strip_prefix(p))
+            .and_then(|f| f.strip_prefix("examples/"))
+            .map(|f| f.split_whitespace().next().unwrap_or_default())
+        else {
+            continue;
+        };
+        let text =
+            std::fs::read_to_string(example(file)).unwrap_or_else(|e| panic!("README names examples/{file}: {e}"));
+        let mut lines = text.lines();
+        for want in body.lines().skip(1).filter(|l| !l.trim().is_empty() && l.trim() != "...") {
+            assert!(
+                lines.any(|l| l == want),
+                "README's excerpt of examples/{file}: line {want:?} is not in the file (in this order)"
+            );
+        }
+        excerpts += 1;
+    }
+    assert!(excerpts >= 3, "README has excerpts of read_your_writes.py, read_your_writes.sh and pgbouncer.ini");
+}
