@@ -3,6 +3,10 @@
 //! here as a module, not as another `tests/*.rs`. Filter by module, e.g.
 //! `cargo test --test it faults::`.
 //!
+//! - `apps_netns`: real clients through the real system resolver, each test in a network
+//!   and mount namespace of its own (re-executing this binary under `unshare`): psql,
+//!   psycopg (`examples/read_your_writes.py`), the libpq recipe and PgBouncer
+//!   (`examples/pgbouncer.ini`) through glibc or c-ares, a real Unbound and lagdns.
 //! - `cli`: the real binary: `lagdns check` exit codes and messages, `LAGDNS_CONFIG`,
 //!   `lagdns status` without a server, JSON logs and SIGTERM, `lagdns demo` and Ctrl-C.
 //! - `config_examples`: every config example a user can copy parses (`config/`,
@@ -32,6 +36,7 @@
 //! variables, the current directory, signal handlers, a global subscriber); ports come
 //! from the kernel (`127.0.0.1:0` or `common::free_port`), clusters from `localpg` slots.
 
+mod apps_netns;
 mod cli;
 mod common;
 mod config_examples;

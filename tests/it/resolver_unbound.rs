@@ -21,7 +21,7 @@ const SNIPPET: &str = include_str!("../../examples/resolvers/unbound.conf");
 const CACHE_MARGIN: Duration = Duration::from_secs(4);
 
 /// The unbound binary, or a failure telling how to get it (never a skip).
-fn unbound_bin() -> PathBuf {
+pub(crate) fn unbound_bin() -> PathBuf {
     let on_path = std::env::var_os("PATH")
         .map(|p| std::env::split_paths(&p).map(|d| d.join("unbound")).collect::<Vec<_>>())
         .unwrap_or_default();
@@ -58,7 +58,7 @@ fn delegation(snippet: &str, lagdns: SocketAddr) -> String {
 /// A whole Unbound config: the test's process settings (loopback only, foreground, no
 /// privileges dropped, files in `dir`, no trust anchor, no remote control), then the
 /// shipped snippet.
-fn unbound_conf(dir: &Path, port: u16, lagdns: SocketAddr) -> String {
+pub(crate) fn unbound_conf(dir: &Path, port: u16, lagdns: SocketAddr) -> String {
     let d = dir.display();
     format!(
         r#"server:
@@ -185,7 +185,7 @@ impl Drop for Unbound {
 
 /// `unbound-checkconf` on the generated file, when the package ships it (it does on
 /// Debian): a broken snippet fails here with Unbound's own message.
-fn checkconf(bin: &Path, conf: &Path) {
+pub(crate) fn checkconf(bin: &Path, conf: &Path) {
     let checker = bin.with_file_name("unbound-checkconf");
     if !checker.is_file() {
         return;
@@ -201,7 +201,7 @@ fn checkconf(bin: &Path, conf: &Path) {
 
 /// One A query with RD set (a resolver refuses the non-recursive queries an
 /// authoritative server gets), over TCP or UDP, with a 5 s deadline.
-async fn recursive_query(server: SocketAddr, name: &str, tcp: bool) -> std::io::Result<Message> {
+pub(crate) async fn recursive_query(server: SocketAddr, name: &str, tcp: bool) -> std::io::Result<Message> {
     let mut msg = Message::query();
     msg.add_query(Query::query(name.parse::<Name>().unwrap(), RecordType::A));
     msg.metadata.recursion_desired = true;
