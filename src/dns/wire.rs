@@ -95,18 +95,23 @@ const QUESTION_NAME: u16 = 0xC000 | 12;
 pub fn encode(
     out: &mut Vec<u8>,
     mut head: Head,
-    question: Question<'_>,
+    mut question: Question<'_>,
     body: &Body<'_>,
     opt: Option<Opt<'_>>,
     limit: usize,
 ) {
+    let budget = limit.min(MAX_MESSAGE).saturating_sub(opt.map_or(0, |o| o.len()));
+    if 12 + question.bytes.len() > budget {
+        // Only a message of many questions gets here (one is at most 259 bytes): it is
+        // answered without them, truncated.
+        (question, head.tc) = (Question::NONE, true);
+    }
     out.clear();
     out.extend_from_slice(&[0; 12]);
     out.extend_from_slice(question.bytes);
     let answers = if question.count == 1 { &body.answers[..] } else { &[] };
     let mut ends = Vec::with_capacity(answers.len() + 2);
     let complete = emit_records(out, answers, body, &mut ends);
-    let budget = limit.min(MAX_MESSAGE).saturating_sub(opt.map_or(0, |o| o.len()));
     let (an, soa, ar) = (answers.len(), usize::from(body.soa.is_some()), body.additional.len());
     let total = ends.last().copied().unwrap_or(out.len());
     let (keep_an, keep_ns, keep_ar) = if complete && total <= budget {
@@ -256,6 +261,19 @@ mod tests {
         encode(&mut out, head(), Question { bytes: &q, count: 1 }, &body, None, MAX_MESSAGE);
         let m = Message::from_vec(&out).unwrap();
         assert!(m.metadata.truncation && m.answers.len() == 63, "{}", m.answers.len());
+    }
+
+    #[test]
+    fn a_question_section_that_cannot_fit_is_dropped_and_truncated() {
+        // found by fuzzing: 258 empty questions (root, type 0) in one FORMERR'd query
+        let many = [0u8; 5 * 258];
+        let mut out = Vec::new();
+        let h = Head { id: 3, rcode: 1, ..Head::default() };
+        encode(&mut out, h, Question { bytes: &many, count: 258 }, &Body::default(), None, 512);
+        let m = Message::from_vec(&out).unwrap();
+        assert!(m.queries.is_empty() && m.metadata.truncation && out.len() == 12);
+        encode(&mut out, h, Question { bytes: &many, count: 258 }, &Body::default(), None, MAX_MESSAGE);
+        assert_eq!(Message::from_vec(&out).unwrap().queries.len(), 258, "over TCP they fit");
     }
 
     #[test]
