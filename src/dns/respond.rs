@@ -20,13 +20,14 @@
 //! loop keeps it until the round completes or `probe.timeout` from the start has
 //! passed (`hold`), then asks again with holding off.
 
+use std::borrow::Cow;
 use std::net::IpAddr;
 use std::sync::Arc;
 
 use hickory_proto::op::{Edns, Header, Message, Query};
 use hickory_proto::rr::rdata::opt::EdnsCode;
 use hickory_proto::rr::DNSClass;
-use hickory_proto::serialize::binary::{BinDecodable, BinDecoder};
+use hickory_proto::serialize::binary::{BinDecodable, BinDecoder, BinEncodable, BinEncoder};
 
 use crate::config::DnsLimits;
 use crate::dns::answer::answer;
@@ -96,7 +97,10 @@ struct Request<'p> {
     opcode: u8,
     rd: bool,
     cd: bool,
-    question: Question<'p>,
+    /// The question section to echo: the client's bytes, or re-encoded when they hold
+    /// a compression pointer (it would point elsewhere in our response).
+    question_bytes: Cow<'p, [u8]>,
+    question_count: u16,
     query: Option<Query>,
     edns: Option<Edns>,
 }
@@ -141,7 +145,7 @@ impl Responder {
                 Verdict::Slip => {
                     self.stats.edge.limited(Limited::Slipped);
                     let (head, question, opt) = match &request {
-                        Ok(r) => (r.head(), r.question, self.opt(r)),
+                        Ok(r) => (r.head(), r.question(), self.opt(r)),
                         Err(id) => (Head { id: *id, ..Head::default() }, Question::NONE, None),
                     };
                     wire::encode(out, Head { tc: true, ..head }, question, &Body::default(), opt, limit);
@@ -165,7 +169,7 @@ impl Responder {
             if request.opcode != OPCODE_QUERY {
                 (head.rd, head.cd) = (false, false);
             }
-            wire::encode(out, head, request.question, &Body::default(), opt, limit);
+            wire::encode(out, head, request.question(), &Body::default(), opt, limit);
             self.stats.record(kind, qtype, rcode);
             Reply::Send
         };
@@ -178,7 +182,7 @@ impl Responder {
         if request.opcode != OPCODE_QUERY {
             return reject(out, QueryKind::Malformed, Rcode::NotImp);
         }
-        let Some(query) = request.query.as_ref().filter(|_| request.question.count == 1) else {
+        let Some(query) = request.query.as_ref().filter(|_| request.question_count == 1) else {
             return reject(out, QueryKind::Malformed, Rcode::FormErr);
         };
         if query.query_class() != DNSClass::IN {
@@ -193,7 +197,7 @@ impl Responder {
         }
         let body = generation.derived.sections(&decided);
         let head = Head { aa: decided.authoritative, rcode: decided.rcode.code(), ..request.head() };
-        wire::encode(out, head, request.question, &body, opt, limit);
+        wire::encode(out, head, request.question(), &body, opt, limit);
         self.stats.record(decided.kind, qtype, decided.rcode);
         Reply::Send
     }
@@ -207,6 +211,10 @@ impl Responder {
 }
 
 impl Request<'_> {
+    fn question(&self) -> Question<'_> {
+        Question { bytes: &self.question_bytes, count: self.question_count }
+    }
+
     /// The response header: ID and opcode echoed, RD and CD copied.
     fn head(&self) -> Head {
         Head { id: self.id, opcode: self.opcode, rd: self.rd, cd: self.cd, ..Head::default() }
@@ -231,7 +239,13 @@ fn parse(packet: &[u8]) -> Result<Request<'_>, u16> {
             first = Some(query);
         }
     }
-    let question = Question { bytes: &packet[12..decoder.index()], count: counts.queries };
+    let raw = &packet[12..decoder.index()];
+    let (question_bytes, question_count) = match (has_pointer(raw, counts.queries), &first) {
+        (false, _) => (Cow::Borrowed(raw), counts.queries),
+        (true, Some(query)) if counts.queries == 1 => (Cow::Owned(encode_query(query).ok_or(id)?), 1),
+        // several questions pointing outside their section: answered (FORMERR) without them
+        (true, _) => (Cow::Borrowed(&[][..]), 0),
+    };
     let op = header.metadata.op_code;
     Message::read_records(&mut decoder, usize::from(counts.answers), false, op).map_err(|_| id)?;
     Message::read_records(&mut decoder, usize::from(counts.authorities), false, op).map_err(|_| id)?;
@@ -242,10 +256,46 @@ fn parse(packet: &[u8]) -> Result<Request<'_>, u16> {
         opcode: packet[2] >> 3 & 0x0F,
         rd: packet[2] & 0x01 != 0,
         cd: packet[3] & 0x10 != 0,
-        question,
+        question_bytes,
+        question_count,
         query: first,
         edns,
     })
+}
+
+/// Whether the (already parsed, so well-formed) question section holds a name
+/// compression pointer to outside itself: echoed at the same offset, a pointer into
+/// the section still finds the same bytes, one into the header or beyond does not.
+fn has_pointer(section: &[u8], count: u16) -> bool {
+    let inside = 12..12 + section.len();
+    let mut raw = section;
+    for _ in 0..count {
+        loop {
+            match raw {
+                [] => return false,
+                [0, ..] => break,
+                [hi, lo, ..] if hi & 0xC0 == 0xC0 => {
+                    let target = usize::from(u16::from_be_bytes([hi & 0x3F, *lo]));
+                    if !inside.contains(&target) {
+                        return true;
+                    }
+                    raw = &raw[1..]; // a pointer ends the name: step to its last byte
+                    break;
+                }
+                [len, ..] => raw = raw.get(1 + usize::from(*len)..).unwrap_or_default(),
+            }
+        }
+        raw = raw.get(5..).unwrap_or_default(); // the name's last byte, type and class
+    }
+    false
+}
+
+/// One question, encoded without compression.
+fn encode_query(query: &Query) -> Option<Vec<u8>> {
+    let mut buf = Vec::with_capacity(64);
+    let mut encoder = BinEncoder::new(&mut buf);
+    query.emit(&mut encoder).ok()?;
+    Some(buf)
 }
 
 #[cfg(test)]

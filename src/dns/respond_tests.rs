@@ -283,3 +283,22 @@ fn fuzz_regressions_get_responses_that_parse_and_fit() {
     }
     assert!(seen >= 2);
 }
+
+#[test]
+fn questions_are_echoed_byte_for_byte_unless_a_pointer_leaves_their_section() {
+    let name = |labels: &[&str]| {
+        let mut b: Vec<u8> = labels.iter().flat_map(|l| [&[l.len() as u8][..], l.as_bytes()].concat()).collect();
+        b.push(0);
+        b
+    };
+    let tail = [0u8, 1, 0, 1];
+    let plain = [name(&["write", "db", "internal"]), tail.to_vec()].concat();
+    // a second question "read" + pointer to "db.internal" at offset 12 + 6
+    let inner = [plain.clone(), vec![4], b"read".to_vec(), vec![0xC0, 18], tail.to_vec()].concat();
+    // a pointer into the header (offset 2)
+    let outer = [vec![4], b"read".to_vec(), vec![0xC0, 2], tail.to_vec()].concat();
+    assert!(!has_pointer(&plain, 1));
+    assert!(!has_pointer(&inner, 2));
+    assert!(has_pointer(&outer, 1));
+    assert!(has_pointer(&[plain.clone(), outer.clone()].concat(), 2));
+}
