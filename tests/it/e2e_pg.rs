@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use crate::common::{addrs, eventually, http_get, query, rcode, txt, Proto, Settings, Stack};
+use crate::common::{addrs, eventually, http_get, query, rcode, srv, txt, Proto, Settings, Stack};
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::rdata::A;
 use hickory_proto::rr::{RData, RecordType};
@@ -166,17 +166,10 @@ async fn srv_lists_the_replicas_then_the_primary_at_their_node_names_and_ports()
     for proto in [Proto::Udp, Proto::Tcp] {
         let r = query(stack.dns(), "_postgresql._tcp.read.db.internal.", RecordType::SRV, proto).await;
         assert_eq!(rcode(&r), ResponseCode::NoError);
-        let srv: Vec<(u16, u16, u16, String)> = r
-            .answers
-            .iter()
-            .map(|a| match &a.data {
-                RData::SRV(s) => (s.priority, s.weight, s.port, s.target.to_ascii()),
-                other => panic!("not SRV: {other:?}"),
-            })
-            .collect();
+        assert_eq!(srv(&r).len(), r.answers.len(), "only SRV records: {r:?}");
         let target = |n: &str| format!("{n}.main.db.internal.");
         assert_eq!(
-            srv,
+            srv(&r),
             [(10, 100, port, target("pg2")), (10, 100, port, target("pg3")), (30, 100, port, target("pg1"))],
             "{proto:?}"
         );
@@ -190,7 +183,6 @@ async fn srv_lists_the_replicas_then_the_primary_at_their_node_names_and_ports()
         assert_eq!(r.additionals.len(), 3);
     }
     let w = query(stack.dns(), "_postgresql._tcp.write.db.internal.", RecordType::SRV, Proto::Udp).await;
-    let RData::SRV(s) = &w.answers[0].data else { panic!("{w:?}") };
-    assert_eq!((s.priority, s.weight, s.port, s.target.to_ascii()), (0, 0, port, "pg1.main.db.internal.".into()));
+    assert_eq!(srv(&w), [(0, 0, port, "pg1.main.db.internal.".to_string())]);
     stack.shutdown().await;
 }

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use crate::common::{self, addrs, eventually, rcode, Settings, Stack};
 use hickory_proto::op::{Message, Query, ResponseCode};
-use hickory_proto::rr::{Name, RData, RecordType};
+use hickory_proto::rr::{Name, RecordType};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::time::Instant;
 
@@ -261,14 +261,19 @@ async fn wait_read_via(stack: &Stack, unbound: SocketAddr, want: &[&str], within
     .await
 }
 
+/// A real primary and two replicas behind lagdns (`answers = "all"`), both replicas in
+/// `read`, and Unbound in front with the shipped snippet.
+async fn stack_behind_unbound() -> (Stack, Unbound) {
+    let stack = Stack::start(2, Settings { answers: "all", ..Settings::default() }).await;
+    stack.wait_answer("read.db.internal.", &["pg2", "pg3"], stack.settings.rounds(6)).await;
+    let unbound = Unbound::start(stack.cluster.dir(), stack.dns()).await;
+    (stack, unbound)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unbound_with_the_shipped_snippet_follows_lagdns() {
-    let mut stack = Stack::start(2, Settings { answers: "all", ..Settings::default() }).await;
-    let within = stack.settings.rounds(6);
-    stack.wait_answer("read.db.internal.", &["pg2", "pg3"], within).await;
-    let dir = stack.cluster.dir().to_path_buf();
-    let unbound = Unbound::start(&dir, stack.dns()).await;
-    let ub = unbound.addr;
+    let (mut stack, unbound) = stack_behind_unbound().await;
+    let (within, ub) = (stack.settings.rounds(6), unbound.addr);
 
     // write → the primary, answered by the resolver (RA, not AA) with lagdns' TTL
     let (w, names) = via(&stack, ub, "write.db.internal.").await;
@@ -309,28 +314,17 @@ async fn unbound_with_the_shipped_snippet_follows_lagdns() {
 /// db.internal being unsigned: the metrics assertion is what fails.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn node_names_and_srv_resolve_through_unbound_past_the_empty_non_terminals() {
-    let mut stack = Stack::start(2, Settings { answers: "all", ..Settings::default() }).await;
-    let within = stack.settings.rounds(6);
-    stack.wait_answer("read.db.internal.", &["pg2", "pg3"], within).await;
-    let dir = stack.cluster.dir().to_path_buf();
-    let unbound = Unbound::start(&dir, stack.dns()).await;
+    let (mut stack, unbound) = stack_behind_unbound().await;
     let ub = unbound.addr;
 
     for node in ["pg1", "pg2", "pg3"] {
         let (m, names) = via(&stack, ub, &format!("{node}.main.db.internal.")).await;
         assert_eq!((rcode(&m), names), (ResponseCode::NoError, vec![node.to_string()]), "{}", unbound.logs());
     }
-    let srv = recursive_query_of(ub, "_postgresql._tcp.read.db.internal.", RecordType::SRV, false).await.unwrap();
-    assert_eq!(rcode(&srv), ResponseCode::NoError, "{}", unbound.logs());
+    let m = recursive_query_of(ub, "_postgresql._tcp.read.db.internal.", RecordType::SRV, false).await.unwrap();
+    assert_eq!(rcode(&m), ResponseCode::NoError, "{}", unbound.logs());
     let port = stack.cluster.node("pg1").port;
-    let mut got: Vec<(u16, u16, u16, String)> = srv
-        .answers
-        .iter()
-        .filter_map(|r| match &r.data {
-            RData::SRV(s) => Some((s.priority, s.weight, s.port, s.target.to_ascii())),
-            _ => None,
-        })
-        .collect();
+    let mut got = common::srv(&m);
     got.sort();
     let target = |n: &str| format!("{n}.main.db.internal.");
     assert_eq!(got, [(10, 100, port, target("pg2")), (10, 100, port, target("pg3")), (30, 100, port, target("pg1"))]);
