@@ -572,6 +572,8 @@ fn srv_follows_the_write_target() {
 #[test]
 fn srv_weights_and_priorities() {
     assert_eq!(Priority::ALL.map(Priority::value), [0, 10, 20, 30]);
+    // `records` indexes each node's SRV data by `priority as usize`, built in ALL's order
+    assert!(Priority::ALL.iter().enumerate().all(|(i, p)| *p as usize == i));
     assert_eq!(Priority::Primary.weight(300), 0, "write's one record: nothing to choose by weight");
     assert_eq!(Priority::Near.weight(300), 300);
     assert_eq!(Priority::Fallback.weight(0), 0);

@@ -39,7 +39,8 @@ pub struct Zone {
 
 /// A node's records as SRV answers and their additional section use them.
 struct NodeRecords {
-    /// SRV data pointing at the node's name and port, one per [`Priority::ALL`].
+    /// SRV data pointing at the node's name and port, one per [`Priority::ALL`], so
+    /// indexed by `priority as usize`.
     srv: [RData; Priority::ALL.len()],
     /// The node name's address record (owner: the node name).
     address: Record,
