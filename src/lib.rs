@@ -35,7 +35,7 @@
 //! | `state` | the fold: observations → `ClusterState` → a cluster's view |
 //! | `store` | the published generation (snapshot + what the front ends derive), one atomic swap |
 //! | `publisher` | the one writer: observations and reloads in, snapshots out to the store |
-//! | `dns` | `query` (QueryKind/Qtype/Rcode, counters), `name` (qname → target), `answer` (the SPEC §5 table), `txt` (TXT lines), `records` (wire form, derived per snapshot), `server` (the only hickory-server file) |
+//! | `dns` | `query` (QueryKind/Qtype/Rcode, counters), `name` (qname → target: endpoint, node and SRV names, empty non-terminals), `answer` (the SPEC §5 and §9 tables), `txt` (TXT lines), `records` (wire form, derived per snapshot), `server` (the only hickory-server file) |
 //! | `metrics` | every metric name; Prometheus text of a snapshot and the query counters |
 //! | `http` | `/healthz`, `/status` (`status`: the JSON document), `/metrics` |
 //! | `telemetry`, `cli`, `cmd` | logging; the command line; `serve` (the wiring), `check`, `status`, `demo` |

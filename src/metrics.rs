@@ -412,6 +412,9 @@ mod tests {
         stats.record(QueryKind::Read, Qtype::A, Rcode::NoError);
         stats.record(QueryKind::Read, Qtype::A, Rcode::NoError);
         stats.record(QueryKind::OutOfZone, Qtype::Txt, Rcode::Refused);
+        stats.record(QueryKind::Srv, Qtype::Srv, Rcode::NoError);
+        stats.record(QueryKind::Node, Qtype::Aaaa, Rcode::NoError);
+        stats.record(QueryKind::Empty, Qtype::A, Rcode::NoError);
         let s = parse(&render(&fixture::snapshot(), &stats, &Reloads::new(UNIX_EPOCH)));
         let node = |n: &'static str| [("cluster", "main"), ("node", n)];
         assert_eq!(value(&s, READY, &[]), Some(1.0));
@@ -443,6 +446,9 @@ mod tests {
         let q = |k, t, r| value(&s, QUERIES, &[("kind", k), ("qtype", t), ("rcode", r)]);
         assert_eq!(q("read", "A", "NOERROR"), Some(2.0));
         assert_eq!(q("out_of_zone", "TXT", "REFUSED"), Some(1.0));
+        assert_eq!(q("srv", "SRV", "NOERROR"), Some(1.0));
+        assert_eq!(q("node", "AAAA", "NOERROR"), Some(1.0));
+        assert_eq!(q("empty", "A", "NOERROR"), Some(1.0));
         assert_eq!(q("write", "A", "NOERROR"), None);
     }
 

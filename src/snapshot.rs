@@ -82,6 +82,8 @@ impl WriteTarget {
 pub struct NodeView {
     pub name: String,
     pub address: IpAddr,
+    /// The port applications use at `address` (SRV).
+    pub port: u16,
     pub weight: u32,
     pub role: Role,
     pub state: NodeState,
@@ -176,6 +178,7 @@ impl NodeView {
         NodeView {
             name: cfg.name.clone(),
             address: cfg.address,
+            port: cfg.port,
             weight: cfg.weight,
             role: Role::Unknown,
             state: NodeState::Unknown,
@@ -204,8 +207,8 @@ struct AnswerKey {
     eligible: Vec<Vec<usize>>,
     /// Up replicas, for `fallback = "open"`.
     up_replicas: Vec<usize>,
-    /// Addresses and weights (a reload can change them).
-    nodes: Vec<(IpAddr, u32)>,
+    /// Addresses, ports and weights (a reload can change them; SRV carries all three).
+    nodes: Vec<(IpAddr, u16, u32)>,
 }
 
 impl ClusterView {
@@ -217,7 +220,7 @@ impl ClusterView {
             up_replicas: (0..self.nodes.len())
                 .filter(|i| self.nodes[*i].state == NodeState::Up && self.nodes[*i].role == Role::Replica)
                 .collect(),
-            nodes: self.nodes.iter().map(|n| (n.address, n.weight)).collect(),
+            nodes: self.nodes.iter().map(|n| (n.address, n.port, n.weight)).collect(),
         }
     }
 }

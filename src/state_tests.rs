@@ -14,6 +14,7 @@ fn cluster() -> ClusterConfig {
     let node = |name: &str, last: u8| NodeConfig {
         name: name.into(),
         address: format!("10.0.0.{last}").parse().unwrap(),
+        port: 5432,
         dsn: format!("host=10.0.0.{last}").parse().unwrap(),
         weight: 100,
         password_file: None,

@@ -59,13 +59,14 @@ impl LocalNode {
         format!("host={} port={} user=lagdns dbname=postgres", self.address, self.port)
     }
 
-    /// This node as a `[[cluster.node]]` table of a lagdns config (name, address, DSN
-    /// of the monitoring role, `weight`).
+    /// This node as a `[[cluster.node]]` table of a lagdns config (name, address and
+    /// port, DSN of the monitoring role, `weight`).
     pub fn config_table(&self, weight: u32) -> String {
         format!(
-            "\n[[cluster.node]]\nname = \"{}\"\naddress = \"{}\"\ndsn = \"{}\"\nweight = {weight}\n",
+            "\n[[cluster.node]]\nname = \"{}\"\naddress = \"{}\"\nport = {}\ndsn = \"{}\"\nweight = {weight}\n",
             self.name,
             self.address,
+            self.port,
             self.dsn()
         )
     }

@@ -1,10 +1,12 @@
-//! `lagdns check`: validate a config and print the zone's names and the nodes; the
-//! error (file, line, key) goes to stderr and the exit code is 1.
+//! `lagdns check`: validate a config and print the zone's names (nameservers, write and
+//! read names, node names, the SRV names) and the nodes; the error (file, line, key)
+//! goes to stderr and the exit code is 1.
 
 use std::fmt::Write as _;
 use std::path::Path;
 
 use crate::config::{format_duration, format_size, Answers, Config, Policy};
+use crate::dns::name::SRV_PREFIX;
 
 pub fn run(path: &Path) -> anyhow::Result<()> {
     let config = Config::load(path)?;
@@ -60,15 +62,22 @@ pub fn describe(config: &Config, file: &str) -> String {
                 policy_text(&ep.policy)
             );
         }
+        for n in &c.nodes {
+            let name = format!("{}.{}.{zone}.", n.name, c.name).to_ascii_lowercase();
+            let _ = writeln!(out, "  {name:<32} node {} of cluster {}", n.name, c.name);
+        }
     }
+    let _ =
+        writeln!(out, "  SRV {SRV_PREFIX}<name>.{zone}. for each write and read name above (maxlag-/lsn- forms too)");
     let _ = writeln!(out, "nodes:");
     for c in &config.clusters {
         for n in &c.nodes {
             let _ = writeln!(
                 out,
-                "  {:<20} {:<24} weight {:<4} probe {}",
+                "  {:<20} {:<24} port {:<5} weight {:<4} probe {}",
                 format!("{}/{}", c.name, n.name),
                 n.address,
+                n.port,
                 n.weight,
                 n.dsn
             );
@@ -84,4 +93,30 @@ fn policy_text(p: &Policy) -> String {
     };
     let bytes = p.max_lag_bytes.map(|b| format!(", max_lag_bytes {}", format_size(b))).unwrap_or_default();
     format!("max_lag {}{bytes}, answers {answers}, fallback {}", format_duration(p.max_lag), p.fallback.as_str())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn describes_node_names_srv_names_and_ports() {
+        let text = "[[cluster]]\nname = \"main\"\n\
+                    [[cluster.node]]\nname = \"PG1\"\naddress = \"10.0.0.11\"\ndsn = \"host=10.0.0.11\"\n\
+                    [[cluster.node]]\nname = \"pg2\"\naddress = \"10.0.0.12\"\nport = 6432\ndsn = \"host=10.0.0.12\"\n";
+        let out = describe(&Config::parse(text, "t.toml").unwrap(), "t.toml");
+        let lines: Vec<&str> = out.lines().collect();
+        let at = |prefix: &str| lines.iter().find(|l| l.trim_start().starts_with(prefix)).copied();
+        assert_eq!(at("pg1.main.db.internal."), Some("  pg1.main.db.internal.            node PG1 of cluster main"));
+        assert_eq!(at("pg2.main.db.internal."), Some("  pg2.main.db.internal.            node pg2 of cluster main"));
+        assert_eq!(
+            at("SRV"),
+            Some("  SRV _postgresql._tcp.<name>.db.internal. for each write and read name above (maxlag-/lsn- forms too)")
+        );
+        assert_eq!(
+            at("main/pg2"),
+            Some("  main/pg2             10.0.0.12                port 6432  weight 100  probe host=10.0.0.12")
+        );
+        assert!(at("main/PG1").is_some_and(|l| l.contains(" port 5432  weight 100 ")), "{out}");
+    }
 }

@@ -121,6 +121,8 @@ fn instructions(cluster: &LocalCluster, server: &Server, config: &std::path::Pat
         "TXT read.db.internal +short",
         "analytics.db.internal +short",
         "maxlag-50ms.read.db.internal +short",
+        "SRV _postgresql._tcp.read.db.internal +short",
+        "pg2.main.db.internal +short",
         "db.internal SOA +short",
     ] {
         let _ = writeln!(s, "  {dig} {q}");

@@ -190,6 +190,7 @@ mod tests {
         NodeDoc {
             name: name.into(),
             address: format!("10.0.0.1{}", &name[2..]),
+            port: 5432,
             role: role.into(),
             state: state.into(),
             lag_ms,

@@ -24,6 +24,8 @@ pub use units::{format_duration, format_size, parse_duration, parse_size};
 
 /// `dns.listen` when the config names none (also `lagdns demo --dns`).
 pub const DEFAULT_DNS_LISTEN: &str = "127.0.0.1:5353";
+/// A node's `port` when the config names none: PostgreSQL's.
+pub const DEFAULT_PG_PORT: u16 = 5432;
 /// `http.listen` when the config names none (also `lagdns status --http`, `demo --http`).
 pub const DEFAULT_HTTP_LISTEN: &str = "127.0.0.1:8053";
 
@@ -115,6 +117,7 @@ pub struct ProbeConfig {
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct ClusterConfig {
+    /// A DNS label (the node names are `<node>.<cluster>.<zone>`), as written.
     pub name: String,
     /// Label of the write name (`write` → `write.<zone>`), lower case.
     pub write: String,
@@ -163,9 +166,13 @@ pub enum Fallback {
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct NodeConfig {
+    /// A DNS label (`<node>.<cluster>.<zone>`), as written.
     pub name: String,
     /// What DNS answers (A for IPv4, AAAA for IPv6).
     pub address: IpAddr,
+    /// The port applications use at `address` (what SRV records carry); the probe uses
+    /// the DSN's.
+    pub port: u16,
     /// What the probe connects to (written in libpq key=value or URL form).
     pub dsn: Dsn,
     /// Relative share of read answers; 0 = drained.

@@ -136,6 +136,7 @@ impl RawEndpoint {
 pub struct RawNode {
     pub name: S<String>,
     pub address: S<String>,
+    pub port: S<i64>,
     pub dsn: S<String>,
     pub weight: S<i64>,
     pub password_file: S<String>,

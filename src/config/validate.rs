@@ -26,8 +26,10 @@ const DEFAULT_POLICY: Policy = Policy {
 };
 const DEFAULT_WEIGHT: u32 = 100;
 const MAX_NSID: usize = 128;
+/// The longest domain name, in characters without the trailing dot.
+const MAX_NAME_LEN: usize = 253;
 /// 253 characters in a name, less `hostmaster.`.
-const MAX_ZONE_LEN: usize = 253 - "hostmaster.".len();
+const MAX_ZONE_LEN: usize = MAX_NAME_LEN - "hostmaster.".len();
 /// Prefixes that `dns::name` reads as query modifiers, so no label may start with them.
 const RESERVED_PREFIXES: [&str; 2] = ["maxlag-", "lsn-"];
 

@@ -1,6 +1,11 @@
-//! The SPEC §5 table, and the only place it lives: a snapshot, a parsed query name and
-//! a query type → an [`Answer`] (rcode, sections as plain data, TTL). The server only
-//! encodes it.
+//! The SPEC §5 and §9 tables, and the only place they live: a snapshot, a parsed query
+//! name and a query type → an [`Answer`] (rcode, sections as plain data, TTL). The
+//! server only encodes it.
+//!
+//! SRV (SPEC §9) answers the nodes a name would answer as one ordered failover list: for
+//! `write` the primary ([`Priority::Primary`]); for a read name every replica that
+//! qualifies ([`replica_priority`]: `Near`, later `Far` for other locations), then what
+//! the fallback would answer (`Fallback`), each node once, at its first priority.
 
 use std::net::IpAddr;
 use std::time::Duration;
@@ -8,7 +13,7 @@ use std::time::Duration;
 use rand::Rng;
 
 use crate::config::{Answers, Config, Fallback, Policy};
-use crate::dns::name::{Target, Variant};
+use crate::dns::name::{Service, Target, Variant};
 use crate::dns::query::{Qtype, QueryKind, Rcode};
 use crate::health::NodeState;
 use crate::select;
@@ -23,7 +28,7 @@ impl Qtype {
             Qtype::A => Some(Family::V4),
             Qtype::Aaaa => Some(Family::V6),
             Qtype::Any => Some(Family::Both),
-            Qtype::Txt | Qtype::Soa | Qtype::Ns | Qtype::Other => None,
+            Qtype::Txt | Qtype::Soa | Qtype::Ns | Qtype::Srv | Qtype::Other => None,
         }
     }
 }
@@ -56,13 +61,83 @@ pub enum Rr {
     Soa,
     /// `config.dns.nameservers[i]`.
     Ns(usize),
+    /// An SRV record pointing at a node's name and `port`, at this priority.
+    Srv { cluster: usize, node: usize, priority: Priority },
 }
 
 /// Whose TXT lines to serve.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TxtOf {
-    Write { cluster: usize },
-    Endpoint { cluster: usize, endpoint: usize },
+    Write {
+        cluster: usize,
+    },
+    Endpoint {
+        cluster: usize,
+        endpoint: usize,
+    },
+    /// One node's line (with its `read` verdict), for its node name.
+    Node {
+        cluster: usize,
+        node: usize,
+    },
+}
+
+/// One additional-section record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Additional {
+    /// The address of `config.dns.nameservers[i]` (glue).
+    Nameserver(usize),
+    /// The address record of a node's name (an SRV target).
+    Node { cluster: usize, node: usize },
+}
+
+/// The priority of an SRV record (SPEC §9): RFC 2782 clients try lower values first,
+/// and choose by weight within one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Priority {
+    /// `write`: the primary, alone.
+    Primary,
+    /// A qualifying replica in the client's location, or anywhere when the client's
+    /// location is unknown or locality is not used.
+    Near,
+    /// A qualifying replica in another location (SPEC §8).
+    Far,
+    /// What the name's fallback would answer.
+    Fallback,
+}
+
+impl Priority {
+    pub const ALL: [Priority; 4] = [Priority::Primary, Priority::Near, Priority::Far, Priority::Fallback];
+
+    /// The SRV priority field.
+    pub fn value(self) -> u16 {
+        match self {
+            Priority::Primary => 0,
+            Priority::Near => 10,
+            Priority::Far => 20,
+            Priority::Fallback => 30,
+        }
+    }
+
+    /// The SRV weight field of a node of weight `weight` at this priority: its weight
+    /// (capped at 65535, the field's largest value) among replicas; 0 for the primary's
+    /// single `write` record, as RFC 2782 advises when there is nothing to choose between.
+    pub fn weight(self, weight: u32) -> u16 {
+        match self {
+            Priority::Primary => 0,
+            Priority::Near | Priority::Far | Priority::Fallback => u16::try_from(weight).unwrap_or(u16::MAX),
+        }
+    }
+}
+
+/// The priority of a replica that qualifies for a read name: `local` says whether it is
+/// in the client's location, `None` when that is unknown or locality is not used (SPEC
+/// §8; until locality exists, always `None`).
+pub fn replica_priority(local: Option<bool>) -> Priority {
+    match local {
+        Some(false) => Priority::Far,
+        Some(true) | None => Priority::Near,
+    }
 }
 
 /// A decided response, before encoding.
@@ -77,13 +152,21 @@ pub struct Answer {
     pub ttl: u32,
     /// The zone SOA in the authority section (NXDOMAIN, NODATA).
     pub authority_soa: bool,
-    /// Nameserver indices whose address goes in the additional section (glue).
-    pub glue: Vec<usize>,
+    /// What goes in the additional section: nameserver glue, SRV targets' addresses.
+    pub additional: Vec<Additional>,
 }
 
 impl Answer {
     fn new(kind: QueryKind, rcode: Rcode) -> Answer {
-        Answer { kind, rcode, authoritative: true, answers: Vec::new(), ttl: 0, authority_soa: false, glue: Vec::new() }
+        Answer {
+            kind,
+            rcode,
+            authoritative: true,
+            answers: Vec::new(),
+            ttl: 0,
+            authority_soa: false,
+            additional: Vec::new(),
+        }
     }
 
     /// NOERROR with records; NODATA (SOA in authority) when `answers` is empty.
@@ -94,6 +177,14 @@ impl Answer {
 
     fn nodata(kind: QueryKind) -> Answer {
         Answer::records(kind, Vec::new(), 0)
+    }
+
+    /// SRV records for `nodes` of `cluster` (in this order), their addresses in the
+    /// additional section.
+    fn srv(cluster: usize, nodes: &[(usize, Priority)], ttl: u32) -> Answer {
+        let answers = nodes.iter().map(|&(node, priority)| Rr::Srv { cluster, node, priority }).collect();
+        let additional = nodes.iter().map(|&(node, _)| Additional::Node { cluster, node }).collect();
+        Answer { additional, ..Answer::records(QueryKind::Srv, answers, ttl) }
     }
 }
 
@@ -147,12 +238,13 @@ pub fn ttl_secs(d: Duration) -> u32 {
     u32::try_from(d.as_secs()).unwrap_or(u32::MAX)
 }
 
-/// Answers one query: the SPEC §5 table.
+/// Answers one query: the SPEC §5 and §9 tables.
 pub fn answer<R: Rng + ?Sized>(snap: &Snapshot, target: &Target, qtype: Qtype, rng: &mut R) -> Answer {
     let ttl = ttl_secs(snap.config.dns.ttl);
     match *target {
         Target::OutOfZone => Answer { authoritative: false, ..Answer::new(QueryKind::OutOfZone, Rcode::Refused) },
         Target::Unknown => Answer { authority_soa: true, ..Answer::new(QueryKind::Unknown, Rcode::NxDomain) },
+        Target::Empty => Answer::nodata(QueryKind::Empty),
         Target::Apex => apex(snap, qtype),
         Target::Nameserver(i) => match (snap.config.dns.nameservers.get(i), qtype.family()) {
             (Some(ns), Some(fam)) if fam.admits(ns.address) => {
@@ -160,6 +252,7 @@ pub fn answer<R: Rng + ?Sized>(snap: &Snapshot, target: &Target, qtype: Qtype, r
             }
             _ => Answer::nodata(QueryKind::Nameserver),
         },
+        Target::Node { cluster, node } => node_name(snap, cluster, node, qtype, ttl),
         Target::Write { cluster } => match snap.clusters.get(cluster) {
             Some(view) if snap.ready => write(view, cluster, qtype, ttl),
             _ => Answer::new(QueryKind::Write, Rcode::ServFail),
@@ -170,25 +263,39 @@ pub fn answer<R: Rng + ?Sized>(snap: &Snapshot, target: &Target, qtype: Qtype, r
                 Variant::MaxLag(_) => QueryKind::MaxLag,
                 Variant::Lsn(_) => QueryKind::Lsn,
             };
-            let view = snap.clusters.get(cluster).filter(|c| endpoint < c.endpoints.len());
-            match view {
-                Some(view) if snap.ready => {
-                    let ttl = if matches!(variant, Variant::Lsn(_)) { 0 } else { ttl };
-                    let q = EndpointQuery {
-                        measurable: crate::lag::measurable(&snap.config),
-                        view,
-                        cluster,
-                        endpoint,
-                        variant,
-                        kind,
-                        ttl,
-                    };
-                    q.answer(qtype, rng)
-                }
-                _ => Answer::new(kind, Rcode::ServFail),
+            match EndpointQuery::new(snap, cluster, endpoint, variant, kind) {
+                Some(q) => q.answer(qtype, rng),
+                None => Answer::new(kind, Rcode::ServFail),
+            }
+        }
+        Target::Srv(_) if !matches!(qtype, Qtype::Srv | Qtype::Any) => Answer::nodata(QueryKind::Srv),
+        Target::Srv(Service::Write { cluster }) => {
+            match snap.clusters.get(cluster).filter(|_| snap.ready).and_then(|view| view.write.node()) {
+                Some(primary) => Answer::srv(cluster, &[(primary, Priority::Primary)], ttl),
+                None => Answer::new(QueryKind::Srv, Rcode::ServFail),
+            }
+        }
+        Target::Srv(Service::Endpoint { cluster, endpoint, variant }) => {
+            match EndpointQuery::new(snap, cluster, endpoint, variant, QueryKind::Srv) {
+                Some(q) => q.srv(),
+                None => Answer::new(QueryKind::Srv, Rcode::ServFail),
             }
         }
     }
+}
+
+/// `<node>.<cluster>.<zone>`: the node's address whatever its state (also before the
+/// first probe round: the name is fixed), and its TXT line.
+fn node_name(snap: &Snapshot, cluster: usize, node: usize, qtype: Qtype, ttl: u32) -> Answer {
+    let Some(view) = snap.clusters.get(cluster).and_then(|c| c.nodes.get(node)) else {
+        return Answer::nodata(QueryKind::Node);
+    };
+    let answers = match qtype.family() {
+        Some(fam) => Some(Rr::Addr(view.address)).filter(|_| fam.admits(view.address)),
+        None if qtype == Qtype::Txt => Some(Rr::Txt(TxtOf::Node { cluster, node })),
+        None => None,
+    };
+    Answer::records(QueryKind::Node, answers.into_iter().collect(), ttl)
 }
 
 fn apex(snap: &Snapshot, qtype: Qtype) -> Answer {
@@ -203,7 +310,10 @@ fn apex(snap: &Snapshot, qtype: Qtype) -> Answer {
     let mut out = Answer::records(QueryKind::Apex, answers, ttl_secs(dns.ttl));
     if out.answers.iter().any(|r| matches!(r, Rr::Ns(_))) {
         let zone = dns.zone.trim_end_matches('.').to_ascii_lowercase();
-        out.glue = (0..dns.nameservers.len()).filter(|&i| in_zone(&dns.nameservers[i].name, &zone)).collect();
+        out.additional = (0..dns.nameservers.len())
+            .filter(|&i| in_zone(&dns.nameservers[i].name, &zone))
+            .map(Additional::Nameserver)
+            .collect();
     }
     out
 }
@@ -252,7 +362,15 @@ struct EndpointQuery<'a> {
     ttl: u32,
 }
 
-impl EndpointQuery<'_> {
+impl<'a> EndpointQuery<'a> {
+    /// The query of an endpoint name; `None` (SERVFAIL) before the first probe round.
+    fn new(snap: &'a Snapshot, cluster: usize, endpoint: usize, variant: Variant, kind: QueryKind) -> Option<Self> {
+        let view = snap.clusters.get(cluster).filter(|c| endpoint < c.endpoints.len() && snap.ready)?;
+        let ttl = if matches!(variant, Variant::Lsn(_)) { 0 } else { ttl_secs(snap.config.dns.ttl) };
+        let measurable = crate::lag::measurable(&snap.config);
+        Some(EndpointQuery { measurable, view, cluster, endpoint, variant, kind, ttl })
+    }
+
     fn ep(&self) -> &EndpointView {
         &self.view.endpoints[self.endpoint]
     }
@@ -283,10 +401,40 @@ impl EndpointQuery<'_> {
         Answer::records(self.kind, answers, self.ttl)
     }
 
-    fn choice(&self) -> Choice {
+    /// The SRV answer: every qualifying replica, then what the fallback would answer,
+    /// each node once. SERVFAIL only where an address query would get it: nothing
+    /// qualifies and the fallback is a primary nobody knows.
+    fn srv(&self) -> Answer {
+        let (qualified, fallback) = self.qualified();
+        // Locality (SPEC §8) gives each replica its own `replica_priority(local)` here,
+        // and under `locality = "only"` leaves out the `Far` ones.
+        let mut nodes: Vec<(usize, Priority)> = qualified.into_iter().map(|i| (i, replica_priority(None))).collect();
+        let fallback_nodes = match fallback {
+            Fallback::Primary => match self.view.write.node() {
+                Some(primary) => vec![primary],
+                None if nodes.is_empty() => return Answer::new(self.kind, Rcode::ServFail),
+                None => Vec::new(),
+            },
+            Fallback::None => Vec::new(),
+            Fallback::Open => self.open(),
+        };
+        for i in fallback_nodes {
+            if !nodes.iter().any(|&(n, _)| n == i) {
+                nodes.push((i, Priority::Fallback));
+            }
+        }
+        nodes.sort_by_key(|&(_, priority)| priority);
+        Answer::srv(self.cluster, &nodes, self.ttl)
+    }
+
+    /// The replicas this name answers first (the endpoint's eligible ones; within the
+    /// query's bound for `maxlag-`; those that replayed the position for `lsn-`), and
+    /// the fallback when there are none (for `lsn-` always the primary, the one node
+    /// sure to have the position).
+    fn qualified(&self) -> (Vec<usize>, Fallback) {
         let ep = self.ep();
         match self.variant {
-            Variant::Plain => self.or_fallback(ep.eligible.clone(), &ep.policy),
+            Variant::Plain => (ep.eligible.clone(), ep.policy.fallback),
             Variant::MaxLag(max_lag) => {
                 let policy = Policy { max_lag: max_lag.min(self.measurable), ..ep.policy };
                 let timeline = self.view.primary_timeline();
@@ -294,24 +442,18 @@ impl EndpointQuery<'_> {
                     .members()
                     .filter(|&i| evaluate(&self.view.nodes[i].facts(), true, &policy, timeline).is_eligible())
                     .collect();
-                self.or_fallback(eligible, &policy)
+                (eligible, policy.fallback)
             }
-            Variant::Lsn(lsn) => {
-                let caught_up: Vec<usize> = self.members().filter(|&i| self.has_replayed(i, lsn)).collect();
-                if caught_up.is_empty() {
-                    Choice::Primary
-                } else {
-                    Choice::Weighted(caught_up)
-                }
-            }
+            Variant::Lsn(lsn) => (self.members().filter(|&i| self.has_replayed(i, lsn)).collect(), Fallback::Primary),
         }
     }
 
-    fn or_fallback(&self, eligible: Vec<usize>, policy: &Policy) -> Choice {
-        if !eligible.is_empty() {
-            return Choice::Weighted(eligible);
+    fn choice(&self) -> Choice {
+        let (qualified, fallback) = self.qualified();
+        if !qualified.is_empty() {
+            return Choice::Weighted(qualified);
         }
-        match policy.fallback {
+        match fallback {
             Fallback::Primary => Choice::Primary,
             Fallback::None => Choice::Nothing,
             Fallback::Open => Choice::Ordered(self.open()),

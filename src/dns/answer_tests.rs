@@ -37,10 +37,22 @@ fn rr_lines(snap: &Snapshot, owner: &str, ttl: u32, rr: &Rr) -> Vec<String> {
             let lines = match *of {
                 TxtOf::Write { cluster } => txt::write_lines(&snap.clusters[cluster], snap.built),
                 TxtOf::Endpoint { cluster, endpoint } => txt::endpoint_lines(&snap.clusters[cluster], endpoint),
+                TxtOf::Node { cluster, node } => vec![txt::endpoint_lines(&snap.clusters[cluster], 0).remove(node)],
             };
             lines.iter().map(|l| format!("{owner} {ttl} IN TXT \"{l}\"")).collect()
         }
+        Rr::Srv { cluster, node, priority } => {
+            let n = &snap.clusters[*cluster].nodes[*node];
+            let (p, w) = (priority.value(), priority.weight(n.weight));
+            vec![format!("{owner} {ttl} IN SRV {p} {w} {} {}", n.port, node_name(snap, *cluster, *node))]
+        }
     }
+}
+
+/// `pg2.main.db.internal.`
+fn node_name(snap: &Snapshot, cluster: usize, node: usize) -> String {
+    let c = &snap.config.clusters[cluster];
+    format!("{}.{}.{}.", c.nodes[node].name, c.name, snap.config.dns.zone)
 }
 
 fn dig_with(snap: &Snapshot, qname: &str, qtype: Qtype, rng: &mut SmallRng) -> Dig {
@@ -54,11 +66,19 @@ fn dig_with(snap: &Snapshot, qname: &str, qtype: Qtype, rng: &mut SmallRng) -> D
         answer: a.answers.iter().flat_map(|rr| rr_lines(snap, qname, a.ttl, rr)).collect(),
         authority: if a.authority_soa { rr_lines(snap, &zone, 0, &Rr::Soa) } else { vec![] },
         additional: a
-            .glue
+            .additional
             .iter()
-            .map(|&i| {
-                let ns = &snap.config.dns.nameservers[i];
-                rr_lines(snap, &format!("{}.", ns.name), ttl, &Rr::Addr(ns.address)).remove(0)
+            .map(|extra| {
+                let (owner, address) = match *extra {
+                    Additional::Nameserver(i) => {
+                        let ns = &snap.config.dns.nameservers[i];
+                        (format!("{}.", ns.name), ns.address)
+                    }
+                    Additional::Node { cluster, node } => {
+                        (node_name(snap, cluster, node), snap.clusters[cluster].nodes[node].address)
+                    }
+                };
+                rr_lines(snap, &owner, ttl, &Rr::Addr(address)).remove(0)
             })
             .collect(),
     }
@@ -374,4 +394,270 @@ fn maxlag_is_capped_at_what_lag_measures_faithfully() {
     assert_eq!(dig(&snap, "maxlag-86400s.read.db.internal.", Qtype::A), nodata());
     let within = format!("maxlag-{}ms.read.db.internal.", (measurable + Duration::from_secs(2)).as_millis());
     assert_eq!(dig(&snap, &within, Qtype::A), nodata(), "capped, so still not answered");
+}
+
+// ------------------------------------------------------------ SPEC §9: node names, SRV, ENTs
+
+fn srv_answer(answers: &[&str], additional: &[&str]) -> Dig {
+    Dig { additional: strings(additional), ..ok(answers) }
+}
+
+#[test]
+fn srv_rows() {
+    let snap = snapshot();
+    let a = |node: &str, ip: &str| format!("{node}.main.db.internal. 1 IN A {ip}");
+    let (pg1, pg2, pg3) = (a("pg1", "10.0.0.11"), a("pg2", "10.0.0.12"), a("pg3", "10.0.0.13"));
+    let (pg7, pg5) = (a("pg7", "10.0.0.17"), "pg5.main.db.internal. 1 IN AAAA 2001:db8::15".to_string());
+    let cases: Vec<(&str, Qtype, Dig)> = vec![
+        // write: the primary alone, priority 0, weight 0
+        (
+            "_postgresql._tcp.write.db.internal.",
+            Qtype::Srv,
+            srv_answer(&["_postgresql._tcp.write.db.internal. 1 IN SRV 0 0 5432 pg1.main.db.internal."], &[&pg1]),
+        ),
+        // read: every eligible replica at 10 (weight = its weight; pg3's pooler port),
+        // then the fallback (primary) at 30
+        (
+            "_postgresql._tcp.read.db.internal.",
+            Qtype::Srv,
+            srv_answer(
+                &[
+                    "_postgresql._tcp.read.db.internal. 1 IN SRV 10 100 5432 pg2.main.db.internal.",
+                    "_postgresql._tcp.read.db.internal. 1 IN SRV 10 300 6432 pg3.main.db.internal.",
+                    "_postgresql._tcp.read.db.internal. 1 IN SRV 10 100 5432 pg5.main.db.internal.",
+                    "_postgresql._tcp.read.db.internal. 1 IN SRV 30 100 5432 pg1.main.db.internal.",
+                ],
+                &[&pg2, &pg3, &pg5, &pg1],
+            ),
+        ),
+        // ANY on an SRV name is its SRV records too
+        (
+            "_postgresql._tcp.write.db.internal.",
+            Qtype::Any,
+            srv_answer(&["_postgresql._tcp.write.db.internal. 1 IN SRV 0 0 5432 pg1.main.db.internal."], &[&pg1]),
+        ),
+        // analytics: fallback none, so nothing at 30
+        (
+            "_postgresql._tcp.analytics.db.internal.",
+            Qtype::Srv,
+            srv_answer(
+                &[
+                    "_postgresql._tcp.analytics.db.internal. 1 IN SRV 10 300 6432 pg3.main.db.internal.",
+                    "_postgresql._tcp.analytics.db.internal. 1 IN SRV 10 100 5432 pg5.main.db.internal.",
+                    "_postgresql._tcp.analytics.db.internal. 1 IN SRV 10 100 5432 pg7.main.db.internal.",
+                ],
+                &[&pg3, &pg5, &pg7],
+            ),
+        ),
+        ("_postgresql._tcp.maxlag-1ms.analytics.db.internal.", Qtype::Srv, nodata()),
+        // maxlag-: like read with that bound
+        (
+            "_postgresql._tcp.maxlag-30ms.read.db.internal.",
+            Qtype::Srv,
+            srv_answer(
+                &[
+                    "_postgresql._tcp.maxlag-30ms.read.db.internal. 1 IN SRV 10 100 5432 pg2.main.db.internal.",
+                    "_postgresql._tcp.maxlag-30ms.read.db.internal. 1 IN SRV 10 100 5432 pg5.main.db.internal.",
+                    "_postgresql._tcp.maxlag-30ms.read.db.internal. 1 IN SRV 30 100 5432 pg1.main.db.internal.",
+                ],
+                &[&pg2, &pg5, &pg1],
+            ),
+        ),
+        (
+            "_postgresql._tcp.maxlag-1ms.read.db.internal.",
+            Qtype::Srv,
+            srv_answer(
+                &["_postgresql._tcp.maxlag-1ms.read.db.internal. 1 IN SRV 30 100 5432 pg1.main.db.internal."],
+                &[&pg1],
+            ),
+        ),
+        // lsn-: the replicas that replayed it (up, not drained) at 10, the primary at 30
+        // whatever the fallback; TTL 0
+        (
+            "_postgresql._tcp.lsn-0-3000000.read.db.internal.",
+            Qtype::Srv,
+            srv_answer(
+                &[
+                    "_postgresql._tcp.lsn-0-3000000.read.db.internal. 0 IN SRV 10 100 5432 pg2.main.db.internal.",
+                    "_postgresql._tcp.lsn-0-3000000.read.db.internal. 0 IN SRV 10 100 5432 pg5.main.db.internal.",
+                    "_postgresql._tcp.lsn-0-3000000.read.db.internal. 0 IN SRV 30 100 5432 pg1.main.db.internal.",
+                ],
+                &[&pg2, &pg5, &pg1],
+            ),
+        ),
+        (
+            "_postgresql._tcp.lsn-1-0.analytics.db.internal.",
+            Qtype::Srv,
+            srv_answer(
+                &["_postgresql._tcp.lsn-1-0.analytics.db.internal. 0 IN SRV 30 100 5432 pg1.main.db.internal."],
+                &[&pg1],
+            ),
+        ),
+        // split brain: SERVFAIL where the address query gets it
+        ("_postgresql._tcp.billing-write.db.internal.", Qtype::Srv, fail(Rcode::ServFail)),
+        ("_postgresql._tcp.billing-read.db.internal.", Qtype::Srv, fail(Rcode::ServFail)),
+        ("_postgresql._tcp.lsn-0-1.billing-read.db.internal.", Qtype::Srv, fail(Rcode::ServFail)),
+        // an SRV name has SRV records only
+        ("_postgresql._tcp.read.db.internal.", Qtype::A, nodata()),
+        ("_postgresql._tcp.read.db.internal.", Qtype::Txt, nodata()),
+        ("_postgresql._tcp.billing-write.db.internal.", Qtype::Aaaa, nodata()),
+        // and the other names have none
+        ("read.db.internal.", Qtype::Srv, nodata()),
+        ("write.db.internal.", Qtype::Srv, nodata()),
+        ("pg1.main.db.internal.", Qtype::Srv, nodata()),
+        ("db.internal.", Qtype::Srv, nodata()),
+    ];
+    for (qname, qtype, want) in cases {
+        assert_eq!(dig(&snap, qname, qtype), want, "{qname} {qtype:?}");
+    }
+}
+
+#[test]
+fn srv_fallbacks_none_primary_open() {
+    let mut snap = snapshot();
+    let q = "_postgresql._tcp.read.db.internal.";
+    let srv = |p: u16, w: u16, port: u16, node: &str| format!("{q} 1 IN SRV {p} {w} {port} {node}.main.db.internal.");
+    let p10 = [srv(10, 100, 5432, "pg2"), srv(10, 300, 6432, "pg3"), srv(10, 100, 5432, "pg5")];
+    let answers = |d: Dig| d.answer;
+    // primary (the default): the primary at 30, after the eligible ones
+    let mut want = p10.to_vec();
+    want.push(srv(30, 100, 5432, "pg1"));
+    assert_eq!(answers(dig(&snap, q, Qtype::Srv)), want);
+    // none: the eligible ones only
+    set_read_policy(&mut snap, |p| p.fallback = Fallback::None);
+    assert_eq!(answers(dig(&snap, q, Qtype::Srv)), p10);
+    // open: the up replicas not already listed, least lag first (pg4 drained: weight 0;
+    // pg7 lagging), never the down pg6
+    set_read_policy(&mut snap, |p| p.fallback = Fallback::Open);
+    let mut want = p10.to_vec();
+    want.extend([srv(30, 0, 5432, "pg4"), srv(30, 100, 5432, "pg7")]);
+    assert_eq!(answers(dig(&snap, q, Qtype::Srv)), want);
+    // nothing eligible: the whole answer is the fallback
+    set_read_policy(&mut snap, |p| p.max_lag = Duration::from_millis(5));
+    let open = ["pg4", "pg2", "pg5", "pg3", "pg7"];
+    let weight = |n: &str| match n {
+        "pg4" => 0,
+        "pg3" => 300,
+        _ => 100,
+    };
+    let port = |n: &str| if n == "pg3" { 6432 } else { 5432 };
+    let want: Vec<String> = open.iter().map(|n| srv(30, weight(n), port(n), n)).collect();
+    assert_eq!(answers(dig(&snap, q, Qtype::Srv)), want);
+    set_read_policy(&mut snap, |p| p.fallback = Fallback::None);
+    assert_eq!(dig(&snap, q, Qtype::Srv), nodata());
+    set_read_policy(&mut snap, |p| p.fallback = Fallback::Primary);
+    assert_eq!(answers(dig(&snap, q, Qtype::Srv)), [srv(30, 100, 5432, "pg1")]);
+}
+
+#[test]
+fn srv_follows_the_write_target() {
+    let mut snap = snapshot();
+    let write = "_postgresql._tcp.write.db.internal.";
+    let read = "_postgresql._tcp.read.db.internal.";
+    // stale: still answered, like the A record
+    snap.clusters[0].write = WriteTarget::Stale { node: 1, since: SystemTime::UNIX_EPOCH };
+    assert_eq!(dig(&snap, write, Qtype::Srv).answer, [format!("{write} 1 IN SRV 0 0 5432 pg2.main.db.internal.")]);
+    // no primary known: write fails; read keeps its replicas and has no priority 30
+    snap.clusters[0].write = WriteTarget::Unknown;
+    assert_eq!(dig(&snap, write, Qtype::Srv), fail(Rcode::ServFail));
+    let d = dig(&snap, read, Qtype::Srv);
+    assert_eq!(d.answer.len(), 3, "{d:?}");
+    assert!(d.answer.iter().all(|l| l.contains(" SRV 10 ")), "{d:?}");
+    // ... until nothing is eligible either: SERVFAIL, like `read A`
+    set_read_policy(&mut snap, |p| p.max_lag = Duration::from_millis(1));
+    assert_eq!(dig(&snap, read, Qtype::Srv), fail(Rcode::ServFail));
+    assert_eq!(dig(&snap, "read.db.internal.", Qtype::A), fail(Rcode::ServFail));
+}
+
+#[test]
+fn srv_weights_and_priorities() {
+    assert_eq!(Priority::ALL.map(Priority::value), [0, 10, 20, 30]);
+    // `records` indexes each node's SRV data by `priority as usize`, built in ALL's order
+    assert!(Priority::ALL.iter().enumerate().all(|(i, p)| *p as usize == i));
+    assert_eq!(Priority::Primary.weight(300), 0, "write's one record: nothing to choose by weight");
+    assert_eq!(Priority::Near.weight(300), 300);
+    assert_eq!(Priority::Fallback.weight(0), 0);
+    assert_eq!(Priority::Far.weight(1_000_000), u16::MAX, "the SRV field is 16 bits");
+    // the per-replica decision locality will feed (SPEC §8): unknown or unused → 10
+    assert_eq!(replica_priority(None), Priority::Near);
+    assert_eq!(replica_priority(Some(true)), Priority::Near);
+    assert_eq!(replica_priority(Some(false)), Priority::Far);
+}
+
+#[test]
+fn node_names_answer_the_address_whatever_the_state() {
+    let mut snap = snapshot();
+    let node_txt = |node: usize, owner: &str| {
+        let line = &txt::endpoint_lines(&snap.clusters[0], 0)[node];
+        Dig { answer: vec![format!("{owner} 1 IN TXT \"{line}\"")], ..ok(&[]) }
+    };
+    let cases: Vec<(&str, Qtype, Dig)> = vec![
+        ("pg1.main.db.internal.", Qtype::A, ok(&["pg1.main.db.internal. 1 IN A 10.0.0.11"])),
+        ("pg1.main.db.internal.", Qtype::Any, ok(&["pg1.main.db.internal. 1 IN A 10.0.0.11"])),
+        ("pg1.main.db.internal.", Qtype::Aaaa, nodata()),
+        ("pg5.main.db.internal.", Qtype::Aaaa, ok(&["pg5.main.db.internal. 1 IN AAAA 2001:db8::15"])),
+        ("pg5.main.db.internal.", Qtype::A, nodata()),
+        // down, drained, lagging: the name is fixed
+        ("pg6.main.db.internal.", Qtype::A, ok(&["pg6.main.db.internal. 1 IN A 10.0.0.16"])),
+        ("pg4.main.db.internal.", Qtype::A, ok(&["pg4.main.db.internal. 1 IN A 10.0.0.14"])),
+        ("b2.billing.db.internal.", Qtype::A, ok(&["b2.billing.db.internal. 1 IN A 10.1.0.2"])),
+        // TXT: that node's line, as `read` shows it
+        ("pg3.main.db.internal.", Qtype::Txt, node_txt(2, "pg3.main.db.internal.")),
+        ("pg6.main.db.internal.", Qtype::Txt, node_txt(5, "pg6.main.db.internal.")),
+        // other types
+        ("pg1.main.db.internal.", Qtype::Soa, nodata()),
+        ("pg1.main.db.internal.", Qtype::Ns, nodata()),
+        ("pg1.main.db.internal.", Qtype::Other, nodata()),
+    ];
+    for (qname, qtype, want) in &cases {
+        assert_eq!(dig(&snap, qname, *qtype), *want, "{qname} {qtype:?}");
+    }
+    // before the first probe round too: nothing here waits on a probe
+    snap.ready = false;
+    assert_eq!(dig(&snap, "pg2.main.db.internal.", Qtype::A), ok(&["pg2.main.db.internal. 1 IN A 10.0.0.12"]));
+    assert_eq!(dig(&snap, "pg2.main.db.internal.", Qtype::Txt).rcode, Rcode::NoError);
+    // the SRV names wait like the names they serve; other types are NODATA at once
+    assert_eq!(dig(&snap, "_postgresql._tcp.read.db.internal.", Qtype::Srv), fail(Rcode::ServFail));
+    assert_eq!(dig(&snap, "_postgresql._tcp.write.db.internal.", Qtype::Srv), fail(Rcode::ServFail));
+    assert_eq!(dig(&snap, "_postgresql._tcp.read.db.internal.", Qtype::A), nodata());
+}
+
+#[test]
+fn empty_non_terminals_are_nodata_never_nxdomain() {
+    let snap = snapshot();
+    for qname in [
+        "main.db.internal.",
+        "billing.db.internal.",
+        "_tcp.read.db.internal.",
+        "_tcp.write.db.internal.",
+        "_tcp.billing-read.db.internal.",
+        "_tcp.maxlag-5s.analytics.db.internal.",
+        "_tcp.lsn-0-1.read.db.internal.",
+        "sub.db.internal.",
+    ] {
+        for qtype in [Qtype::A, Qtype::Aaaa, Qtype::Txt, Qtype::Srv, Qtype::Ns, Qtype::Any] {
+            assert_eq!(dig(&snap, qname, qtype), nodata(), "{qname} {qtype:?}");
+        }
+    }
+    let nx = Dig { authority: strings(&[SOA]), ..fail(Rcode::NxDomain) };
+    for qname in ["_tcp.main.db.internal.", "x.main.db.internal.", "x.sub.db.internal.", "_udp.read.db.internal."] {
+        assert_eq!(dig(&snap, qname, Qtype::A), nx, "{qname}");
+    }
+}
+
+#[test]
+fn node_srv_and_empty_kinds_are_reported_for_metrics() {
+    let snap = snapshot();
+    let names = Names::new(&snap.config);
+    let mut rng = SmallRng::seed_from_u64(3);
+    for (qname, qtype, kind) in [
+        ("pg1.main.db.internal.", Qtype::A, QueryKind::Node),
+        ("_postgresql._tcp.read.db.internal.", Qtype::Srv, QueryKind::Srv),
+        ("_postgresql._tcp.write.db.internal.", Qtype::A, QueryKind::Srv),
+        ("_postgresql._tcp.lsn-0-1.read.db.internal.", Qtype::Srv, QueryKind::Srv),
+        ("main.db.internal.", Qtype::A, QueryKind::Empty),
+        ("_tcp.read.db.internal.", Qtype::Srv, QueryKind::Empty),
+    ] {
+        assert_eq!(answer(&snap, &names.parse(qname), qtype, &mut rng).kind, kind, "{qname}");
+    }
 }

@@ -1,5 +1,5 @@
 //! DNS: the vocabulary of a query and its counters (`query`), query-name parsing
-//! (`name`), the SPEC §5 answer table (`answer`), the TXT text (`txt`), the wire form
+//! (`name`), the SPEC §5 and §9 answer tables (`answer`), the TXT text (`txt`), the wire form
 //! derived from each published snapshot (`records`), the answer path from message to
 //! response (`respond`, with `wire` the encoder and `rrl` the rate limiter), the
 //! edge's counters (`edge`), holding queries until the first probe round (`hold`),

@@ -15,6 +15,13 @@ pub enum QueryKind {
     Lsn,
     Apex,
     Nameserver,
+    /// `<node>.<cluster>.<zone>`.
+    Node,
+    /// `_postgresql._tcp.<name>.<zone>`, whatever the type asked.
+    Srv,
+    /// A name that exists only because names below it do (RFC 8020 empty
+    /// non-terminal: NODATA).
+    Empty,
     /// In the zone, but no such name (NXDOMAIN).
     Unknown,
     /// Outside the zone (REFUSED).
@@ -26,13 +33,16 @@ pub enum QueryKind {
 }
 
 impl QueryKind {
-    pub const ALL: [QueryKind; 10] = [
+    pub const ALL: [QueryKind; 13] = [
         QueryKind::Write,
         QueryKind::Read,
         QueryKind::MaxLag,
         QueryKind::Lsn,
         QueryKind::Apex,
         QueryKind::Nameserver,
+        QueryKind::Node,
+        QueryKind::Srv,
+        QueryKind::Empty,
         QueryKind::Unknown,
         QueryKind::OutOfZone,
         QueryKind::Malformed,
@@ -46,6 +56,9 @@ impl QueryKind {
             QueryKind::Lsn => "lsn",
             QueryKind::Apex => "apex",
             QueryKind::Nameserver => "nameserver",
+            QueryKind::Node => "node",
+            QueryKind::Srv => "srv",
+            QueryKind::Empty => "empty",
             QueryKind::Unknown => "unknown",
             QueryKind::OutOfZone => "out_of_zone",
             QueryKind::Malformed => "malformed",
@@ -62,12 +75,14 @@ pub enum Qtype {
     Txt,
     Soa,
     Ns,
+    Srv,
     Any,
     Other,
 }
 
 impl Qtype {
-    pub const ALL: [Qtype; 7] = [Qtype::A, Qtype::Aaaa, Qtype::Txt, Qtype::Soa, Qtype::Ns, Qtype::Any, Qtype::Other];
+    pub const ALL: [Qtype; 8] =
+        [Qtype::A, Qtype::Aaaa, Qtype::Txt, Qtype::Soa, Qtype::Ns, Qtype::Srv, Qtype::Any, Qtype::Other];
     pub fn from_code(code: u16) -> Qtype {
         match code {
             1 => Qtype::A,
@@ -75,6 +90,7 @@ impl Qtype {
             16 => Qtype::Txt,
             6 => Qtype::Soa,
             2 => Qtype::Ns,
+            33 => Qtype::Srv,
             255 => Qtype::Any,
             _ => Qtype::Other,
         }
@@ -86,6 +102,7 @@ impl Qtype {
             Qtype::Txt => "TXT",
             Qtype::Soa => "SOA",
             Qtype::Ns => "NS",
+            Qtype::Srv => "SRV",
             Qtype::Any => "ANY",
             Qtype::Other => "other",
         }

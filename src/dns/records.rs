@@ -1,23 +1,27 @@
-//! The DNS wire form of a snapshot: a [`Zone`] (SOA, NS, glue, TXT data and the name
-//! table), derived by [`Zone::derive`] when the publisher publishes a snapshot and
-//! swapped in together with it, plus the encoding of an [`Answer`] into records.
+//! The DNS wire form of a snapshot: a [`Zone`] (SOA, NS, glue, TXT data, each node's
+//! SRV data and address record, and the name table), derived by [`Zone::derive`] when
+//! the publisher publishes a snapshot and swapped in together with it, plus the
+//! encoding of an [`Answer`] into records.
 //!
-//! What depends only on the config (the name table, the parsed names of the SOA, NS
-//! and glue) is a [`ZoneNames`] built once per config and shared by every zone of it.
+//! What depends only on the config (the name table, the parsed names of the SOA, NS,
+//! glue and nodes) is a [`ZoneNames`] built once per config and shared by every zone of
+//! it. What a node's records carry that a snapshot could change (address, port, weight)
+//! is built per snapshot, once per node: an SRV answer is then a lookup per record,
+//! whatever priority the answer gives the node.
 
 use std::borrow::Cow;
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use hickory_proto::rr::rdata::{A, AAAA, NS, SOA, TXT};
+use hickory_proto::rr::rdata::{A, AAAA, NS, SOA, SRV, TXT};
 use hickory_proto::rr::{Name, RData, Record};
 
 use crate::config::Config;
-use crate::dns::answer::{ttl_secs, Answer, Rr, Soa, TxtOf};
+use crate::dns::answer::{ttl_secs, Additional, Answer, Priority, Rr, Soa, TxtOf};
 use crate::dns::name::Names;
 use crate::dns::txt;
 use crate::dns::wire::{AnswerRr, Body};
-use crate::snapshot::Snapshot;
+use crate::snapshot::{NodeView, Snapshot};
 
 /// What the handler needs of one snapshot, precomputed.
 pub struct Zone {
@@ -29,6 +33,17 @@ pub struct Zone {
     write_txt: Vec<Vec<RData>>,
     /// Per cluster, per endpoint, one TXT per node.
     endpoint_txt: Vec<Vec<Vec<RData>>>,
+    /// Per cluster, per node.
+    nodes: Vec<Vec<NodeRecords>>,
+}
+
+/// A node's records as SRV answers and their additional section use them.
+struct NodeRecords {
+    /// SRV data pointing at the node's name and port, one per [`Priority::ALL`], so
+    /// indexed by `priority as usize`.
+    srv: [RData; Priority::ALL.len()],
+    /// The node name's address record (owner: the node name).
+    address: Record,
 }
 
 /// The part of a zone that only the config decides.
@@ -45,6 +60,8 @@ pub struct ZoneNames {
     ns: Vec<RData>,
     /// Address record per nameserver index (owner: the nameserver).
     glue: Vec<Record>,
+    /// Per cluster, per node: `<node>.<cluster>.<zone>.`, the SRV target.
+    node_names: Vec<Vec<Name>>,
 }
 
 impl ZoneNames {
@@ -58,6 +75,11 @@ impl ZoneNames {
             ns.push(RData::NS(NS(name.clone())));
             glue.push(Record::from_rdata(name, ttl, addr(server.address)));
         }
+        let node_names = config
+            .clusters
+            .iter()
+            .map(|c| c.nodes.iter().map(|n| fqdn(&format!("{}.{}.{}", n.name, c.name, soa.zone))).collect())
+            .collect();
         ZoneNames {
             table: Names::new(&config),
             apex: fqdn(&soa.zone),
@@ -65,6 +87,7 @@ impl ZoneNames {
             rname: fqdn(&soa.rname),
             ns,
             glue,
+            node_names,
             config,
         }
     }
@@ -88,7 +111,16 @@ impl Zone {
             .iter()
             .map(|c| (0..c.endpoints.len()).map(|e| to_txt(txt::endpoint_lines(c, e))).collect())
             .collect();
-        Zone { names, soa, write_txt, endpoint_txt }
+        let ttl = ttl_secs(snap.config.dns.ttl);
+        let nodes = snap
+            .clusters
+            .iter()
+            .zip(&names.node_names)
+            .map(|(c, targets)| {
+                c.nodes.iter().zip(targets).map(|(n, target)| NodeRecords::new(n, target, ttl)).collect()
+            })
+            .collect();
+        Zone { names, soa, write_txt, endpoint_txt, nodes }
     }
 
     /// The records for `answer` (answers are owned by the question name, which the
@@ -110,27 +142,55 @@ impl Zone {
                         push(answer.ttl, Cow::Borrowed(data));
                     }
                 }
+                Rr::Srv { cluster, node, priority } => {
+                    if let Some(n) = self.node(*cluster, *node) {
+                        push(answer.ttl, Cow::Borrowed(&n.srv[*priority as usize]));
+                    }
+                }
             }
         }
-        Body {
-            answers,
-            soa: answer.authority_soa.then_some(&self.soa),
-            additional: answer.glue.iter().filter_map(|&i| self.names.glue.get(i)).collect(),
-        }
+        let additional = answer
+            .additional
+            .iter()
+            .filter_map(|extra| match *extra {
+                Additional::Nameserver(i) => self.names.glue.get(i),
+                Additional::Node { cluster, node } => self.node(cluster, node).map(|n| &n.address),
+            })
+            .collect();
+        Body { answers, soa: answer.authority_soa.then_some(&self.soa), additional }
+    }
+
+    fn node(&self, cluster: usize, node: usize) -> Option<&NodeRecords> {
+        self.nodes.get(cluster).and_then(|c| c.get(node))
     }
 
     fn txt(&self, of: TxtOf) -> &[RData] {
         let found = match of {
-            TxtOf::Write { cluster } => self.write_txt.get(cluster),
-            TxtOf::Endpoint { cluster, endpoint } => self.endpoint_txt.get(cluster).and_then(|c| c.get(endpoint)),
+            TxtOf::Write { cluster } => self.write_txt.get(cluster).map(Vec::as_slice),
+            TxtOf::Endpoint { cluster, endpoint } => {
+                self.endpoint_txt.get(cluster).and_then(|c| c.get(endpoint)).map(Vec::as_slice)
+            }
+            // The node's line for `read` (endpoint 0), as `/status` shows its verdict.
+            TxtOf::Node { cluster, node } => {
+                self.endpoint_txt.get(cluster).and_then(|c| c.first()).and_then(|lines| lines.get(node..=node))
+            }
         };
-        found.map_or(&[], |v| v.as_slice())
+        found.unwrap_or(&[])
+    }
+}
+
+impl NodeRecords {
+    fn new(node: &NodeView, target: &Name, ttl: u32) -> NodeRecords {
+        let srv =
+            Priority::ALL.map(|p| RData::SRV(SRV::new(p.value(), p.weight(node.weight), node.port, target.clone())));
+        NodeRecords { srv, address: Record::from_rdata(target.clone(), ttl, addr(node.address)) }
     }
 }
 
 /// A fully qualified, lower-case name from a validated config name. Config validation
 /// admits only LDH labels of at most 63 characters in names that fit 253 characters
-/// (`hostmaster.<zone>` included), which hickory always parses: see the test below.
+/// (`hostmaster.<zone>` and `<node>.<cluster>.<zone>` included), which hickory always
+/// parses: see the test below.
 fn fqdn(text: &str) -> Name {
     let mut name = Name::from_ascii(text.to_ascii_lowercase())
         .unwrap_or_else(|e| panic!("config validation admitted {text:?}, which is not a DNS name: {e}"));
@@ -243,6 +303,63 @@ mod tests {
     }
 
     #[test]
+    fn srv_answers_point_at_node_names_with_their_addresses_additional() {
+        let snap = snapshot();
+        let zone = Zone::derive(&snap, None);
+        let target = zone.names.table.parse("_postgresql._tcp.read.db.internal.");
+        let a = answer(&snap, &target, Qtype::Srv, &mut SmallRng::seed_from_u64(1));
+        let s = zone.sections(&a);
+        assert_eq!(
+            text(&s.answers),
+            [
+                "1 10 100 5432 pg2.main.db.internal.",
+                "1 10 300 6432 pg3.main.db.internal.",
+                "1 10 100 5432 pg5.main.db.internal.",
+                "1 30 100 5432 pg1.main.db.internal.",
+            ]
+        );
+        let additional: Vec<String> = s.additional.iter().map(|r| r.to_string()).collect();
+        assert_eq!(
+            additional,
+            [
+                "pg2.main.db.internal. 1 IN A 10.0.0.12",
+                "pg3.main.db.internal. 1 IN A 10.0.0.13",
+                "pg5.main.db.internal. 1 IN AAAA 2001:db8::15",
+                "pg1.main.db.internal. 1 IN A 10.0.0.11",
+            ]
+        );
+        assert!(s.soa.is_none());
+        // a node name's TXT is its `read` line
+        let a = answer(
+            &snap,
+            &zone.names.table.parse("pg3.main.db.internal."),
+            Qtype::Txt,
+            &mut SmallRng::seed_from_u64(1),
+        );
+        let s = zone.sections(&a);
+        let RData::TXT(t) = &*s.answers[0].data else { panic!("not TXT: {:?}", s.answers) };
+        assert_eq!(
+            (s.answers.len(), t.txt_data.concat()),
+            (1, txt::endpoint_lines(&snap.clusters[0], 0)[2].clone().into_bytes())
+        );
+    }
+
+    #[test]
+    fn node_records_follow_the_snapshot() {
+        let snap = snapshot();
+        let before = Zone::derive(&snap, None);
+        let mut next = snap.clone();
+        next.clusters[0].nodes[1].weight = 7;
+        let after = Zone::derive(&next, Some(&before));
+        let target = after.names.table.parse("_postgresql._tcp.maxlag-15ms.read.db.internal.");
+        let a = answer(&next, &target, Qtype::Srv, &mut SmallRng::seed_from_u64(1));
+        assert_eq!(
+            text(&after.sections(&a).answers),
+            ["1 10 7 5432 pg2.main.db.internal.", "1 30 100 5432 pg1.main.db.internal."]
+        );
+    }
+
+    #[test]
     fn every_name_validation_admits_is_a_hickory_name() {
         // The longest zone validation admits (hostmaster.<zone> still fits 253), one
         // character more, and ordinary ones.
@@ -268,5 +385,16 @@ mod tests {
             let names = ZoneNames::new(Arc::new(config));
             assert_eq!(names.rname.to_string(), format!("hostmaster.{zone}."));
         }
+        // The longest node name validation admits: 253 characters.
+        let zone = long(180);
+        let cluster = "m".repeat(63);
+        let node = "n".repeat(253 - zone.len() - cluster.len() - 2);
+        let text = format!(
+            "[dns]\nzone = \"{zone}\"\n[[cluster]]\nname = \"{cluster}\"\n\
+             [[cluster.node]]\nname = \"{node}\"\naddress = \"127.0.0.1\"\ndsn = \"host=h\"\n"
+        );
+        let names = ZoneNames::new(Arc::new(Config::parse(&text, "t.toml").unwrap()));
+        assert_eq!(names.node_names[0][0].to_string(), format!("{node}.{cluster}.{zone}."));
+        assert_eq!(names.node_names[0][0].to_string().len(), 254);
     }
 }

@@ -14,6 +14,7 @@ use crate::wal::Lsn;
 /// Zone `db.internal`, ttl 1s, negative_ttl 5s.
 /// Cluster 0 `main`: write `write`; endpoints `read` (all nodes, 100ms, 1 answer,
 /// fallback primary) and `analytics` (pg3, pg5, pg7: 5 min, all answers, fallback none).
+/// pg3 has `port = 6432` (a pooler), every other node the default 5432.
 /// Cluster 1 `billing`: `billing-write`, `billing-read` (fallback primary).
 const CONFIG: &str = r#"
 [dns]
@@ -41,7 +42,7 @@ fallback = "primary"
 node = [
     { name = "pg1", address = "10.0.0.11", dsn = "host=10.0.0.11" },
     { name = "pg2", address = "10.0.0.12", dsn = "host=10.0.0.12" },
-    { name = "pg3", address = "10.0.0.13", dsn = "host=10.0.0.13", weight = 300 },
+    { name = "pg3", address = "10.0.0.13", port = 6432, dsn = "host=10.0.0.13", weight = 300 },
     { name = "pg4", address = "10.0.0.14", dsn = "host=10.0.0.14", weight = 0 },
     { name = "pg5", address = "2001:db8::15", dsn = "host=2001:db8::15" },
     { name = "pg6", address = "10.0.0.16", dsn = "host=10.0.0.16" },

@@ -1,11 +1,13 @@
 //! The TXT text of a name: one line per node (name, address, role, state, lag,
 //! lag_bytes, weight and the verdict), rendered from the snapshot's node views and the
 //! eligibility decided in `topology`. The wording is part of the contract (SPEC §5).
+//! When any node of the cluster has a `port` other than 5432, every line of the cluster
+//! shows `port=<port>` after the address, so a config without `port` keeps its lines.
 
 use std::fmt;
 use std::time::SystemTime;
 
-use crate::config::format_duration;
+use crate::config::{format_duration, DEFAULT_PG_PORT};
 use crate::snapshot::{ClusterView, NodeView, WriteTarget};
 use crate::topology::Eligibility;
 
@@ -13,6 +15,7 @@ use crate::topology::Eligibility;
 /// lag, lag_bytes, weight and the verdict.
 struct NodeLine<'a> {
     node: &'a NodeView,
+    show_port: bool,
     verdict: Verdict<'a>,
 }
 
@@ -28,11 +31,11 @@ impl fmt::Display for NodeLine<'_> {
         let n = self.node;
         let lag = n.lag.map(format_duration).unwrap_or_else(|| "-".into());
         let bytes = n.lag_bytes.map(|b| b.to_string()).unwrap_or_else(|| "-".into());
-        write!(
-            f,
-            "{} {} role={} state={} lag={} lag_bytes={} weight={} ",
-            n.name, n.address, n.role, n.state, lag, bytes, n.weight
-        )?;
+        write!(f, "{} {} ", n.name, n.address)?;
+        if self.show_port {
+            write!(f, "port={} ", n.port)?;
+        }
+        write!(f, "role={} state={} lag={} lag_bytes={} weight={} ", n.role, n.state, lag, bytes, n.weight)?;
         match &self.verdict {
             Verdict::Read(e) => write!(f, "{e}"),
             Verdict::Write { target, rivals, me, now } => write_verdict(f, target, rivals, *me, *now),
@@ -63,10 +66,11 @@ fn write_verdict(
 
 /// TXT strings for the write name: one per node (`now` dates a stale primary).
 pub fn write_lines(cluster: &ClusterView, now: SystemTime) -> Vec<String> {
+    let show_port = shows_ports(cluster);
     (0..cluster.nodes.len())
         .map(|i| {
             let verdict = Verdict::Write { target: &cluster.write, rivals: &cluster.rivals, me: i, now };
-            NodeLine { node: &cluster.nodes[i], verdict }.to_string()
+            NodeLine { node: &cluster.nodes[i], show_port, verdict }.to_string()
         })
         .collect()
 }
@@ -74,10 +78,37 @@ pub fn write_lines(cluster: &ClusterView, now: SystemTime) -> Vec<String> {
 /// TXT strings for read endpoint `ep`: one per node.
 pub fn endpoint_lines(cluster: &ClusterView, ep: usize) -> Vec<String> {
     let view = &cluster.endpoints[ep];
+    let show_port = shows_ports(cluster);
     cluster
         .nodes
         .iter()
         .zip(&view.verdicts)
-        .map(|(node, v)| NodeLine { node, verdict: Verdict::Read(*v) }.to_string())
+        .map(|(node, v)| NodeLine { node, show_port, verdict: Verdict::Read(*v) }.to_string())
         .collect()
+}
+
+/// Whether the cluster's lines carry `port=`: when any node has a non-default port.
+fn shows_ports(cluster: &ClusterView) -> bool {
+    cluster.nodes.iter().any(|n| n.port != DEFAULT_PG_PORT)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dns::testdata::snapshot;
+
+    #[test]
+    fn lines_show_ports_only_when_a_node_of_the_cluster_has_its_own() {
+        let mut snap = snapshot();
+        // main: pg3 has port 6432, so every line of main says its port
+        let main = endpoint_lines(&snap.clusters[0], 0);
+        assert!(main[0].starts_with("pg1 10.0.0.11 port=5432 role=primary state=up "), "{}", main[0]);
+        assert!(main[2].starts_with("pg3 10.0.0.13 port=6432 role=replica "), "{}", main[2]);
+        assert!(write_lines(&snap.clusters[0], snap.built)[2].starts_with("pg3 10.0.0.13 port=6432 "));
+        // billing: every node on 5432, the lines as they were before `port`
+        let billing = write_lines(&snap.clusters[1], snap.built);
+        assert!(billing[0].starts_with("b1 10.1.0.1 role=primary state=up "), "{}", billing[0]);
+        snap.clusters[0].nodes[2].port = DEFAULT_PG_PORT;
+        assert!(endpoint_lines(&snap.clusters[0], 0)[2].starts_with("pg3 10.0.0.13 role=replica "));
+    }
 }

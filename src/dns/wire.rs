@@ -4,8 +4,10 @@
 //! size. hickory-proto encodes the record data.
 //!
 //! Fitting (UDP, or anything over 65,535 bytes): when the whole response does not fit,
-//! the additional section is dropped first; when the answers and authority still do not
-//! fit, the answers that fit are kept with TC set and nothing after them.
+//! the additional section is cut first (the additional records that fit stay, in order:
+//! the addresses of the first SRV targets; no TC, RFC 2181 §9); when the answers and
+//! authority still do not fit, the answers that fit are kept with TC set and nothing
+//! after them.
 
 use std::borrow::Cow;
 
@@ -117,7 +119,9 @@ pub fn encode(
     let (keep_an, keep_ns, keep_ar) = if complete && total <= budget {
         (an, soa, ar)
     } else if ends.len() >= an + soa && end_of(&ends, an + soa, question) <= budget {
-        (an, soa, 0)
+        let written = ends.len() - an - soa;
+        let fits = (0..=ar.min(written)).rev().find(|&k| end_of(&ends, an + soa + k, question) <= budget);
+        (an, soa, fits.unwrap_or(0))
     } else {
         head.tc = true;
         let fits = (0..=an.min(ends.len())).rev().find(|&k| end_of(&ends, k, question) <= budget).unwrap_or(0);
@@ -210,6 +214,10 @@ mod tests {
         Head { id: 0xBEEF, aa: true, rd: true, ..Head::default() }
     }
 
+    fn lines(records: &[Record]) -> Vec<String> {
+        records.iter().map(|r| r.to_string()).collect()
+    }
+
     #[test]
     fn answers_echo_the_question_and_parse_back() {
         let q = question();
@@ -231,16 +239,23 @@ mod tests {
     }
 
     #[test]
-    fn fitting_drops_glue_first_then_truncates_answers() {
+    fn fitting_cuts_the_additional_section_first_then_truncates_answers() {
         let q = question();
         let g = glue();
+        let g2 = Record::from_rdata(Name::from_ascii("ns2.db.internal.").unwrap(), 1, RData::A(A(Ipv4Addr::BROADCAST)));
         let answers: Vec<_> = (1..=40).map(a).collect();
-        let body = Body { answers, soa: None, additional: vec![&g] };
+        let body = Body { answers, soa: None, additional: vec![&g, &g2] };
         let mut out = Vec::new();
-        // Everything: 12 + 23 + 40 × 16 + 31 = 706 bytes.
-        encode(&mut out, head(), Question { bytes: &q, count: 1 }, &body, None, 706);
+        // Everything: 12 + 23 + 40 × 16 + 31 + 20 (ns2's owner points into ns1's) = 726 bytes.
+        encode(&mut out, head(), Question { bytes: &q, count: 1 }, &body, None, 726);
+        let m = Message::from_vec(&out).unwrap();
+        assert_eq!((m.answers.len(), m.additionals.len(), m.metadata.truncation), (40, 2, false));
+        // One byte short: the second additional record goes, the first stays.
+        encode(&mut out, head(), Question { bytes: &q, count: 1 }, &body, None, 725);
         let m = Message::from_vec(&out).unwrap();
         assert_eq!((m.answers.len(), m.additionals.len(), m.metadata.truncation), (40, 1, false));
+        assert_eq!(lines(&m.additionals), ["ns1.db.internal. 1 IN A 127.0.0.1"]);
+        assert_eq!(out.len(), 706);
         encode(&mut out, head(), Question { bytes: &q, count: 1 }, &body, None, 705);
         let m = Message::from_vec(&out).unwrap();
         assert_eq!((m.answers.len(), m.additionals.len(), m.metadata.truncation), (40, 0, false));

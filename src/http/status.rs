@@ -111,6 +111,9 @@ pub enum AnswersDoc {
 pub struct NodeDoc {
     pub name: String,
     pub address: String,
+    /// The port applications use at `address` (SRV); 5432 from a server without it.
+    #[serde(default = "default_port")]
+    pub port: u16,
     /// `primary`, `replica` or `unknown`.
     pub role: String,
     /// `up`, `down` or `unknown`.
@@ -216,6 +219,7 @@ fn node_doc(n: &NodeView, index: usize, endpoints: &[EndpointView]) -> NodeDoc {
     NodeDoc {
         name: n.name.clone(),
         address: n.address.to_string(),
+        port: n.port,
         role: n.role.to_string(),
         state: n.state.to_string(),
         lag_ms: n.lag.map(millis),
@@ -245,6 +249,10 @@ fn verdict_doc(e: &EndpointView, node: usize) -> VerdictDoc {
             None => Some("no verdict".into()),
         },
     }
+}
+
+fn default_port() -> u16 {
+    crate::config::DEFAULT_PG_PORT
 }
 
 fn millis(d: Duration) -> u64 {
@@ -335,6 +343,20 @@ mod tests {
         let text = serde_json::to_string(&doc).unwrap();
         assert!(!text.contains("hunter2") && !text.contains("host=") && !text.contains("dsn"), "{text}");
         assert_eq!(serde_json::from_str::<StatusDoc>(&text).unwrap(), doc);
+    }
+
+    #[test]
+    fn nodes_carry_their_port_and_an_older_document_reads_as_5432() {
+        let mut snap = crate::http::fixture::snapshot();
+        snap.clusters[0].nodes[1].port = 6432;
+        let doc = StatusDoc::from_snapshot(&snap);
+        let ports: Vec<u16> = doc.clusters[0].nodes.iter().map(|n| n.port).collect();
+        assert_eq!(ports[..2], [5432, 6432]);
+        let text = serde_json::to_string(&doc).unwrap();
+        assert!(text.contains(r#""address":"10.0.0.12","port":6432,"#), "{text}");
+        let older = text.replace(r#","port":6432"#, "");
+        let back: StatusDoc = serde_json::from_str(&older).unwrap();
+        assert_eq!(back.clusters[0].nodes[1].port, 5432);
     }
 
     #[test]

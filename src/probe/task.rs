@@ -404,6 +404,7 @@ mod tests {
         let node = NodeConfig {
             name: "pg1".into(),
             address: "127.0.0.1".parse().unwrap(),
+            port: 5432,
             dsn: dsn.parse().unwrap(),
             weight: 1,
             password_file: None,

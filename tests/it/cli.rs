@@ -62,6 +62,21 @@ fn check_accepts_the_shipped_example_and_prints_names_and_nodes() {
 }
 
 #[test]
+fn check_rejects_a_cluster_named_like_a_read_name() {
+    // SPEC §9: cluster names are labels of the zone (<node>.<cluster>.<zone>)
+    let text = VALID.replacen("name = \"main\"", "name = \"main\"\n[[cluster.endpoint]]\nname = \"main\"", 1);
+    let path = write_config("clustername", &text);
+    let out = lagdns().args(["check", "--config"]).arg(&*path).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let want = format!(
+        "{}:7: cluster[main].endpoint[main].name: \"main\" is already used by cluster[main].name",
+        path.display()
+    );
+    assert!(stderr.contains(&want), "wants {want} in: {stderr}");
+}
+
+#[test]
 fn check_never_prints_a_password() {
     let path = write_config("secret", VALID);
     let out = lagdns().arg("check").env("LAGDNS_CONFIG", &*path).output().unwrap();

@@ -69,6 +69,17 @@ pub fn addrs(m: &Message) -> Vec<IpAddr> {
         .collect()
 }
 
+/// Every SRV record in the answer section as (priority, weight, port, target).
+pub fn srv(m: &Message) -> Vec<(u16, u16, u16, String)> {
+    m.answers
+        .iter()
+        .filter_map(|r| match &r.data {
+            RData::SRV(s) => Some((s.priority, s.weight, s.port, s.target.to_ascii())),
+            _ => None,
+        })
+        .collect()
+}
+
 /// Every TXT string in the answer section.
 pub fn txt(m: &Message) -> Vec<String> {
     m.answers

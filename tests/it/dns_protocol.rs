@@ -1,6 +1,7 @@
 //! DNS protocol behaviour of an in-process server on 127.0.0.1:0, queried over real UDP
-//! and TCP sockets with fabricated snapshots: every row of SPEC §5, plus AA, case echo,
-//! EDNS, truncation, FORMERR/NOTIMP/BADVERS, NSID and robustness to malformed packets.
+//! and TCP sockets with fabricated snapshots: every row of SPEC §5, node names, SRV and
+//! empty non-terminals (SPEC §9), plus AA, case echo, EDNS, truncation,
+//! FORMERR/NOTIMP/BADVERS, NSID and robustness to malformed packets.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -585,6 +586,9 @@ async fn every_answered_query_is_counted() {
     h.udp(&query("maxlag-1s.read.db.internal.", RecordType::AAAA)).await;
     h.udp(&query("nosuch.db.internal.", RecordType::TXT)).await;
     h.udp(&query("example.com.", RecordType::A)).await;
+    h.udp(&query("_postgresql._tcp.read.db.internal.", RecordType::SRV)).await;
+    h.tcp(&query("pg2.main.db.internal.", RecordType::A)).await;
+    h.udp(&query("_tcp.read.db.internal.", RecordType::SRV)).await;
     let mut m = query("write.db.internal.", RecordType::A);
     m.metadata.op_code = OpCode::Status;
     h.udp(&m).await;
@@ -596,6 +600,9 @@ async fn every_answered_query_is_counted() {
         (QueryKind::Unknown, Qtype::Txt, Rcode::NxDomain, 1),
         (QueryKind::OutOfZone, Qtype::A, Rcode::Refused, 1),
         (QueryKind::Malformed, Qtype::A, Rcode::NotImp, 1),
+        (QueryKind::Srv, Qtype::Srv, Rcode::NoError, 1),
+        (QueryKind::Node, Qtype::A, Rcode::NoError, 1),
+        (QueryKind::Empty, Qtype::Srv, Rcode::NoError, 1),
     ];
     want.sort_by_key(|(k, t, r, _)| (k.as_str(), t.as_str(), r.as_str()));
     assert_eq!(got, want);
@@ -625,4 +632,199 @@ async fn binds_several_addresses_and_stops_cleanly() {
     assert!(reply.edns.unwrap().option(EdnsCode::NSID).is_none());
     cancel.cancel();
     tokio::time::timeout(WAIT, task).await.unwrap().unwrap().unwrap();
+}
+
+// ---------------------------------------------------------------- SPEC §9
+
+/// The SRV target names of SRV answers, in order, and their ports.
+fn srv_targets(records: &[Record]) -> Vec<(String, u16)> {
+    records
+        .iter()
+        .map(|r| match &r.data {
+            RData::SRV(srv) => (srv.target.to_ascii(), srv.port),
+            other => panic!("not SRV: {other:?}"),
+        })
+        .collect()
+}
+
+/// Every additional record is an address record of an SRV target, in the answers'
+/// order (the first `n` of them).
+fn assert_additional_match_targets(r: &Message) {
+    let targets = srv_targets(&r.answers);
+    assert!(r.additionals.len() <= targets.len(), "{:?}", lines(&r.additionals));
+    for (extra, (target, _)) in r.additionals.iter().zip(&targets) {
+        assert_eq!(&extra.name.to_ascii(), target, "{}", extra);
+        assert!(matches!(extra.data, RData::A(_) | RData::AAAA(_)), "{extra}");
+    }
+}
+
+#[tokio::test]
+async fn srv_answers_carry_their_targets_addresses() {
+    let h = start(snapshot(7, true)).await;
+    let read = query("_postgresql._tcp.read.db.internal.", RecordType::SRV);
+    let want = s(&[
+        "_postgresql._tcp.read.db.internal. 1 IN SRV 10 100 5432 pg2.main.db.internal.",
+        "_postgresql._tcp.read.db.internal. 1 IN SRV 10 100 5432 pg5.main.db.internal.",
+        "_postgresql._tcp.read.db.internal. 1 IN SRV 30 100 5432 pg1.main.db.internal.",
+    ]);
+    let additional = s(&[
+        "pg2.main.db.internal. 1 IN A 10.0.0.12",
+        "pg5.main.db.internal. 1 IN AAAA 2001:db8::15",
+        "pg1.main.db.internal. 1 IN A 10.0.0.11",
+    ]);
+    let (udp, _) = h.udp(&read).await;
+    let tcp = h.tcp(&read).await;
+    let (edns, _) = h.udp(&with_edns(read, 1232, 0, false)).await;
+    for r in [&udp, &tcp, &edns] {
+        assert_eq!(summary(r), (ResponseCode::NoError, true, want.clone(), vec![]));
+        assert_eq!(lines(&r.additionals), additional);
+        assert!(!r.metadata.truncation);
+        assert_additional_match_targets(r);
+    }
+    for (name, want) in [
+        (
+            "_postgresql._tcp.write.db.internal.",
+            "_postgresql._tcp.write.db.internal. 1 IN SRV 0 0 5432 pg1.main.db.internal.",
+        ),
+        (
+            "_postgresql._tcp.lsn-0-3000001.read.db.internal.",
+            "_postgresql._tcp.lsn-0-3000001.read.db.internal. 0 IN SRV 30 100 5432 pg1.main.db.internal.",
+        ),
+        (
+            "_postgresql._tcp.maxlag-5s.analytics.db.internal.",
+            "_postgresql._tcp.maxlag-5s.analytics.db.internal. 1 IN SRV 10 100 5432 pg3.main.db.internal.",
+        ),
+    ] {
+        let (r, _) = h.udp(&query(name, RecordType::SRV)).await;
+        assert_eq!(lines(&r.answers), [want], "{name}");
+        assert_additional_match_targets(&r);
+        assert_eq!(r.additionals.len(), 1, "{name}");
+    }
+    // the case of the question is echoed on SRV answers too
+    let (r, _) = h.udp(&query("_PostgreSQL._TCP.Write.db.internal.", RecordType::SRV)).await;
+    assert_eq!(lines(&r.answers), ["_PostgreSQL._TCP.Write.db.internal. 1 IN SRV 0 0 5432 pg1.main.db.internal."]);
+    // split brain: SERVFAIL, like the A query
+    let (r, _) = h.udp(&query("_postgresql._tcp.billing-write.db.internal.", RecordType::SRV)).await;
+    assert_eq!(r.metadata.response_code, ResponseCode::ServFail);
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn node_names_and_empty_non_terminals() {
+    let snap = snapshot(7, true);
+    let pg3_line = txt::endpoint_lines(&snap.clusters[0], 0)[2].clone();
+    let h = start(snap).await;
+    use ResponseCode::*;
+    let ok = |answers: &[&str]| (NoError, true, s(answers), vec![]);
+    let nodata = || (NoError, true, vec![], s(&[SOA]));
+    let nx = || (NXDomain, true, vec![], s(&[SOA]));
+    let cases: Vec<(&str, RecordType, Summary)> = vec![
+        ("pg2.main.db.internal.", RecordType::A, ok(&["pg2.main.db.internal. 1 IN A 10.0.0.12"])),
+        ("pg5.main.db.internal.", RecordType::AAAA, ok(&["pg5.main.db.internal. 1 IN AAAA 2001:db8::15"])),
+        ("pg5.main.db.internal.", RecordType::A, nodata()),
+        // down: still its address
+        ("pg9.main.db.internal.", RecordType::A, ok(&["pg9.main.db.internal. 1 IN A 10.0.0.19"])),
+        ("b1.billing.db.internal.", RecordType::A, ok(&["b1.billing.db.internal. 1 IN A 10.1.0.1"])),
+        ("pg2.main.db.internal.", RecordType::MX, nodata()),
+        // RFC 8020: what only exists because names below it do is NODATA
+        ("main.db.internal.", RecordType::A, nodata()),
+        ("billing.db.internal.", RecordType::NS, nodata()),
+        ("_tcp.read.db.internal.", RecordType::SRV, nodata()),
+        ("_tcp.write.db.internal.", RecordType::A, nodata()),
+        ("_tcp.maxlag-5s.read.db.internal.", RecordType::TXT, nodata()),
+        ("_postgresql._tcp.read.db.internal.", RecordType::A, nodata()),
+        ("read.db.internal.", RecordType::SRV, nodata()),
+        // and what has nothing below it does not exist
+        ("pg1.billing.db.internal.", RecordType::A, nx()),
+        ("x.pg2.main.db.internal.", RecordType::A, nx()),
+        ("_tcp.main.db.internal.", RecordType::A, nx()),
+        ("_udp.read.db.internal.", RecordType::A, nx()),
+        ("_postgresql._tcp.main.db.internal.", RecordType::SRV, nx()),
+    ];
+    for (name, rtype, want) in cases {
+        let q = query(name, rtype);
+        let (udp, _) = h.udp(&q).await;
+        assert_eq!(summary(&udp), want, "UDP {name} {rtype}");
+        assert_eq!(summary(&h.tcp(&q).await), want, "TCP {name} {rtype}");
+    }
+    let (r, _) = h.udp(&query("pg3.main.db.internal.", RecordType::TXT)).await;
+    assert_eq!(txt_strings(&r.answers), [pg3_line]);
+    h.stop().await;
+}
+
+/// `big`: pg01 the primary, pg02..pg40 replicas caught up, node i on port 6000 + i;
+/// endpoint `eight` over pg02..pg09.
+fn big_snapshot() -> Snapshot {
+    let mut text = String::from(
+        "[dns]\nlisten = [\"127.0.0.1:0\"]\nzone = \"db.internal\"\nnegative_ttl = \"5s\"\n\
+         nameservers = [{ name = \"ns1.db.internal\", address = \"192.0.2.1\" }]\n\
+         [[cluster]]\nname = \"big\"\n[[cluster.endpoint]]\nname = \"eight\"\n",
+    );
+    let eight: Vec<String> = (2..=9).map(|i| format!("\"pg{i:02}\"")).collect();
+    text += &format!("nodes = [{}]\n", eight.join(", "));
+    for i in 1..=40 {
+        text += &format!(
+            "[[cluster.node]]\nname = \"pg{i:02}\"\naddress = \"10.2.0.{i}\"\nport = {}\ndsn = \"host=10.2.0.{i}\"\n",
+            6000 + i
+        );
+    }
+    let config = Config::parse(&text, "big.toml").expect("valid big config");
+    SnapshotBuilder::from_config(config)
+        .serial(7)
+        .write("big", WriteTarget::Primary(0))
+        .cluster("big", |c| c.primary_lsn = Some(Lsn(0x3000000)))
+        .each_node("big", |i, n| {
+            n.state = NodeState::Up;
+            n.role = if i == 0 { Role::Primary } else { Role::Replica };
+            if i > 0 {
+                (n.lag, n.lag_bytes, n.replay_lsn) = (Some(Duration::ZERO), Some(0), Some(Lsn(0x3000000)));
+            }
+        })
+        .build()
+}
+
+#[tokio::test]
+async fn srv_of_forty_nodes_truncates_over_udp_and_completes_over_tcp() {
+    let h = start(big_snapshot()).await;
+    let q = query("_postgresql._tcp.read.db.internal.", RecordType::SRV);
+    // TCP: all 39 replicas at 10, the primary at 30, every target's address
+    let full = h.tcp(&q).await;
+    assert!(!full.metadata.truncation);
+    let targets = srv_targets(&full.answers);
+    assert_eq!(targets.len(), 40);
+    let mut want: Vec<(String, u16)> = (2..=40).map(|i| (format!("pg{i:02}.big.db.internal."), 6000 + i)).collect();
+    want.push(("pg01.big.db.internal.".into(), 6001));
+    assert_eq!(targets, want);
+    assert_eq!(full.additionals.len(), 40);
+    assert_additional_match_targets(&full);
+    assert_eq!(lines(&full.additionals[..1]), ["pg02.big.db.internal. 1 IN A 10.2.0.2"]);
+
+    // UDP without EDNS (512 bytes): the additional section goes first, then the
+    // answers that fit stay, with TC so the client retries over TCP
+    let (plain, size) = h.udp(&q).await;
+    assert!(size <= 512, "{size}");
+    assert!(plain.metadata.truncation, "TC not set");
+    assert!(!plain.answers.is_empty() && plain.answers.len() < 40, "{}", plain.answers.len());
+    assert_eq!(srv_targets(&plain.answers), want[..plain.answers.len()]);
+    assert!(plain.additionals.is_empty() && plain.authorities.is_empty());
+    // EDNS 1232: more of them, still truncated
+    let (edns, size) = h.udp(&with_edns(q.clone(), 1232, 0, false)).await;
+    assert!(size <= 1232 && size > 512, "{size}");
+    assert!(edns.metadata.truncation);
+    assert!(edns.answers.len() > plain.answers.len() && edns.answers.len() < 40);
+    assert!(edns.additionals.is_empty());
+
+    // Nine records fit 512 bytes, their addresses only in part: the additional records
+    // that fit stay, in order, and no TC (RFC 2181 §9)
+    let q = query("_postgresql._tcp.eight.db.internal.", RecordType::SRV);
+    let (r, size) = h.udp(&q).await;
+    assert!(size <= 512, "{size}");
+    assert!(!r.metadata.truncation);
+    assert_eq!(r.answers.len(), 9);
+    assert!(!r.additionals.is_empty() && r.additionals.len() < 9, "{}", r.additionals.len());
+    assert_additional_match_targets(&r);
+    let full = h.tcp(&q).await;
+    assert_eq!((full.answers.len(), full.additionals.len()), (9, 9));
+    assert_additional_match_targets(&full);
+    h.stop().await;
 }

@@ -1,11 +1,13 @@
 //! End to end against a real primary and two real streaming replicas on loopback
-//! addresses: lagdns serves them in-process and is queried over real UDP and TCP.
+//! addresses: lagdns serves them in-process and is queried over real UDP and TCP (A,
+//! TXT, SRV and node names).
 
 use std::time::Duration;
 
-use crate::common::{addrs, eventually, http_get, query, rcode, txt, Proto, Settings, Stack};
+use crate::common::{addrs, eventually, http_get, query, rcode, srv, txt, Proto, Settings, Stack};
 use hickory_proto::op::ResponseCode;
-use hickory_proto::rr::RecordType;
+use hickory_proto::rr::rdata::A;
+use hickory_proto::rr::{RData, RecordType};
 
 fn all_answers() -> Settings {
     Settings { answers: "all", ..Settings::default() }
@@ -152,5 +154,35 @@ async fn status_and_metrics_agree_with_the_dns_answers() {
         }
     })
     .await;
+    stack.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn srv_lists_the_replicas_then_the_primary_at_their_node_names_and_ports() {
+    let mut stack = Stack::start(2, all_answers()).await;
+    let within = stack.settings.rounds(4);
+    stack.wait_answer("read.db.internal.", &["pg2", "pg3"], within).await;
+    let port = stack.cluster.node("pg1").port;
+    for proto in [Proto::Udp, Proto::Tcp] {
+        let r = query(stack.dns(), "_postgresql._tcp.read.db.internal.", RecordType::SRV, proto).await;
+        assert_eq!(rcode(&r), ResponseCode::NoError);
+        assert_eq!(srv(&r).len(), r.answers.len(), "only SRV records: {r:?}");
+        let target = |n: &str| format!("{n}.main.db.internal.");
+        assert_eq!(
+            srv(&r),
+            [(10, 100, port, target("pg2")), (10, 100, port, target("pg3")), (30, 100, port, target("pg1"))],
+            "{proto:?}"
+        );
+        // the targets' addresses ride along, and are the node names' own answers
+        for (extra, name) in r.additionals.iter().zip(["pg2", "pg3", "pg1"]) {
+            assert_eq!(extra.name.to_ascii(), target(name));
+            assert_eq!(extra.data, RData::A(A(stack.cluster.node(name).address)));
+            let own = query(stack.dns(), &target(name), RecordType::A, proto).await;
+            assert_eq!(addrs(&own), [stack.addr_of(name)]);
+        }
+        assert_eq!(r.additionals.len(), 3);
+    }
+    let w = query(stack.dns(), "_postgresql._tcp.write.db.internal.", RecordType::SRV, Proto::Udp).await;
+    assert_eq!(srv(&w), [(0, 0, port, "pg1.main.db.internal.".to_string())]);
     stack.shutdown().await;
 }

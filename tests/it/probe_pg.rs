@@ -25,6 +25,7 @@ fn node_config(node: &LocalNode) -> NodeConfig {
     NodeConfig {
         name: node.name.clone(),
         address: node.address.into(),
+        port: node.port,
         dsn: node.dsn().parse().unwrap(),
         weight: 1,
         password_file: None,

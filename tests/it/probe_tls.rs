@@ -38,6 +38,7 @@ impl Probe {
         let config = NodeConfig {
             name: node.name.clone(),
             address: node.address.into(),
+            port: node.port,
             dsn: dsn.parse().unwrap(),
             weight: 1,
             password_file: None,

@@ -1,6 +1,7 @@
 //! The README's Unbound recipe against a real Unbound: the shipped snippet
 //! (examples/resolvers/unbound.conf) with its stub-addr pointed at an in-process
-//! lagdns, and the answers checked through the resolver, cache included.
+//! lagdns, and the answers checked through the resolver, cache included; node names
+//! and SRV through its query-name minimisation.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -202,8 +203,13 @@ pub(crate) fn checkconf(bin: &Path, conf: &Path) {
 /// One A query with RD set (a resolver refuses the non-recursive queries an
 /// authoritative server gets), over TCP or UDP, with a 5 s deadline.
 pub(crate) async fn recursive_query(server: SocketAddr, name: &str, tcp: bool) -> std::io::Result<Message> {
+    recursive_query_of(server, name, RecordType::A, tcp).await
+}
+
+/// [`recursive_query`] for any type.
+async fn recursive_query_of(server: SocketAddr, name: &str, qtype: RecordType, tcp: bool) -> std::io::Result<Message> {
     let mut msg = Message::query();
-    msg.add_query(Query::query(name.parse::<Name>().unwrap(), RecordType::A));
+    msg.add_query(Query::query(name.parse::<Name>().unwrap(), qtype));
     msg.metadata.recursion_desired = true;
     let bytes = msg.to_vec().unwrap();
     let exchange = async {
@@ -255,14 +261,19 @@ async fn wait_read_via(stack: &Stack, unbound: SocketAddr, want: &[&str], within
     .await
 }
 
+/// A real primary and two replicas behind lagdns (`answers = "all"`), both replicas in
+/// `read`, and Unbound in front with the shipped snippet.
+async fn stack_behind_unbound() -> (Stack, Unbound) {
+    let stack = Stack::start(2, Settings { answers: "all", ..Settings::default() }).await;
+    stack.wait_answer("read.db.internal.", &["pg2", "pg3"], stack.settings.rounds(6)).await;
+    let unbound = Unbound::start(stack.cluster.dir(), stack.dns()).await;
+    (stack, unbound)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unbound_with_the_shipped_snippet_follows_lagdns() {
-    let mut stack = Stack::start(2, Settings { answers: "all", ..Settings::default() }).await;
-    let within = stack.settings.rounds(6);
-    stack.wait_answer("read.db.internal.", &["pg2", "pg3"], within).await;
-    let dir = stack.cluster.dir().to_path_buf();
-    let unbound = Unbound::start(&dir, stack.dns()).await;
-    let ub = unbound.addr;
+    let (mut stack, unbound) = stack_behind_unbound().await;
+    let (within, ub) = (stack.settings.rounds(6), unbound.addr);
 
     // write → the primary, answered by the resolver (RA, not AA) with lagdns' TTL
     let (w, names) = via(&stack, ub, "write.db.internal.").await;
@@ -291,6 +302,42 @@ async fn unbound_with_the_shipped_snippet_follows_lagdns() {
     stack.wait_answer("read.db.internal.", &["pg2", "pg3"], within).await;
     wait_read_via(&stack, ub, &["pg2", "pg3"], CACHE_MARGIN).await;
 
+    drop(unbound);
+    stack.shutdown().await;
+}
+
+/// SPEC §9: Unbound minimises query names (RFC 9156, on by default), so it asks for
+/// `main.db.internal` before `pg2.main.db.internal` and `_tcp.read.db.internal` before
+/// the SRV name. An NXDOMAIN there would deny every name below (RFC 8020; Unbound acts
+/// on it for signed zones, other resolvers more eagerly); lagdns answers NODATA, and
+/// the names below resolve. (With NXDOMAIN instead, this Unbound still resolves them,
+/// db.internal being unsigned: the metrics assertion is what fails.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn node_names_and_srv_resolve_through_unbound_past_the_empty_non_terminals() {
+    let (mut stack, unbound) = stack_behind_unbound().await;
+    let ub = unbound.addr;
+
+    for node in ["pg1", "pg2", "pg3"] {
+        let (m, names) = via(&stack, ub, &format!("{node}.main.db.internal.")).await;
+        assert_eq!((rcode(&m), names), (ResponseCode::NoError, vec![node.to_string()]), "{}", unbound.logs());
+    }
+    let m = recursive_query_of(ub, "_postgresql._tcp.read.db.internal.", RecordType::SRV, false).await.unwrap();
+    assert_eq!(rcode(&m), ResponseCode::NoError, "{}", unbound.logs());
+    let port = stack.cluster.node("pg1").port;
+    let mut got = common::srv(&m);
+    got.sort();
+    let target = |n: &str| format!("{n}.main.db.internal.");
+    assert_eq!(got, [(10, 100, port, target("pg2")), (10, 100, port, target("pg3")), (30, 100, port, target("pg1"))]);
+
+    // the minimised queries reached lagdns, and were answered NODATA
+    let (_, metrics) = common::http_get(stack.http(), "/metrics").await;
+    let empty: f64 = metrics
+        .lines()
+        .filter(|l| l.starts_with("lagdns_queries_total{kind=\"empty\""))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum();
+    assert!(empty >= 2.0, "no empty non-terminal asked: {metrics}");
+    assert!(!metrics.contains("kind=\"unknown\""), "an NXDOMAIN on the way: {metrics}");
     drop(unbound);
     stack.shutdown().await;
 }

@@ -1,4 +1,5 @@
-//! The `[[cluster]]` tables: nodes, endpoints, policies, and labels unique in the zone.
+//! The `[[cluster]]` tables: nodes, endpoints, policies, and labels unique in the zone
+//! (cluster names among them: they are the parents of the node names).
 
 use std::collections::HashSet;
 use std::net::IpAddr;
@@ -7,11 +8,12 @@ use std::path::PathBuf;
 
 use toml::Spanned;
 
-use super::values::{answers, dns_label, duration, fallback, ip, plain_name, required, size, Cx};
-use super::{Result, DEFAULT_POLICY, DEFAULT_WEIGHT, RESERVED_PREFIXES};
+use super::values::{answers, dns_label, duration, fallback, int_in, ip, name_label, required, size, Cx};
+use super::{Result, DEFAULT_POLICY, DEFAULT_WEIGHT, MAX_NAME_LEN, RESERVED_PREFIXES};
 use crate::config::dsn::Dsn;
 use crate::config::files::NamedFile;
 use crate::config::raw::{RawCluster, RawEndpoint, RawNode, RawPolicy, S};
+use crate::config::DEFAULT_PG_PORT;
 use crate::config::{ClusterConfig, DnsConfig, EndpointConfig, NodeConfig, Policy};
 
 /// A DNS label already taken in the zone, and the key that took it.
@@ -24,25 +26,55 @@ pub(super) fn clusters(cx: &Cx, dns: &DnsConfig, raw: &[Spanned<RawCluster>]) ->
     if raw.is_empty() {
         return Err(cx.err(0..0, "cluster", "at least one [[cluster]] is required"));
     }
-    let zone_suffix = format!(".{}", dns.zone);
-    let mut labels: Vec<LabelSite> = dns
-        .nameservers
-        .iter()
-        .filter_map(|ns| ns.name.strip_suffix(&zone_suffix))
-        .filter(|rel| !rel.contains('.'))
-        .map(|rel| LabelSite { label: rel.to_owned(), key: "dns.nameservers".to_owned() })
-        .collect();
+    let mut zone = ZoneLabels::new(dns);
     let mut out: Vec<ClusterConfig> = Vec::new();
     for (i, c) in raw.iter().enumerate() {
         let name = required(cx, &c.get_ref().name, c.span(), &format!("cluster[{i}].name"))?;
-        let name_text = plain_name(cx, name, &format!("cluster[{i}].name"))?;
-        if out.iter().any(|o| o.name == name_text) {
-            let key = format!("cluster[{name_text}].name");
+        let name_text = name_label(cx, name, &format!("cluster[{i}].name"))?;
+        let key = format!("cluster[{name_text}].name");
+        if out.iter().any(|o| o.name.eq_ignore_ascii_case(&name_text)) {
             return Err(cx.err(name.span(), &key, format!("cluster {name_text:?} is defined twice")));
         }
-        out.push(cluster(cx, name_text, name.span(), c, &mut labels)?);
+        zone.cluster(cx, &c.get_ref().name, name, &key)?;
+        out.push(cluster(cx, name_text, name.span(), c, &mut zone)?);
     }
     Ok(out)
+}
+
+/// The labels directly under the zone, and who took each.
+struct ZoneLabels {
+    zone: String,
+    /// Taken for every kind of label: in-zone nameservers one label under the zone
+    /// (`ns1`), then cluster names, write, read and endpoint labels as they come.
+    labels: Vec<LabelSite>,
+    /// Taken for cluster names only: the top label of deeper in-zone nameservers (`sub`
+    /// of `ns3.sub.db.internal`), which a node name `ns3.sub.db.internal` would shadow.
+    nameserver_parents: Vec<String>,
+}
+
+impl ZoneLabels {
+    fn new(dns: &DnsConfig) -> ZoneLabels {
+        let zone_suffix = format!(".{}", dns.zone);
+        let relative: Vec<&str> = dns.nameservers.iter().filter_map(|ns| ns.name.strip_suffix(&zone_suffix)).collect();
+        let labels = relative
+            .iter()
+            .filter(|rel| !rel.contains('.'))
+            .map(|rel| LabelSite { label: (*rel).to_owned(), key: "dns.nameservers".to_owned() })
+            .collect();
+        let nameserver_parents =
+            relative.iter().filter_map(|rel| rel.rsplit_once('.').map(|(_, top)| top.to_owned())).collect();
+        ZoneLabels { zone: dns.zone.clone(), labels, nameserver_parents }
+    }
+
+    /// A cluster name (already a valid label) takes its label under the zone.
+    fn cluster(&mut self, cx: &Cx, raw: &S<String>, name: &Spanned<String>, key: &str) -> Result<()> {
+        let lower = name.get_ref().to_ascii_lowercase();
+        if self.nameserver_parents.contains(&lower) {
+            let why = format!("{lower:?} is already used by dns.nameservers (a name under {lower}.<zone>)");
+            return Err(cx.err(name.span(), key, why));
+        }
+        label(cx, raw, ("", &name.span()), key, &mut self.labels).map(|_| ())
+    }
 }
 
 fn cluster(
@@ -50,14 +82,16 @@ fn cluster(
     name: String,
     name_span: Range<usize>,
     raw: &Spanned<RawCluster>,
-    labels: &mut Vec<LabelSite>,
+    zone: &mut ZoneLabels,
 ) -> Result<ClusterConfig> {
     let c = raw.get_ref();
     let key = format!("cluster[{name}]");
     if c.node.is_empty() {
         return Err(cx.err(raw.span(), &format!("{key}.node"), "a cluster needs at least one [[cluster.node]]"));
     }
-    let nodes = nodes(cx, &key, &c.node)?;
+    let parent = format!("{}.{}", name.to_ascii_lowercase(), zone.zone);
+    let nodes = nodes(cx, &key, &parent, &c.node)?;
+    let labels = &mut zone.labels;
     let node_names: Vec<String> = nodes.iter().map(|n| n.name.clone()).collect();
     let write = label(cx, &c.write, ("write", &name_span), &format!("{key}.write"), labels)?;
     let read = label(cx, &c.read, ("read", &name_span), &format!("{key}.read"), labels)?;
@@ -136,18 +170,20 @@ fn policy(cx: &Cx, raw: RawPolicy, base: Policy, key: &str) -> Result<Policy> {
 struct Node<'a> {
     name: String,
     address: IpAddr,
+    port: u16,
     dsn: &'a Spanned<String>,
     weight: u32,
     password_file: Option<PathBuf>,
 }
 
-/// The nodes of a cluster. Every node's own keys and name are checked before any DSN is
-/// parsed, so an error in a table's structure is reported before one inside a DSN.
-fn nodes(cx: &Cx, cluster_key: &str, raw: &[Spanned<RawNode>]) -> Result<Vec<NodeConfig>> {
+/// The nodes of a cluster, whose names are `<node>.<parent>`. Every node's own keys and
+/// name are checked before any DSN is parsed, so an error in a table's structure is
+/// reported before one inside a DSN.
+fn nodes(cx: &Cx, cluster_key: &str, parent: &str, raw: &[Spanned<RawNode>]) -> Result<Vec<NodeConfig>> {
     let mut out: Vec<Node> = Vec::new();
     for (i, n) in raw.iter().enumerate() {
-        let node = node(cx, cluster_key, i, n)?;
-        if out.iter().any(|o| o.name == node.name) {
+        let node = node(cx, cluster_key, parent, i, n)?;
+        if out.iter().any(|o| o.name.eq_ignore_ascii_case(&node.name)) {
             let span = n.get_ref().name.as_ref().map_or(n.span(), Spanned::span);
             let key = format!("{cluster_key}.node[{}].name", node.name);
             return Err(cx.err(span, &key, format!("node {:?} is defined twice", node.name)));
@@ -155,24 +191,33 @@ fn nodes(cx: &Cx, cluster_key: &str, raw: &[Spanned<RawNode>]) -> Result<Vec<Nod
         out.push(node);
     }
     out.into_iter()
-        .map(|Node { name, address, dsn, weight, password_file }| {
+        .map(|Node { name, address, port, dsn, weight, password_file }| {
             let key = format!("{cluster_key}.node[{name}].dsn");
             let dsn = dsn.get_ref().parse::<Dsn>().map_err(|e| cx.err(dsn.span(), &key, e.to_string()))?;
-            Ok(NodeConfig { name, address, dsn, weight, password_file })
+            Ok(NodeConfig { name, address, port, dsn, weight, password_file })
         })
         .collect()
 }
 
-fn node<'a>(cx: &Cx, cluster_key: &str, i: usize, raw: &'a Spanned<RawNode>) -> Result<Node<'a>> {
+fn node<'a>(cx: &Cx, cluster_key: &str, parent: &str, i: usize, raw: &'a Spanned<RawNode>) -> Result<Node<'a>> {
     let n = raw.get_ref();
-    let name = required(cx, &n.name, raw.span(), &format!("{cluster_key}.node[{i}].name"))?;
-    let name = plain_name(cx, name, &format!("{cluster_key}.node[{i}].name"))?;
+    let name_value = required(cx, &n.name, raw.span(), &format!("{cluster_key}.node[{i}].name"))?;
+    let name = name_label(cx, name_value, &format!("{cluster_key}.node[{i}].name"))?;
+    let full = format!("{}.{parent}", name.to_ascii_lowercase());
+    if full.len() > MAX_NAME_LEN {
+        let why = format!("makes the node name {full:?} longer than {MAX_NAME_LEN} characters");
+        return Err(cx.err(name_value.span(), &format!("{cluster_key}.node[{name}].name"), why));
+    }
     let key = format!("{cluster_key}.node[{name}]");
     let address = ip(cx, required(cx, &n.address, raw.span(), &format!("{key}.address"))?, &format!("{key}.address"))?;
     if address.is_unspecified() || address.is_multicast() {
         let span = n.address.as_ref().map_or(raw.span(), Spanned::span);
         return Err(cx.err(span, &format!("{key}.address"), format!("{address} cannot be answered to clients")));
     }
+    let port = match &n.port {
+        Some(p) => int_in(cx, p, &format!("{key}.port"), 1..=i64::from(u16::MAX))? as u16,
+        None => DEFAULT_PG_PORT,
+    };
     let dsn = required(cx, &n.dsn, raw.span(), &format!("{key}.dsn"))?;
     if dsn.get_ref().trim().is_empty() {
         return Err(cx.err(dsn.span(), &format!("{key}.dsn"), "must not be empty"));
@@ -189,7 +234,7 @@ fn node<'a>(cx: &Cx, cluster_key: &str, i: usize, raw: &'a Spanned<RawNode>) -> 
         }
         other => other.as_ref().map(|p| PathBuf::from(p.get_ref())),
     };
-    Ok(Node { name, address, dsn, weight, password_file })
+    Ok(Node { name, address, port, dsn, weight, password_file })
 }
 
 /// The files the validated `clusters` name (each node's DSN files, then its

@@ -3,7 +3,7 @@
 use toml::Spanned;
 
 use super::raw::{RawLimits, S};
-use super::values::{duration, Cx};
+use super::values::{duration, int_in, Cx};
 use super::Result;
 use crate::config::DnsLimits;
 use crate::net::{parse_network, Allow};
@@ -33,11 +33,7 @@ pub(super) fn limits(cx: &Cx, raw: &S<RawLimits>) -> Result<DnsLimits> {
     let raw = raw.get_ref();
     let int = |v: &S<i64>, key: &str, min: i64, max: i64, default: u32| -> Result<u32> {
         let Some(v) = v else { return Ok(default) };
-        let n = *v.get_ref();
-        if n < min || n > max {
-            return Err(cx.err(v.span(), key, format!("must be an integer from {min} to {max}, not {n}")));
-        }
-        Ok(n as u32)
+        int_in(cx, v, key, min..=max).map(|n| n as u32)
     };
     let positive = |v: &S<_>, key: &str, default| -> Result<std::time::Duration> {
         let Some(v) = v else { return Ok(default) };

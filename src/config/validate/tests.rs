@@ -75,6 +75,7 @@ fn minimal_config_gets_every_default() {
             nodes: vec![NodeConfig {
                 name: "pg1".into(),
                 address: "127.0.0.11".parse().unwrap(),
+                port: 5432,
                 dsn: "host=127.0.0.11".parse().unwrap(),
                 weight: 100,
                 password_file: None,
@@ -190,7 +191,7 @@ const ERRORS: &[(&str, &str)] = &[
     // syntax and unknown keys (from the TOML parser, with the key found by span)
     ("colour = 1\n", "t.toml:1: colour: unknown field `colour`, expected one of `dns`, `http`, `probe`, `cluster`"),
     ("[dns]\nzone = \"db.internal\"\nzonee = \"x\"\n", "t.toml:3: dns.zonee: unknown field `zonee`, expected one of `listen`, `zone`, `ttl`, `negative_ttl`, `nameservers`, `nsid`, `allow`, `limits`"),
-    ("[[cluster]]\nname = \"main\"\n[[cluster.node]]\nname = \"pg1\"\nweigth = 5\n", "t.toml:5: cluster[main].node[pg1].weigth: unknown field `weigth`, expected one of `name`, `address`, `dsn`, `weight`, `password_file`"),
+    ("[[cluster]]\nname = \"main\"\n[[cluster.node]]\nname = \"pg1\"\nweigth = 5\n", "t.toml:5: cluster[main].node[pg1].weigth: unknown field `weigth`, expected one of `name`, `address`, `port`, `dsn`, `weight`, `password_file`"),
     ("[dns]\nnameservers = [{ name = \"ns1.db.internal\", adress = \"127.0.0.1\" }]\n", "t.toml:2: dns.nameservers[ns1.db.internal].adress: unknown field `adress`, expected `name` or `address`"),
     ("[[cluster]]\nname = \"main\"\n[[cluster.endpoint]]\nname = \"a\"\nmax_lagg = \"1s\"\n", "t.toml:5: cluster[main].endpoint[a].max_lagg: unknown field `max_lagg`, expected one of `name`, `nodes`, `max_lag`, `max_lag_bytes`, `answers`, `fallback`"),
     ("[probe]\nfall = \"2\"\n", "t.toml:2: probe.fall: invalid type: string \"2\", expected an integer"),
@@ -254,8 +255,22 @@ const MIN_ERRORS: &[(&str, &str, &str)] = &[
     ("name = \"main\"\n", "name = \"main\"\nwrite = \"LSN-w\"\n", "t.toml:3: cluster[main].write: must not start with \"lsn-\" (reserved for queries)"),
     ("name = \"main\"\n", "name = \"main\"\nwrite = \"Read\"\n", "t.toml:2: cluster[main].read: \"read\" is already used by cluster[main].write"),
     ("name = \"main\"\n", "name = \"main\"\nread = \"ns1\"\n", "t.toml:3: cluster[main].read: \"ns1\" is already used by dns.nameservers"),
-    ("name = \"main\"\n", "name = \"main two\"\n", "t.toml:2: cluster[0].name: \"main two\" must be non-empty and without spaces"),
-    ("name = \"pg1\"\n", "name = \"\"\n", "t.toml:4: cluster[main].node[0].name: \"\" must be non-empty and without spaces"),
+    // cluster and node names are DNS labels: <node>.<cluster>.<zone> (SPEC §9)
+    ("name = \"main\"\n", "name = \"main two\"\n", "t.toml:2: cluster[0].name: \"main two\" is not a DNS label (letters, digits and inner hyphens, at most 63 characters): node names are <node>.<cluster>.<zone>"),
+    ("name = \"main\"\n", "name = \"main_site\"\n", "t.toml:2: cluster[0].name: \"main_site\" is not a DNS label (letters, digits and inner hyphens, at most 63 characters; no underscores in host names): node names are <node>.<cluster>.<zone>"),
+    ("name = \"main\"\n", "name = \"main.eu\"\n", "t.toml:2: cluster[0].name: \"main.eu\" is not a DNS label (letters, digits and inner hyphens, at most 63 characters): node names are <node>.<cluster>.<zone>"),
+    ("name = \"main\"\n", "name = \"lsn-main\"\n", "t.toml:2: cluster[lsn-main].name: must not start with \"lsn-\" (reserved for queries)"),
+    ("name = \"main\"\n", "name = \"read\"\n", "t.toml:2: cluster[read].read: \"read\" is already used by cluster[read].name"),
+    ("name = \"main\"\n", "name = \"Write\"\n", "t.toml:2: cluster[Write].write: \"write\" is already used by cluster[Write].name"),
+    ("name = \"main\"\n", "name = \"ns1\"\n", "t.toml:2: cluster[ns1].name: \"ns1\" is already used by dns.nameservers"),
+    ("name = \"main\"\n", "name = \"main\"\nread = \"main\"\n", "t.toml:3: cluster[main].read: \"main\" is already used by cluster[main].name"),
+    ("name = \"pg1\"\n", "name = \"\"\n", "t.toml:4: cluster[main].node[0].name: \"\" is not a DNS label (letters, digits and inner hyphens, at most 63 characters): node names are <node>.<cluster>.<zone>"),
+    ("name = \"pg1\"\n", "name = \"pg_1\"\n", "t.toml:4: cluster[main].node[0].name: \"pg_1\" is not a DNS label (letters, digits and inner hyphens, at most 63 characters; no underscores in host names): node names are <node>.<cluster>.<zone>"),
+    ("name = \"pg1\"\n", "name = \"pg1-\"\n", "t.toml:4: cluster[main].node[0].name: \"pg1-\" is not a DNS label (letters, digits and inner hyphens, at most 63 characters): node names are <node>.<cluster>.<zone>"),
+    // port: what applications use at `address` (SRV)
+    ("address = \"127.0.0.11\"\n", "address = \"127.0.0.11\"\nport = 0\n", "t.toml:6: cluster[main].node[pg1].port: must be an integer from 1 to 65535, not 0"),
+    ("address = \"127.0.0.11\"\n", "address = \"127.0.0.11\"\nport = 65536\n", "t.toml:6: cluster[main].node[pg1].port: must be an integer from 1 to 65535, not 65536"),
+    ("address = \"127.0.0.11\"\n", "address = \"127.0.0.11\"\nport = \"5432\"\n", "t.toml:6: cluster[main].node[pg1].port: invalid type: string \"5432\", expected an integer"),
     ("address = \"127.0.0.11\"\n", "address = \"10.0.0\"\n", "t.toml:5: cluster[main].node[pg1].address: \"10.0.0\" is not an IPv4 or IPv6 address"),
     ("address = \"127.0.0.11\"\n", "address = \"0.0.0.0\"\n", "t.toml:5: cluster[main].node[pg1].address: 0.0.0.0 cannot be answered to clients"),
     ("address = \"127.0.0.11\"\n", "", "t.toml:3: cluster[main].node[pg1].address: is required"),
@@ -265,8 +280,9 @@ const MIN_ERRORS: &[(&str, &str, &str)] = &[
     // node names are checked before any DSN is parsed
     ("dsn = \"host=127.0.0.11\"\n", "dsn = \"x\"\nweight = -1\n", "t.toml:7: cluster[main].node[pg1].weight: must be an integer of at least 0, not -1"),
     ("dsn = \"host=127.0.0.11\"\n", "dsn = \"x\"\npassword_file = \"\"\n", "t.toml:7: cluster[main].node[pg1].password_file: must not be empty"),
-    // a second node named like the first
+    // a second node named like the first (node names match case-insensitively, as DNS does)
     ("dsn = \"host=127.0.0.11\"\n", "dsn = \"x\"\n[[cluster.node]]\nname = \"pg1\"\naddress = \"127.0.0.12\"\ndsn = \"y\"\n", "t.toml:8: cluster[main].node[pg1].name: node \"pg1\" is defined twice"),
+    ("dsn = \"host=127.0.0.11\"\n", "dsn = \"x\"\n[[cluster.node]]\nname = \"PG1\"\naddress = \"127.0.0.12\"\ndsn = \"y\"\n", "t.toml:8: cluster[main].node[PG1].name: node \"PG1\" is defined twice"),
     // the DSN is parsed (and its TLS keys checked) at validation; no error repeats it
     ("dsn = \"host=127.0.0.11\"\n", "dsn = \"host=h password=hunter2 sslmode=verify\"\n", "t.toml:6: cluster[main].node[pg1].dsn: invalid sslmode \"verify\" (disable, allow, prefer, require, verify-ca, verify-full)"),
     ("dsn = \"host=127.0.0.11\"\n", "dsn = \"host=h password=hunter2 sslmode=verify-ca\"\n", "t.toml:6: cluster[main].node[pg1].dsn: sslmode=verify-ca needs sslrootcert (a PEM file of CA certificates, or `system` for the operating system's roots)"),
@@ -316,11 +332,74 @@ fn clusters_collide_by_name_and_by_label() {
             "t.toml:10: cluster[other].read: \"read\" is already used by cluster[main].read",
         ),
         (second("main", "write = \"w2\"\n"), "t.toml:8: cluster[main].name: cluster \"main\" is defined twice"),
+        (second("MAIN", "write = \"w2\"\n"), "t.toml:8: cluster[MAIN].name: cluster \"MAIN\" is defined twice"),
+        // a cluster name is a label under the zone like any other, both ways round
+        (
+            second("read", "write = \"w2\"\n"),
+            "t.toml:8: cluster[read].name: \"read\" is already used by cluster[main].read",
+        ),
+        (
+            second("other", "write = \"main\"\n"),
+            "t.toml:9: cluster[other].write: \"main\" is already used by cluster[main].name",
+        ),
+        (
+            second("other", "write = \"w2\"\nread = \"r2\"\n[[cluster.endpoint]]\nname = \"Main\"\n"),
+            "t.toml:12: cluster[other].endpoint[main].name: \"main\" is already used by cluster[main].name",
+        ),
     ];
     for (tail, want) in table {
         let text = format!("{MIN}{tail}");
         assert_eq!(err(&text), want, "config:\n{text}");
     }
+}
+
+#[test]
+fn cluster_names_keep_clear_of_in_zone_nameservers_and_fit_the_node_names() {
+    let ns = |name: &str| format!("[dns]\nnameservers = [{{ name = \"{name}\", address = \"127.0.0.1\" }}]\n");
+    // ns3.sub.db.internal: `sub` is an empty non-terminal no cluster may take (its node
+    // ns3 would be the nameserver's name); an endpoint may still be called `sub`.
+    let text = format!("{}{}", ns("ns3.sub.db.internal"), MIN.replace("\"main\"", "\"sub\""));
+    let want = "t.toml:4: cluster[sub].name: \"sub\" is already used by dns.nameservers (a name under sub.<zone>)";
+    assert_eq!(err(&text), want);
+    let text = format!(
+        "{}{}",
+        ns("ns3.sub.db.internal"),
+        MIN.replace("name = \"main\"\n", "name = \"main\"\nread = \"sub\"\n")
+    );
+    assert_eq!(ok(&text).clusters[0].endpoints[0].label, "sub");
+    // outside the zone, a nameserver takes nothing
+    let text = format!("{}{}", ns("ns3.main.other.test"), MIN);
+    assert_eq!(ok(&text).clusters[0].name, "main");
+
+    // <node>.<cluster>.<zone> must fit 253 characters
+    let zone = ["a".repeat(63), "b".repeat(63), "c".repeat(50)].join(".");
+    let cluster = "m".repeat(63);
+    let config = |node: &str| {
+        format!(
+            "[dns]\nzone = \"{zone}\"\n{}",
+            MIN.replace("\"main\"", &format!("\"{cluster}\"")).replace("\"pg1\"", &format!("\"{node}\""))
+        )
+    };
+    let longest = "n".repeat(253 - zone.len() - cluster.len() - 2);
+    assert_eq!(ok(&config(&longest)).clusters[0].nodes[0].name, longest);
+    let message = err(&config(&format!("{longest}x")));
+    assert!(
+        message.starts_with(&format!("t.toml:6: cluster[{cluster}].node[{longest}x].name: makes the node name \"")),
+        "{message}"
+    );
+    assert!(message.ends_with("\" longer than 253 characters"), "{message}");
+}
+
+#[test]
+fn node_ports_default_to_5432() {
+    let text = MIN.replace("address = \"127.0.0.11\"\n", "address = \"127.0.0.11\"\nport = 6432\n");
+    assert_eq!(ok(&text).clusters[0].nodes[0].port, 6432);
+    assert_eq!(ok(MIN).clusters[0].nodes[0].port, 5432);
+    assert_eq!(
+        ok(&MIN.replace("address = \"127.0.0.11\"\n", "address = \"127.0.0.11\"\nport = 65535\n")).clusters[0].nodes[0]
+            .port,
+        65535
+    );
 }
 
 #[test]

@@ -1,8 +1,8 @@
-//! Located errors ([`Cx`]) and the checks of single values: durations, sizes, labels,
-//! names, addresses, `answers` and `fallback`.
+//! Located errors ([`Cx`]) and the checks of single values: durations, sizes, integer
+//! ranges, labels, names, addresses, `answers` and `fallback`.
 
 use std::net::{IpAddr, SocketAddr};
-use std::ops::Range;
+use std::ops::{Range, RangeInclusive};
 use std::time::Duration;
 
 use toml::Spanned;
@@ -70,13 +70,31 @@ pub(super) fn required<'a, T>(cx: &Cx, value: &'a S<T>, table: Range<usize>, key
     value.as_ref().ok_or_else(|| cx.err(table, key, "is required"))
 }
 
-/// A cluster or node name: non-empty, no spaces (it is printed in TXT and status lines).
-pub(super) fn plain_name(cx: &Cx, v: &Spanned<String>, key: &str) -> Result<String> {
+/// A cluster or node name: a DNS label, since both are part of the node names
+/// `<node>.<cluster>.<zone>` (SPEC §9). Returned as written; compare it lower-cased.
+/// Underscores are refused: node names are host names (RFC 952/1123) and SRV targets,
+/// and `_` starts the service labels (`_postgresql._tcp`).
+pub(super) fn name_label(cx: &Cx, v: &Spanned<String>, key: &str) -> Result<String> {
     let s = v.get_ref();
-    if s.is_empty() || s.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return Err(cx.err(v.span(), key, format!("{s:?} must be non-empty and without spaces")));
+    if dns_label(s).is_err() {
+        let underscore = if s.contains('_') { "; no underscores in host names" } else { "" };
+        let message = format!(
+            "{s:?} is not a DNS label (letters, digits and inner hyphens, at most 63 characters{underscore}): \
+             node names are <node>.<cluster>.<zone>"
+        );
+        return Err(cx.err(v.span(), key, message));
     }
     Ok(s.clone())
+}
+
+/// An integer key within `range`.
+pub(super) fn int_in(cx: &Cx, v: &Spanned<i64>, key: &str, range: RangeInclusive<i64>) -> Result<i64> {
+    let n = *v.get_ref();
+    if !range.contains(&n) {
+        let (min, max) = (range.start(), range.end());
+        return Err(cx.err(v.span(), key, format!("must be an integer from {min} to {max}, not {n}")));
+    }
+    Ok(n)
 }
 
 pub(super) fn duration(cx: &Cx, v: &Spanned<Scalar>, key: &str) -> Result<Duration> {
