@@ -15,7 +15,7 @@
 //!                                     (SOA serial +1 iff an answer set changed)
 //!                          ┌─────────────────────────┼──────────────────────────┐
 //!                          ▼                         ▼                          ▼
-//!            dns::server: load once,      http: /status, /metrics     `lagdns status`
+//!            dns::respond: load once,      http: /status, /metrics     `lagdns status`
 //!            answer (never waits)         render the same snapshot     reads /status
 //! ```
 //!
@@ -37,14 +37,16 @@
 //! | `publisher` | the one writer: observations and reloads in, snapshots out to the store |
 //! | `dns` | `query` (QueryKind/Qtype/Rcode, counters), `name` (qname → target: endpoint, node and SRV names, empty non-terminals), `answer` (the SPEC §5 and §9 tables), `txt` (TXT lines), `records` (wire form, derived per snapshot), `server` (the only hickory-server file) |
 //! | `metrics` | every metric name; Prometheus text of a snapshot and the query counters |
-//! | `http` | `/healthz`, `/status` (`status`: the JSON document), `/metrics` |
+//! | `http` | `/healthz`, `/readyz`, `/status` (`status`: the JSON document), `/metrics`; `edge` (allow, connection cap and lifetime) |
 //! | `telemetry`, `cli`, `cmd` | logging; the command line; `serve` (the wiring), `check`, `status`, `demo` |
 //! | `testkit` | hand-built snapshots for tests of the renderings (not used by the server) |
 //!
 //! Decision modules (`config` validation, `wal`, `health`, `lag`, `topology`, `select`,
-//! `snapshot`, `state`, `dns::name`, `dns::answer`, `dns::txt`) are plain functions over
+//! `snapshot`, `state`, `net`, `dns::name`, `dns::answer`, `dns::txt`, `dns::wire`,
+//! `dns::rrl`) are plain functions over
 //! plain data: no clock, no sockets, no files. IO lives in `config::files`,
-//! `probe::task`, `probe::supervisor`, `publisher`, `dns::server`, `http` and `cmd`.
+//! `probe::task`, `probe::supervisor`, `publisher`, `dns::udp`, `dns::tcp`, `dns::server`,
+//! `http` and `cmd`.
 //!
 //! The throwaway local PostgreSQL cluster of `lagdns demo`, the integration tests and the
 //! benchmarks is not part of this library: it is the `localpg` crate of the workspace,
