@@ -35,7 +35,8 @@
 //! | `state` | the fold: observations → `ClusterState` → a cluster's view |
 //! | `store` | the published generation (snapshot + what the front ends derive), one atomic swap |
 //! | `publisher` | the one writer: observations and reloads in, snapshots out to the store |
-//! | `dns` | `query` (QueryKind/Qtype/Rcode, counters), `name` (qname → target: endpoint, node and SRV names, empty non-terminals), `answer` (the SPEC §5 and §9 tables), `txt` (TXT lines), `records` (wire form, derived per snapshot), `server` (the only hickory-server file) |
+//! | `net` | CIDR networks and `Allow`, the lists `[dns] allow` and `[http] allow` match |
+//! | `dns` | `query` (QueryKind/Qtype/Rcode, counters), `edge` (the edge's counters), `name` (qname → target: endpoint, node and SRV names, empty non-terminals), `answer` (the SPEC §5 and §9 tables), `txt` (TXT lines), `records` (wire form, derived per snapshot), `respond` (the answer path: message in, response out), `wire` (the encoder), `rrl` (rate limiting), `hold` (queries held until the first round), `udp`/`tcp` (the sockets), `server` (binds and runs them) |
 //! | `metrics` | every metric name; Prometheus text of a snapshot and the query counters |
 //! | `http` | `/healthz`, `/readyz`, `/status` (`status`: the JSON document), `/metrics`; `edge` (allow, connection cap and lifetime) |
 //! | `telemetry`, `cli`, `cmd` | logging; the command line; `serve` (the wiring), `check`, `status`, `demo` |
