@@ -98,14 +98,12 @@ struct Unbound {
 }
 
 impl Unbound {
-    /// Starts Unbound on `port` for a lagdns that is not running yet, and waits only
-    /// until it listens (a query for db.internal now would cache lagdns's absence).
-    async fn start_before_lagdns(dir: &Path, port: u16, lagdns: SocketAddr) -> Unbound {
-        let bin = unbound_bin();
+    /// Writes the config into `dir`, checks it and starts `unbound -d` on `port`.
+    fn spawn(bin: &Path, dir: &Path, port: u16, lagdns: SocketAddr) -> Unbound {
         let conf = dir.join("unbound.conf");
         std::fs::write(&conf, unbound_conf(dir, port, lagdns)).unwrap();
-        checkconf(&bin, &conf);
-        let child = Command::new(&bin)
+        checkconf(bin, &conf);
+        let child = Command::new(bin)
             .arg("-d")
             .arg("-c")
             .arg(&conf)
@@ -113,7 +111,13 @@ impl Unbound {
             .stderr(std::fs::File::create(dir.join("unbound.stderr")).unwrap())
             .spawn()
             .unwrap_or_else(|e| panic!("start {}: {e}", bin.display()));
-        let mut u = Unbound { child, addr: SocketAddr::from(([127, 0, 0, 1], port)), dir: dir.to_path_buf() };
+        Unbound { child, addr: SocketAddr::from(([127, 0, 0, 1], port)), dir: dir.to_path_buf() }
+    }
+
+    /// Starts Unbound on `port` for a lagdns that is not running yet, and waits only
+    /// until it listens (a query for db.internal now would cache lagdns's absence).
+    async fn start_before_lagdns(dir: &Path, port: u16, lagdns: SocketAddr) -> Unbound {
+        let mut u = Unbound::spawn(&unbound_bin(), dir, port, lagdns);
         let deadline = Instant::now() + Duration::from_secs(15);
         while tokio::net::TcpStream::connect(u.addr).await.is_err() {
             if let Some(status) = u.child.try_wait().unwrap() {
@@ -132,18 +136,7 @@ impl Unbound {
         let mut last = String::new();
         for _ in 0..3 {
             let port = common::free_port();
-            let conf = dir.join("unbound.conf");
-            std::fs::write(&conf, unbound_conf(dir, port, lagdns)).unwrap();
-            checkconf(&bin, &conf);
-            let child = Command::new(&bin)
-                .arg("-d")
-                .arg("-c")
-                .arg(&conf)
-                .stdout(Stdio::null())
-                .stderr(std::fs::File::create(dir.join("unbound.stderr")).unwrap())
-                .spawn()
-                .unwrap_or_else(|e| panic!("start {}: {e}", bin.display()));
-            let mut u = Unbound { child, addr: SocketAddr::from(([127, 0, 0, 1], port)), dir: dir.to_path_buf() };
+            let mut u = Unbound::spawn(&bin, dir, port, lagdns);
             match u.wait_answering(Duration::from_secs(15)).await {
                 Ok(()) => return u,
                 Err(e) => last = e,
