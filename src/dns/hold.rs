@@ -13,6 +13,7 @@ use std::time::Duration;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 
+use crate::config::Config;
 use crate::dns::records::Zone;
 use crate::store::Store;
 
@@ -39,7 +40,7 @@ impl Hold {
             return false;
         }
         let generation = store.load();
-        let open = !generation.snapshot.ready && Instant::now() < self.deadline(store);
+        let open = !generation.snapshot.ready && Instant::now() < self.deadline(&generation.snapshot.config);
         if !open {
             self.over.store(true, Ordering::Relaxed);
         }
@@ -53,14 +54,14 @@ impl Hold {
 
     /// Waits until the first round has finished or the time is up.
     pub async fn wait(&self, store: &Store<Zone>) {
-        let deadline = self.deadline(store);
+        let deadline = self.deadline(&store.load().snapshot.config);
         while !store.load().snapshot.ready && Instant::now() < deadline {
             tokio::time::sleep(POLL.min(deadline.saturating_duration_since(Instant::now()))).await;
         }
     }
 
-    fn deadline(&self, store: &Store<Zone>) -> Instant {
-        self.started + store.load().snapshot.config.probe.timeout
+    fn deadline(&self, config: &Config) -> Instant {
+        self.started + config.probe.timeout
     }
 }
 

@@ -129,29 +129,29 @@ impl Responder {
         }
         let generation = self.store.load();
         let dns = &generation.snapshot.config.dns;
+        // Rate first: a dropped response needs nothing parsed.
+        let verdict = match transport == Transport::Udp && !released {
+            true => self.rrl.check(client, now, &dns.limits),
+            false => Verdict::Send,
+        };
+        if verdict == Verdict::Drop {
+            self.stats.edge.limited(Limited::Dropped);
+            return Reply::Nothing;
+        }
         let request = parse(packet);
         let limit = match (&request, transport) {
             (_, Transport::Tcp) => MAX_MESSAGE,
             (Ok(r), Transport::Udp) => r.edns.as_ref().map_or(PLAIN_UDP, |e| usize::from(udp_payload(e))),
             (Err(_), Transport::Udp) => PLAIN_UDP,
         };
-        if transport == Transport::Udp && !released {
-            match self.rrl.check(client, now, &dns.limits) {
-                Verdict::Send => {}
-                Verdict::Drop => {
-                    self.stats.edge.limited(Limited::Dropped);
-                    return Reply::Nothing;
-                }
-                Verdict::Slip => {
-                    self.stats.edge.limited(Limited::Slipped);
-                    let (head, question, opt) = match &request {
-                        Ok(r) => (r.head(), r.question(), self.opt(r)),
-                        Err(id) => (Head { id: *id, ..Head::default() }, Question::NONE, None),
-                    };
-                    wire::encode(out, Head { tc: true, ..head }, question, &Body::default(), opt, limit);
-                    return Reply::Send;
-                }
-            }
+        if verdict == Verdict::Slip {
+            self.stats.edge.limited(Limited::Slipped);
+            let (head, question, opt) = match &request {
+                Ok(r) => (r.head(), r.question(), self.opt(r)),
+                Err(id) => (Head { id: *id, ..Head::default() }, Question::NONE, None),
+            };
+            wire::encode(out, Head { tc: true, ..head }, question, &Body::default(), opt, limit);
+            return Reply::Send;
         }
         let request = match request {
             Ok(r) => r,
