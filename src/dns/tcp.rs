@@ -52,7 +52,6 @@ pub struct Conns {
 
 #[derive(Default)]
 struct Open {
-    total: u32,
     per_client: HashMap<IpAddr, u32>,
     slots: HashMap<u64, Quiet>,
     next_id: u64,
@@ -95,7 +94,7 @@ impl Conns {
             return Err(TcpEvent::OverPerClient);
         }
         let mut evicted = false;
-        if open.total >= total_cap {
+        if open.slots.len() >= total_cap as usize {
             let oldest = open.slots.iter().min_by_key(|(_, q)| q.since).map(|(id, q)| (*id, q.since));
             match oldest {
                 Some((id, since)) if now.duration_since(since) >= evict_after => {
@@ -107,7 +106,6 @@ impl Conns {
             }
         }
         *open.per_client.entry(client).or_insert(0) += 1;
-        open.total += 1;
         let id = open.next_id;
         open.next_id += 1;
         let evict = CancellationToken::new();
@@ -117,14 +115,13 @@ impl Conns {
 
     /// Connections open now.
     pub fn total(&self) -> u32 {
-        self.lock().total
+        self.lock().slots.len() as u32
     }
 }
 
 impl Open {
     fn remove(&mut self, id: u64) -> Option<Quiet> {
         let gone = self.slots.remove(&id)?;
-        self.total -= 1;
         if let Some(n) = self.per_client.get_mut(&gone.client) {
             *n -= 1;
             if *n == 0 {
