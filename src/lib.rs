@@ -61,6 +61,7 @@ pub mod dns;
 pub mod health;
 pub mod http;
 pub mod lag;
+pub mod locality;
 pub mod metrics;
 pub mod net;
 pub mod probe;

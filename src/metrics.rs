@@ -22,6 +22,7 @@ pub const SOA_SERIAL: &str = "lagdns_soa_serial";
 pub const ANSWER_CHANGES: &str = "lagdns_answer_changes_total";
 pub const SNAPSHOT_TIMESTAMP: &str = "lagdns_snapshot_timestamp_seconds";
 pub const QUERIES: &str = "lagdns_queries_total";
+pub const READ_ANSWERS: &str = "lagdns_read_answers_total";
 pub const RRL_LIMITED: &str = "lagdns_rrl_limited_total";
 pub const RRL_RESPONSES: &str = "lagdns_rrl_responses_total";
 pub const TCP_ACCEPTED: &str = "lagdns_dns_tcp_accepted_total";
@@ -115,6 +116,11 @@ fn render_global(out: &mut Out, snap: &Snapshot, stats: &QueryStats) {
     out.family(QUERIES, "DNS queries answered, by name kind, query type and rcode.", "counter");
     for (kind, qtype, rcode, n) in stats.nonzero() {
         out.sample(QUERIES, &[("kind", kind.as_str()), ("qtype", qtype.as_str()), ("rcode", rcode.as_str())], n as f64);
+    }
+    let help = "Read answers with addresses, by whether the first is in the client's location (SPEC §8).";
+    out.family(READ_ANSWERS, help, "counter");
+    for (nearness, n) in stats.by_nearness() {
+        out.sample(READ_ANSWERS, &[("locality", nearness.as_str())], n as f64);
     }
     render_edge(out, &stats.edge);
 }

@@ -191,6 +191,7 @@ mod tests {
             name: name.into(),
             address: format!("10.0.0.1{}", &name[2..]),
             port: 5432,
+            location: None,
             role: role.into(),
             state: state.into(),
             lag_ms,
@@ -216,6 +217,7 @@ mod tests {
             max_lag_bytes: None,
             answers: AnswersDoc::Count(1),
             fallback: "primary".into(),
+            locality: "prefer".into(),
             eligible: eligible.iter().map(|s| s.to_string()).collect(),
         }
     }
@@ -227,6 +229,7 @@ mod tests {
             built: "2024-05-01T12:00:00.000Z".into(),
             answer_changes: 2,
             zone: "db.internal".into(),
+            locality: None,
             clusters: vec![ClusterDoc {
                 name: "main".into(),
                 write: "write".into(),

@@ -19,6 +19,7 @@ pub struct RawConfig {
     pub dns: Option<RawDns>,
     pub http: Option<RawHttp>,
     pub probe: Option<RawProbe>,
+    pub locality: Option<RawLocality>,
     #[serde(default)]
     pub cluster: Vec<Spanned<RawCluster>>,
 }
@@ -74,6 +75,22 @@ pub struct RawProbe {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
+pub struct RawLocality {
+    pub ecs: S<bool>,
+    pub default: S<String>,
+    #[serde(default)]
+    pub network: Vec<Spanned<RawNetwork>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawNetwork {
+    pub prefix: S<String>,
+    pub location: S<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct RawCluster {
     pub name: S<String>,
     pub read: S<String>,
@@ -82,6 +99,7 @@ pub struct RawCluster {
     pub max_lag_bytes: S<Scalar>,
     pub answers: S<Scalar>,
     pub fallback: S<String>,
+    pub locality: S<String>,
     pub read_nodes: S<Vec<Spanned<String>>>,
     #[serde(default)]
     pub endpoint: Vec<Spanned<RawEndpoint>>,
@@ -98,6 +116,7 @@ pub struct RawEndpoint {
     pub max_lag_bytes: S<Scalar>,
     pub answers: S<Scalar>,
     pub fallback: S<String>,
+    pub locality: S<String>,
 }
 
 /// The policy keys shared by `[[cluster]]` and `[[cluster.endpoint]]`, borrowed.
@@ -107,6 +126,7 @@ pub struct RawPolicy<'a> {
     pub max_lag_bytes: &'a S<Scalar>,
     pub answers: &'a S<Scalar>,
     pub fallback: &'a S<String>,
+    pub locality: &'a S<String>,
 }
 
 impl RawCluster {
@@ -116,6 +136,7 @@ impl RawCluster {
             max_lag_bytes: &self.max_lag_bytes,
             answers: &self.answers,
             fallback: &self.fallback,
+            locality: &self.locality,
         }
     }
 }
@@ -127,6 +148,7 @@ impl RawEndpoint {
             max_lag_bytes: &self.max_lag_bytes,
             answers: &self.answers,
             fallback: &self.fallback,
+            locality: &self.locality,
         }
     }
 }
@@ -140,6 +162,7 @@ pub struct RawNode {
     pub dsn: S<String>,
     pub weight: S<i64>,
     pub password_file: S<String>,
+    pub location: S<String>,
 }
 
 /// A value that may be written as a string or an integer (`answers = 1` / `"all"`,
