@@ -618,3 +618,7 @@ impl<'a> EndpointQuery<'a> {
 #[cfg(test)]
 #[path = "answer_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "locality_tests.rs"]
+mod locality_tests;
