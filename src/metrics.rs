@@ -421,6 +421,9 @@ mod tests {
         stats.record(QueryKind::Srv, Qtype::Srv, Rcode::NoError);
         stats.record(QueryKind::Node, Qtype::Aaaa, Rcode::NoError);
         stats.record(QueryKind::Empty, Qtype::A, Rcode::NoError);
+        stats.nearness(crate::dns::query::Nearness::Local);
+        stats.nearness(crate::dns::query::Nearness::Local);
+        stats.nearness(crate::dns::query::Nearness::Remote);
         let s = parse(&render(&fixture::snapshot(), &stats, &Reloads::new(UNIX_EPOCH)));
         let node = |n: &'static str| [("cluster", "main"), ("node", n)];
         assert_eq!(value(&s, READY, &[]), Some(1.0));
@@ -456,6 +459,8 @@ mod tests {
         assert_eq!(q("node", "AAAA", "NOERROR"), Some(1.0));
         assert_eq!(q("empty", "A", "NOERROR"), Some(1.0));
         assert_eq!(q("write", "A", "NOERROR"), None);
+        let near = |l| value(&s, READ_ANSWERS, &[("locality", l)]);
+        assert_eq!((near("local"), near("remote"), near("unknown")), (Some(2.0), Some(1.0), Some(0.0)));
     }
 
     #[test]
