@@ -202,9 +202,22 @@ proptest! {
         id in any::<u16>(),
         (rd, cd) in (any::<bool>(), any::<bool>()),
         edns in prop::option::of((0u16..5000, any::<bool>())),
+        ecs in prop::option::of((any::<bool>(), 0u8..=128, any::<[u8; 16]>())),
+        local in any::<bool>(),
         tcp in any::<bool>(),
     ) {
-        let r = responder();
+        let r = if local { local_responder() } else { responder() };
+        // a well-formed ECS option: family, source prefix, scope 0, the address cut to it
+        let ecs = ecs.map(|(v6, prefix, mut addr)| {
+            let prefix = if v6 { prefix } else { prefix % 33 };
+            let len = usize::from(prefix.div_ceil(8));
+            if prefix % 8 != 0 {
+                addr[len - 1] &= 0xFF << (8 - prefix % 8);
+            }
+            let mut data = vec![0, if v6 { 2 } else { 1 }, prefix, 0];
+            data.extend_from_slice(&addr[..len]);
+            (prefix, data)
+        });
         let mut m = query(&name, qtype);
         m.metadata.id = id;
         (m.metadata.recursion_desired, m.metadata.checking_disabled) = (rd, cd);
@@ -213,6 +226,9 @@ proptest! {
             e.set_max_payload(payload);
             if nsid {
                 e.options_mut().insert(EdnsOption::Unknown(u16::from(EdnsCode::NSID), Vec::new()));
+            }
+            if let Some((_, data)) = &ecs {
+                e.options_mut().insert(EdnsOption::Unknown(8, data.clone()));
             }
             m.edns = Some(e);
         }
@@ -229,6 +245,20 @@ proptest! {
         let qlen = question_bytes(&packet);
         prop_assert_eq!(&out[12..12 + qlen], &packet[12..12 + qlen], "the question is echoed byte for byte");
         prop_assert_eq!(parsed.edns.is_some(), edns.is_some());
+        // ECS comes back with its source prefix, and a scope only where locality decided
+        let echoed_ecs = parsed.edns.as_ref().and_then(|e| e.option(EdnsCode::Subnet)).map(|o| match o {
+            EdnsOption::Subnet(s) => (s.source_prefix(), s.scope_prefix()),
+            _ => (255, 255),
+        });
+        match (edns.is_some(), &ecs, echoed_ecs) {
+            (true, Some((prefix, _)), Some((source, scope))) => {
+                prop_assert_eq!(source, *prefix);
+                prop_assert!(local || scope == 0, "scope {} without [locality]", scope);
+                prop_assert!(scope <= 128);
+            }
+            (true, Some(_), None) => prop_assert!(false, "ECS not echoed"),
+            (_, _, got) => prop_assert!(got.is_none() || edns.is_none() || ecs.is_some()),
+        }
         let limit = match (tcp, edns) {
             (true, _) => 65_535,
             (false, None) => 512,
