@@ -57,7 +57,8 @@ fn location_of_client(source: &str) -> &'static str {
 /// Waits until lagdns answers `read` with pg2 to `a`'s clients and pg3 to `b`'s.
 pub(crate) async fn wait_placed(stack: &Stack, within: Duration) {
     crate::common::eventually(within, "each location's clients on its replica", || async {
-        let (a, b) = (nodes_from(stack, A1, "read.db.internal.").await, nodes_from(stack, B1, "read.db.internal.").await);
+        let (a, b) =
+            (nodes_from(stack, A1, "read.db.internal.").await, nodes_from(stack, B1, "read.db.internal.").await);
         match a == ["pg2"] && b == ["pg3"] {
             true => Ok(()),
             false => Err(format!("a: {a:?}, b: {b:?}")),
