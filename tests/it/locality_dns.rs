@@ -397,9 +397,8 @@ fn ecs(family: u16, source: u8, scope: u8, addr: &[u8]) -> Vec<u8> {
 #[tokio::test]
 async fn malformed_ecs_options_get_formerr_and_the_server_keeps_answering() {
     let h = start(snapshot(7, HEALTHY)).await;
-    // (hickory-proto's decoder already refuses some of them, answered FORMERR without
-    // the question; the others fail lagdns's own RFC 7871 §7.1.2 checks, answered
-    // FORMERR with the question and the OPT, without ECS)
+    // RFC 7871 §7.1.2: FORMERR, with the question and an OPT (RFC 6891 §6.1.1), without
+    // the ECS option
     let cases: Vec<(&str, Options)> = vec![
         ("family 3", vec![(8, ecs(3, 24, 0, &[10, 2, 3]))]),
         ("family 0", vec![(8, ecs(0, 0, 0, &[]))]),
@@ -418,6 +417,8 @@ async fn malformed_ecs_options_get_formerr_and_the_server_keeps_answering() {
         assert_eq!((r.metadata.id, r.metadata.response_code), (id, ResponseCode::FormErr), "{what}");
         assert!(r.answers.is_empty(), "{what}: {:?}", r.answers);
         assert_eq!(echoed(&r), None, "{what}: a malformed option is not echoed");
+        assert_eq!(r.queries.len(), 1, "{what}: the question echoed");
+        assert_eq!(r.edns.as_ref().map(|e| (e.version(), e.max_payload())), Some((0, 1232)), "{what}: the OPT");
     }
     // well-formed ones next to them, in raw bytes too: a nonzero scope in a query is
     // ignored (RFC 7871 §7.1.2 only says it SHOULD be 0), other options pass
