@@ -81,6 +81,7 @@ async fn read_queries(stack: &Stack) -> u64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unbound_sends_each_clients_subnet_and_its_ecs_cache_keeps_the_locations_apart() {
+    crate::resolver_unbound::unbound_bin(); // fails (never skips) without Unbound, before PostgreSQL starts
     let mut stack = Stack::start(2, locality_settings()).await;
     let within = stack.settings.rounds(8);
     wait_placed(&stack, within).await;
