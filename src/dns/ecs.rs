@@ -91,19 +91,13 @@ impl ClientSubnet {
     }
 }
 
-/// The ECS option of a well-formed message (already parsed, so its records are sound),
-/// whose records start at `records` (after the question section) and number `count`
-/// in the answer, authority and additional sections together.
+/// The ECS option of a message whose records start at `records` (after the question
+/// section) and number `count` in the answer, authority and additional sections
+/// together. The walk is defensive (a record that runs past the packet ends it), so it
+/// also serves a message hickory-proto refused to decode because of its ECS option.
 pub fn find(packet: &[u8], records: usize, count: usize) -> Result<Option<ClientSubnet>, EcsError> {
-    let mut at = records;
     let mut found = None;
-    for _ in 0..count {
-        let Some(after_name) = skip_name(packet, at) else { return Ok(found) };
-        let Some(fixed) = packet.get(after_name..after_name + 10) else { return Ok(found) };
-        let rtype = u16::from_be_bytes([fixed[0], fixed[1]]);
-        let rdlen = usize::from(u16::from_be_bytes([fixed[8], fixed[9]]));
-        let start = after_name + 10;
-        let Some(rdata) = packet.get(start..start + rdlen) else { return Ok(found) };
+    for (rtype, _, rdata) in raw_records(packet, records, count) {
         if rtype == OPT_TYPE {
             for (code, data) in options(rdata) {
                 if code == OPTION_CODE {
@@ -114,9 +108,33 @@ pub fn find(packet: &[u8], records: usize, count: usize) -> Result<Option<Client
                 }
             }
         }
-        at = start + rdlen;
     }
     Ok(found)
+}
+
+/// The UDP payload size and EDNS version of the first OPT record, read from the bytes:
+/// for answering (FORMERR, with an OPT as RFC 6891 §6.1.1 requires) a message whose ECS
+/// option hickory-proto refused to decode.
+pub fn opt_header(packet: &[u8], records: usize, count: usize) -> Option<(u16, u8)> {
+    raw_records(packet, records, count)
+        .find(|(rtype, ..)| *rtype == OPT_TYPE)
+        .map(|(_, fixed, _)| (u16::from_be_bytes([fixed[2], fixed[3]]), fixed[5]))
+}
+
+/// Each record as (type, its 10 fixed bytes from the type on, its data), until `count`
+/// or the first that runs past the packet.
+fn raw_records(packet: &[u8], records: usize, count: usize) -> impl Iterator<Item = (u16, &[u8], &[u8])> {
+    let mut at = records;
+    (0..count).map_while(move |_| {
+        let after_name = skip_name(packet, at)?;
+        let fixed = packet.get(after_name..after_name + 10)?;
+        let rtype = u16::from_be_bytes([fixed[0], fixed[1]]);
+        let rdlen = usize::from(u16::from_be_bytes([fixed[8], fixed[9]]));
+        let start = after_name + 10;
+        let rdata = packet.get(start..start + rdlen)?;
+        at = start + rdlen;
+        Some((rtype, fixed, rdata))
+    })
 }
 
 /// The (code, data) pairs of an OPT record's data.
@@ -214,5 +232,8 @@ mod tests {
         assert_eq!(find(&query(&[(3, vec![])]), 19, 1), Ok(None));
         assert_eq!(find(&query(&[(8, subnet.clone()), (8, subnet)]), 19, 1), Err(EcsError::Twice));
         assert_eq!(find(&query(&[(8, ecs(9, 0, &[]))]), 19, 1), Err(EcsError::Family(9)));
+        // the OPT's own fields, read from the bytes: 1232, version 0
+        assert_eq!(opt_header(&query(&[(8, ecs(9, 0, &[]))]), 19, 1), Some((1232, 0)));
+        assert_eq!(opt_header(&query(&[])[..19], 19, 1), None);
     }
 }

@@ -281,14 +281,23 @@ fn parse(packet: &[u8]) -> Result<Request<'_>, u16> {
     let op = header.metadata.op_code;
     Message::read_records(&mut decoder, usize::from(counts.answers), false, op).map_err(|_| id)?;
     Message::read_records(&mut decoder, usize::from(counts.authorities), false, op).map_err(|_| id)?;
-    let (_, edns, _) =
-        Message::read_records(&mut decoder, usize::from(counts.additionals), true, op).map_err(|_| id)?;
-    let ecs = match edns {
-        Some(_) => {
-            let count = usize::from(counts.answers) + usize::from(counts.authorities) + usize::from(counts.additionals);
-            ecs::find(packet, records, count)
-        }
-        None => Ok(None),
+    let count = usize::from(counts.answers) + usize::from(counts.authorities) + usize::from(counts.additionals);
+    let (edns, ecs) = match Message::read_records(&mut decoder, usize::from(counts.additionals), true, op) {
+        Ok((_, Some(edns), _)) => (Some(edns), ecs::find(packet, records, count)),
+        Ok((_, None, _)) => (None, Ok(None)),
+        // hickory-proto decodes the ECS option itself and refuses some malformed ones (a
+        // bad family or source prefix, too few address bytes): they get the answer of
+        // the others, FORMERR with the question and an OPT (RFC 6891 §6.1.1), not the
+        // bare FORMERR of a message that does not parse (which says "no EDNS here")
+        Err(_) => match (ecs::find(packet, records, count), ecs::opt_header(packet, records, count)) {
+            (Err(e), Some((payload, version))) => {
+                let mut edns = Edns::new();
+                edns.set_max_payload(payload);
+                edns.set_version(version);
+                (Some(edns), Err(e))
+            }
+            _ => return Err(id),
+        },
     };
     Ok(Request {
         id,

@@ -458,3 +458,40 @@ fn ecs_places_the_client_and_comes_back_with_its_scope() {
     let plain = ecs_outcome(&responder(), &read(&[0, 1, 24, 0, 10, 1, 5]), "127.0.0.1");
     assert_eq!(plain.2, Some((24, 0)));
 }
+
+#[test]
+fn malformed_ecs_gets_formerr_with_the_question_and_an_opt() {
+    // hickory-proto's decoder refuses the first four itself, lagdns's checks the others:
+    // every one is answered alike, FORMERR with the question and an OPT (RFC 6891
+    // §6.1.1: a bare FORMERR tells a resolver that the server has no EDNS), no ECS
+    let rows: [(&str, &[u8]); 6] = [
+        ("bad family", &[0, 3, 24, 0, 10, 1, 5]),
+        ("prefix too long", &[0, 1, 33, 0, 10, 1, 5, 0, 0]),
+        ("address too short", &[0, 1, 24, 0, 10, 1]),
+        ("option too short", &[0, 1, 24]),
+        ("bits past the prefix", &[0, 1, 20, 0, 10, 1, 5]),
+        ("address too long", &[0, 1, 16, 0, 10, 1, 5]),
+    ];
+    let r = local_responder();
+    for (what, ecs) in rows {
+        for version in [0u8, 1] {
+            let mut packet = with_ecs("Read.db.internal.", RecordType::A, ecs);
+            let opt_ttl = packet.len() - ecs.len() - 4 - 2 - 4; // ext rcode, version, flags
+            packet[opt_ttl + 1] = version;
+            let mut out = Vec::new();
+            assert_eq!(
+                r.respond(&Ask::new(&packet, "127.0.0.1".parse().unwrap(), Transport::Udp, 0), &mut out),
+                Reply::Send
+            );
+            let m = Message::from_vec(&out).unwrap_or_else(|e| panic!("{what}: {e}"));
+            // a version above 0 is answered first, as for a well-formed option
+            let want = if version == 0 { 1 } else { 16 }; // FORMERR, BADVERS
+            assert_eq!(u16::from(m.metadata.response_code), want, "{what} (version {version})");
+            let question: Vec<String> = m.queries.iter().map(|q| q.name().to_ascii()).collect();
+            assert_eq!(question, ["Read.db.internal."], "{what}: the question echoed");
+            let edns = m.edns.as_ref().unwrap_or_else(|| panic!("{what}: no OPT in the response"));
+            assert_eq!((edns.version(), edns.max_payload()), (0, 512), "{what}");
+            assert!(edns.option(EdnsCode::Subnet).is_none(), "{what}: a malformed option is not echoed");
+        }
+    }
+}

@@ -20,6 +20,15 @@
 //!   SIGHUP reloads and SIGTERM of a real `lagdns serve`.
 //! - `http_status`: `/healthz`, `/status`, `/metrics` over real TCP and `lagdns status`.
 //! - `layering`: the architecture: where IO libraries may be named, decision code pure.
+//! - `locality_dns`: SPEC §8 locality in-process over real sockets: clients bound to
+//!   127.0.1.x (location `a`) and 127.0.2.x (`b`), ECS options and their echoed scope,
+//!   malformed ECS, the TXT client line, SRV priorities and their truncation.
+//! - `locality_pg`: locality against a real primary and two replicas: a replica whose
+//!   replay is paused under write load sends its location's clients elsewhere (`prefer`)
+//!   or to the primary (`only`), and back; `/status` locations, read-answer metrics.
+//! - `locality_unbound`: a real Unbound with its `subnetcache` module in front of lagdns:
+//!   Unbound sends each client's /24 as ECS, lagdns answers per location, and Unbound's
+//!   ECS cache keeps the two locations' answers apart.
 //! - `ops_examples`: the operations examples with the real tools: Prometheus alert rules
 //!   (`promtool check/test rules`, metric names exported), Kubernetes manifests
 //!   (`kubernetes-validate`, `lagdns check` on their config), the Dockerfile (`hadolint`,
@@ -46,6 +55,9 @@ mod edge;
 mod faults;
 mod http_status;
 mod layering;
+mod locality_dns;
+mod locality_pg;
+mod locality_unbound;
 mod ops_examples;
 mod probe_password;
 mod probe_pg;
