@@ -21,11 +21,12 @@ pub fn describe(config: &Config, file: &str) -> String {
     let _ = writeln!(out, "{file}: ok");
     let _ = writeln!(
         out,
-        "zone {zone}: ttl {}, negative ttl {}, DNS on {}, HTTP on {}",
+        "zone {zone}: ttl {}, negative ttl {}, DNS on {}, HTTP on {}{}",
         format_duration(config.dns.ttl),
         format_duration(config.dns.negative_ttl),
         config.dns.listen.iter().map(|a| a.to_string()).collect::<Vec<_>>().join(", "),
         config.http.listen,
+        config.http.agent_listen.map(|a| format!(", HAProxy agent checks on {a}")).unwrap_or_default(),
     );
     let l = &config.dns.limits;
     let allow = |a: &crate::net::Allow| match a.networks() {

@@ -87,6 +87,18 @@ pub fn endpoint_lines(cluster: &ClusterView, ep: usize) -> Vec<String> {
         .collect()
 }
 
+/// One node's line of the write name's TXT (HTTP `/check` bodies).
+pub fn write_line(cluster: &ClusterView, node: usize, now: SystemTime) -> String {
+    let verdict = Verdict::Write { target: &cluster.write, rivals: &cluster.rivals, me: node, now };
+    NodeLine { node: &cluster.nodes[node], show_port: shows_ports(cluster), verdict }.to_string()
+}
+
+/// One node's line of a read name's TXT with `verdict` as its eligibility: its
+/// endpoint's own, or one judged under a check's `max_lag` (HTTP `/check` bodies).
+pub fn read_line(cluster: &ClusterView, node: usize, verdict: Eligibility) -> String {
+    NodeLine { node: &cluster.nodes[node], show_port: shows_ports(cluster), verdict: Verdict::Read(verdict) }.to_string()
+}
+
 /// Whether the cluster's lines carry `port=`: when any node has a non-default port.
 fn shows_ports(cluster: &ClusterView) -> bool {
     cluster.nodes.iter().any(|n| n.port != DEFAULT_PG_PORT)
@@ -110,5 +122,20 @@ mod tests {
         assert!(billing[0].starts_with("b1 10.1.0.1 role=primary state=up "), "{}", billing[0]);
         snap.clusters[0].nodes[2].port = DEFAULT_PG_PORT;
         assert!(endpoint_lines(&snap.clusters[0], 0)[2].starts_with("pg3 10.0.0.13 role=replica "));
+    }
+
+    #[test]
+    fn one_node_lines_are_the_lines_of_the_name() {
+        let snap = snapshot();
+        for c in &snap.clusters {
+            let write = write_lines(c, snap.built);
+            for (ep, view) in c.endpoints.iter().enumerate() {
+                let read = endpoint_lines(c, ep);
+                for (i, verdict) in view.verdicts.iter().enumerate() {
+                    assert_eq!(read_line(c, i, *verdict), read[i]);
+                    assert_eq!(write_line(c, i, snap.built), write[i]);
+                }
+            }
+        }
     }
 }
