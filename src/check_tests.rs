@@ -52,7 +52,9 @@ fn snapshot() -> Snapshot {
         .node("main", "pg1", |n| (n.role, n.lag, n.lag_bytes) = (Role::Primary, None, None))
         .node("main", "pg3", |n| (n.lag, n.lag_bytes) = (Some(ms(2500)), Some(4096)))
         .node("main", "pg5", |n| n.state = NodeState::Down)
-        .node("main", "pg6", |n| (n.state, n.role, n.lag, n.lag_bytes) = (NodeState::Unknown, Role::Unknown, None, None))
+        .node("main", "pg6", |n| {
+            (n.state, n.role, n.lag, n.lag_bytes) = (NodeState::Unknown, Role::Unknown, None, None)
+        })
         .node("main", "pg7", |n| n.lag = Some(ms(50)))
         .build()
 }

@@ -425,7 +425,10 @@ mod tests {
         stats.edge.agent(None);
         let s = parse(&render(&fixture::snapshot(), &stats, &Reloads::new(UNIX_EPOCH)));
         let agent = |reply| value(&s, AGENT_CHECKS, &[("reply", reply)]);
-        assert_eq!([agent("up"), agent("drain"), agent("down"), agent("none")], [Some(2.0), Some(0.0), Some(0.0), Some(1.0)]);
+        assert_eq!(
+            [agent("up"), agent("drain"), agent("down"), agent("none")],
+            [Some(2.0), Some(0.0), Some(0.0), Some(1.0)]
+        );
         let node = |n: &'static str| [("cluster", "main"), ("node", n)];
         assert_eq!(value(&s, READY, &[]), Some(1.0));
         assert_eq!(value(&s, SOA_SERIAL, &[]), Some(7.0));

@@ -96,7 +96,8 @@ pub fn write_line(cluster: &ClusterView, node: usize, now: SystemTime) -> String
 /// One node's line of a read name's TXT with `verdict` as its eligibility: its
 /// endpoint's own, or one judged under a check's `max_lag` (HTTP `/check` bodies).
 pub fn read_line(cluster: &ClusterView, node: usize, verdict: Eligibility) -> String {
-    NodeLine { node: &cluster.nodes[node], show_port: shows_ports(cluster), verdict: Verdict::Read(verdict) }.to_string()
+    NodeLine { node: &cluster.nodes[node], show_port: shows_ports(cluster), verdict: Verdict::Read(verdict) }
+        .to_string()
 }
 
 /// Whether the cluster's lines carry `port=`: when any node has a non-default port.

@@ -116,7 +116,11 @@ async fn read_line(conn: &mut Bounded) -> Result<Vec<u8>, LineError> {
         }
         let n = conn.read(&mut buf[len..]).await?;
         if n == 0 {
-            return if buf[..len].iter().all(u8::is_ascii_whitespace) { Err(LineError::Empty) } else { Ok(buf[..len].to_vec()) };
+            return if buf[..len].iter().all(u8::is_ascii_whitespace) {
+                Err(LineError::Empty)
+            } else {
+                Ok(buf[..len].to_vec())
+            };
         }
         if let Some(end) = buf[len..len + n].iter().position(|&b| b == b'\n') {
             buf.truncate(len + end + 1);

@@ -450,7 +450,9 @@ fn agent_listen_is_read_and_may_share_port_0() {
     let cfg = ok(&format!("[http]\nagent_listen = \"[::1]:8054\"\n{MIN}"));
     assert_eq!(cfg.http.agent_listen, Some("[::1]:8054".parse().unwrap()));
     // port 0 (a free port each) collides with nothing
-    let text = format!("[dns]\nlisten = [\"127.0.0.1:0\"]\n[http]\nlisten = \"127.0.0.1:0\"\nagent_listen = \"127.0.0.1:0\"\n{MIN}");
+    let text = format!(
+        "[dns]\nlisten = [\"127.0.0.1:0\"]\n[http]\nlisten = \"127.0.0.1:0\"\nagent_listen = \"127.0.0.1:0\"\n{MIN}"
+    );
     assert_eq!(ok(&text).http.agent_listen, Some("127.0.0.1:0".parse().unwrap()));
 }
 
