@@ -179,14 +179,17 @@ fn unknown_names_say_what_is_missing() {
     assert_eq!(find("other", "read", "pg1"), Err("no cluster \"other\"".into()));
     let no_name = "cluster main has no name \"billing-read\" (its write name, its read name or an endpoint)";
     assert_eq!(find("main", "billing-read", "pg1"), Err(no_name.into()));
-    assert_eq!(find("main", "maxlag-5s.read", "pg1").is_err(), true);
+    assert!(find("main", "maxlag-5s.read", "pg1").is_err(), "a DNS name is not a check name");
     assert_eq!(find("main", "read", "b1"), Err("cluster main has no node \"b1\"".into()));
 }
+
+/// (query string, the name it is for, the bound or the start of the error).
+type QueryCase<'a> = (Option<&'a str>, CheckName, Result<Option<Duration>, &'a str>);
 
 #[test]
 fn query_strings() {
     use CheckName::{Read, Write};
-    let cases: &[(Option<&str>, CheckName, Result<Option<Duration>, &str>)] = &[
+    let cases: &[QueryCase] = &[
         (None, Read(0), Ok(None)),
         (Some(""), Read(0), Ok(None)),
         (Some("max_lag=500ms"), Read(0), Ok(Some(ms(500)))),
@@ -210,9 +213,11 @@ fn query_strings() {
     }
 }
 
+type Parts<'a> = Option<(&'a str, &'a str, &'a str)>;
+
 #[test]
 fn agent_lines() {
-    let cases: &[(&[u8], Option<(&str, &str, &str)>)] = &[
+    let cases: &[(&[u8], Parts)] = &[
         (b"main/read/pg2\n", Some(("main", "read", "pg2"))),
         (b"main/read/pg2\r\n", Some(("main", "read", "pg2"))),
         (b"  main/write/pg1 \t\r\n", Some(("main", "write", "pg1"))),
