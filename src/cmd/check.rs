@@ -119,5 +119,9 @@ mod tests {
             Some("  main/pg2             10.0.0.12                port 6432  weight 100  probe host=10.0.0.12")
         );
         assert!(at("main/PG1").is_some_and(|l| l.contains(" port 5432  weight 100 ")), "{out}");
+        assert!(at("zone ").is_some_and(|l| l.ends_with("HTTP on 127.0.0.1:8053")), "no agent listener: {out}");
+        let agent = format!("[http]\nagent_listen = \"127.0.0.1:8054\"\n{text}");
+        let out = describe(&Config::parse(&agent, "t.toml").unwrap(), "t.toml");
+        assert!(out.contains(", HTTP on 127.0.0.1:8053, HAProxy agent checks on 127.0.0.1:8054\n"), "{out}");
     }
 }

@@ -36,7 +36,7 @@ const LIFETIME: Duration = Duration::from_secs(3);
 const POLL: Duration = Duration::from_millis(10);
 
 /// Serves agent checks on `listener` until `cancel` fires, then lets the connections in
-/// flight finish (each is over within [`LIFETIME`]).
+/// flight finish (each is over within a few seconds).
 pub async fn serve(
     listener: TcpListener,
     snapshots: Arc<dyn Snapshots>,
