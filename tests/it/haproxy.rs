@@ -20,7 +20,8 @@ use lagdns::config::Config;
 /// The config the README shows.
 const EXAMPLE: &str = include_str!("../../examples/haproxy.cfg");
 
-/// How long HAProxy may take to follow lagdns, in the assertions (measured: well under).
+/// How long HAProxy may take to follow lagdns's checks, in the assertions (measured:
+/// well under; lagdns's own reactions get `Settings::rounds`).
 const REACTION: Duration = Duration::from_secs(3);
 
 /// The haproxy binary, or a failure telling how to get it (never a skip).
@@ -108,20 +109,20 @@ impl HaProxy {
         Ok(servers.iter().filter(|s| s.backend == backend && s.serving()).map(|s| s.name.clone()).collect())
     }
 
-    /// Polls lagdns's `check` until it answers `code`, then HAProxy until `backend`
-    /// serves `want`: how long each took from now (each within [`REACTION`]).
+    /// Polls lagdns's `check` until it answers `code` (within `lagdns_within`), then
+    /// HAProxy until `backend` serves `want` (within [`REACTION`] of that): how long
+    /// each took from now.
     async fn react(
         &mut self,
         http: SocketAddr,
-        check: &str,
-        code: u16,
+        (check, code, lagdns_within): (&str, u16, Duration),
         backend: &str,
         want: &[&str],
     ) -> (Duration, Duration) {
         let started = Instant::now();
-        let lagdns = time_until(REACTION, || async { http_get(http, check).await.0 == code }).await;
-        let lagdns = lagdns.unwrap_or_else(|| panic!("{check} did not answer {code} within {REACTION:?}"));
-        self.wait_serving(backend, want, REACTION.saturating_sub(started.elapsed())).await;
+        let lagdns = time_until(lagdns_within, || async { http_get(http, check).await.0 == code }).await;
+        let lagdns = lagdns.unwrap_or_else(|| panic!("{check} did not answer {code} within {lagdns_within:?}"));
+        self.wait_serving(backend, want, REACTION).await;
         (lagdns, started.elapsed())
     }
 
@@ -282,7 +283,7 @@ async fn haproxy_routes_by_lagdns_checks_through_paused_replay_and_failover() {
     // pg2's replay paused while the primary writes: out of the read-only frontend
     let writer = stack.cluster.node("pg1").start_writer(Duration::from_millis(50));
     stack.cluster.node("pg2").pause_replay().unwrap();
-    let (lagdns, out) = haproxy.react(http, "/check/main/read/pg2", 503, "replicas", &["pg3"]).await;
+    let (lagdns, out) = haproxy.react(http, ("/check/main/read/pg2", 503, s.rounds(4)), "replicas", &["pg3"]).await;
     eprintln!(
         "paused replay: lagdns's /check says 503 after {lagdns:?}; out of HAProxy's read-only backend after {out:?}"
     );
@@ -292,12 +293,13 @@ async fn haproxy_routes_by_lagdns_checks_through_paused_replay_and_failover() {
     assert!(code == 503 && strict.contains(" ineligible: lag "), "{code} {strict}");
     let (code, loose) = http_get(http, "/check/main/read/pg2?max_lag=30s").await;
     assert!(code == 200 && loose.ends_with(" eligible\n"), "{code} {loose}");
-    eprint!("paused replay: /check/main/read/pg2 → 503 {strict}                        ?max_lag=30s → 200 {loose}");
+    eprint!("paused replay: /check/main/read/pg2 → 503 {strict}paused replay: ?max_lag=30s → 200 {loose}");
     assert_eq!(landings(&stack, rw, 2, false).await, ["pg1"]);
 
     // resumed: back
     stack.cluster.node("pg2").resume_replay().unwrap();
-    let (lagdns, back) = haproxy.react(http, "/check/main/read/pg2", 200, "replicas", &["pg2", "pg3"]).await;
+    let (lagdns, back) =
+        haproxy.react(http, ("/check/main/read/pg2", 200, s.rounds(4)), "replicas", &["pg2", "pg3"]).await;
     eprintln!(
         "resumed replay: lagdns's /check says 200 after {lagdns:?}; back in HAProxy's read-only backend after {back:?}"
     );
@@ -317,7 +319,7 @@ async fn haproxy_routes_by_lagdns_checks_through_paused_replay_and_failover() {
     let stopped = Instant::now();
     stack.cluster.node("pg2").promote().unwrap();
     let promoted = stopped.elapsed();
-    let (lagdns, moved) = haproxy.react(http, "/check/main/write/pg2", 200, "primary", &["pg2"]).await;
+    let (lagdns, moved) = haproxy.react(http, ("/check/main/write/pg2", 200, s.rounds(4)), "primary", &["pg2"]).await;
     eprintln!(
         "failover: promote took {promoted:?} after pg1 stopped; then lagdns's /check says 200 for pg2 after \
          {lagdns:?}, HAProxy's read-write backend moved to pg2 after {moved:?}"
@@ -327,11 +329,18 @@ async fn haproxy_routes_by_lagdns_checks_through_paused_replay_and_failover() {
     // the old primary is down, so nothing qualifies there any more
     let ro_empty = haproxy.wait_serving("replicas", &[], REACTION).await;
     eprintln!("failover: HAProxy's read-only backend emptied {ro_empty:?} after the move");
-    let servers = haproxy.servers().await.unwrap();
-    let status = |b: &str, n: &str| servers.iter().find(|x| x.backend == b && x.name == n).unwrap().status.clone();
-    assert_eq!(status("replicas", "pg2"), "DRAIN (agent)", "{servers:?}");
-    assert!(status("replicas", "pg1").starts_with("DOWN"), "{servers:?}");
-    assert!(status("primary", "pg1").starts_with("DOWN"), "{servers:?}");
+    // the new primary drained, the old one down in both backends
+    let deadline = Instant::now() + REACTION;
+    loop {
+        let servers = haproxy.servers().await.unwrap();
+        let status = |b: &str, n: &str| servers.iter().find(|x| x.backend == b && x.name == n).unwrap().status.clone();
+        let (pg2_ro, pg1_ro, pg1_rw) = (status("replicas", "pg2"), status("replicas", "pg1"), status("primary", "pg1"));
+        if pg2_ro == "DRAIN (agent)" && pg1_ro.starts_with("DOWN") && pg1_rw.starts_with("DOWN") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "after the failover: {servers:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     drop(haproxy);
     stack.shutdown().await;
 }
