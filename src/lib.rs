@@ -28,6 +28,7 @@
 //! | `config` | the typed config: `raw` TOML mirror, `units`, `dsn` (a node's DSN, parsed once), `validate` (file:line:key errors), `files` (opens the files a config names) |
 //! | `health` | [`health::Hysteresis`]: rise/fall for node health and re-admission |
 //! | `lag` | WAL evidence → time lag and byte lag |
+//! | `locality` | location labels, the `[[locality.network]]` prefix trie, where a client is (SPEC §8) |
 //! | `topology` | roles, primary election and split brain, eligibility and its reason |
 //! | `select` | weighted choice of read answers |
 //! | `probe` | `Observation`/`Sample`; `task` (one node's connection and query), `supervisor` (a task per node across reloads), `sql`, `secret`, `tls` |
@@ -37,15 +38,15 @@
 //! | `store` | the published generation (snapshot + what the front ends derive), one atomic swap |
 //! | `publisher` | the one writer: observations and reloads in, snapshots out to the store |
 //! | `net` | CIDR networks and `Allow`, the lists `[dns] allow` and `[http] allow` match |
-//! | `dns` | `query` (QueryKind/Qtype/Rcode, counters), `edge` (the edge's counters), `name` (qname → target: endpoint, node and SRV names, empty non-terminals), `answer` (the SPEC §5 and §9 tables), `txt` (TXT lines), `records` (wire form, derived per snapshot), `respond` (the answer path: message in, response out), `wire` (the encoder), `rrl` (rate limiting), `hold` (queries held until the first round), `udp`/`tcp` (the sockets), `server` (binds and runs them) |
+//! | `dns` | `query` (QueryKind/Qtype/Rcode, counters), `edge` (the edge's counters), `name` (qname → target: endpoint, node and SRV names, empty non-terminals), `answer` (the SPEC §5, §8 and §9 tables), `ecs` (the client-subnet option), `txt` (TXT lines), `records` (wire form, derived per snapshot), `respond` (the answer path: message in, response out), `wire` (the encoder), `rrl` (rate limiting), `hold` (queries held until the first round), `udp`/`tcp` (the sockets), `server` (binds and runs them) |
 //! | `metrics` | every metric name; Prometheus text of a snapshot and the query counters |
 //! | `http` | `/healthz`, `/readyz`, `/status` (`status`: the JSON document), `/metrics`, `/check`; `edge` (allow, connection cap and lifetime); `agent` (the HAProxy agent-check listener) |
 //! | `telemetry`, `cli`, `cmd` | logging; the command line; `serve` (the wiring), `check`, `status`, `demo` |
 //! | `testkit` | hand-built snapshots for tests of the renderings (not used by the server) |
 //!
-//! Decision modules (`config` validation, `wal`, `health`, `lag`, `topology`, `select`,
-//! `snapshot`, `check`, `state`, `net`, `dns::name`, `dns::answer`, `dns::txt`, `dns::wire`,
-//! `dns::rrl`) are plain functions over
+//! Decision modules (`config` validation, `wal`, `health`, `lag`, `locality`, `topology`,
+//! `select`, `snapshot`, `check`, `state`, `net`, `dns::name`, `dns::answer`, `dns::ecs`,
+//! `dns::txt`, `dns::wire`, `dns::rrl`) are plain functions over
 //! plain data: no clock, no sockets, no files. IO lives in `config::files`,
 //! `probe::task`, `probe::supervisor`, `publisher`, `dns::udp`, `dns::tcp`, `dns::server`,
 //! `http` and `cmd`.
@@ -63,6 +64,7 @@ pub mod dns;
 pub mod health;
 pub mod http;
 pub mod lag;
+pub mod locality;
 pub mod metrics;
 pub mod net;
 pub mod probe;

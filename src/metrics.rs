@@ -22,6 +22,7 @@ pub const SOA_SERIAL: &str = "lagdns_soa_serial";
 pub const ANSWER_CHANGES: &str = "lagdns_answer_changes_total";
 pub const SNAPSHOT_TIMESTAMP: &str = "lagdns_snapshot_timestamp_seconds";
 pub const QUERIES: &str = "lagdns_queries_total";
+pub const READ_ANSWERS: &str = "lagdns_read_answers_total";
 pub const RRL_LIMITED: &str = "lagdns_rrl_limited_total";
 pub const RRL_RESPONSES: &str = "lagdns_rrl_responses_total";
 pub const TCP_ACCEPTED: &str = "lagdns_dns_tcp_accepted_total";
@@ -116,6 +117,11 @@ fn render_global(out: &mut Out, snap: &Snapshot, stats: &QueryStats) {
     out.family(QUERIES, "DNS queries answered, by name kind, query type and rcode.", "counter");
     for (kind, qtype, rcode, n) in stats.nonzero() {
         out.sample(QUERIES, &[("kind", kind.as_str()), ("qtype", qtype.as_str()), ("rcode", rcode.as_str())], n as f64);
+    }
+    let help = "Read answers with addresses, by whether the first is in the client's location (SPEC §8).";
+    out.family(READ_ANSWERS, help, "counter");
+    for (nearness, n) in stats.by_nearness() {
+        out.sample(READ_ANSWERS, &[("locality", nearness.as_str())], n as f64);
     }
     render_edge(out, &stats.edge);
 }
@@ -423,6 +429,9 @@ mod tests {
         stats.edge.agent(Some(crate::check::AgentReply::Up { percent: 50 }));
         stats.edge.agent(Some(crate::check::AgentReply::Up { percent: 100 }));
         stats.edge.agent(None);
+        stats.nearness(crate::dns::query::Nearness::Local);
+        stats.nearness(crate::dns::query::Nearness::Local);
+        stats.nearness(crate::dns::query::Nearness::Remote);
         let s = parse(&render(&fixture::snapshot(), &stats, &Reloads::new(UNIX_EPOCH)));
         let agent = |reply| value(&s, AGENT_CHECKS, &[("reply", reply)]);
         assert_eq!(
@@ -463,6 +472,8 @@ mod tests {
         assert_eq!(q("node", "AAAA", "NOERROR"), Some(1.0));
         assert_eq!(q("empty", "A", "NOERROR"), Some(1.0));
         assert_eq!(q("write", "A", "NOERROR"), None);
+        let near = |l| value(&s, READ_ANSWERS, &[("locality", l)]);
+        assert_eq!((near("local"), near("remote"), near("unknown")), (Some(2.0), Some(1.0), Some(0.0)));
     }
 
     #[test]

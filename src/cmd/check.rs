@@ -47,6 +47,11 @@ pub fn describe(config: &Config, file: &str) -> String {
         format_duration(l.tcp_idle),
         format_duration(l.tcp_lifetime),
     );
+    if let Some(loc) = &config.locality {
+        let default = loc.default.map_or("unknown", |d| config.locations.name(d));
+        let ecs = if loc.ecs { "ECS subnet, else source address" } else { "source address (ECS ignored)" };
+        let _ = writeln!(out, "locality: clients placed by {ecs} over {} networks, else {default}", loc.networks.len());
+    }
     let _ = writeln!(out, "names:");
     for ns in &config.dns.nameservers {
         let _ = writeln!(out, "  {:<32} NS {}", format!("{}.", ns.name), ns.address);
@@ -60,7 +65,7 @@ pub fn describe(config: &Config, file: &str) -> String {
                 format!("{}.{zone}.", ep.label),
                 ep.nodes.join(" "),
                 c.name,
-                policy_text(&ep.policy)
+                policy_text(&ep.policy, config.locality.is_some())
             );
         }
         for n in &c.nodes {
@@ -75,11 +80,12 @@ pub fn describe(config: &Config, file: &str) -> String {
         for n in &c.nodes {
             let _ = writeln!(
                 out,
-                "  {:<20} {:<24} port {:<5} weight {:<4} probe {}",
+                "  {:<20} {:<24} port {:<5} weight {:<4} {}probe {}",
                 format!("{}/{}", c.name, n.name),
                 n.address,
                 n.port,
                 n.weight,
+                n.location.map(|l| format!("location {}  ", config.locations.name(l))).unwrap_or_default(),
                 n.dsn
             );
         }
@@ -87,13 +93,14 @@ pub fn describe(config: &Config, file: &str) -> String {
     out
 }
 
-fn policy_text(p: &Policy) -> String {
+fn policy_text(p: &Policy, locality: bool) -> String {
     let answers = match p.answers {
         Answers::All => "all".to_string(),
         Answers::Count(n) => n.to_string(),
     };
     let bytes = p.max_lag_bytes.map(|b| format!(", max_lag_bytes {}", format_size(b))).unwrap_or_default();
-    format!("max_lag {}{bytes}, answers {answers}, fallback {}", format_duration(p.max_lag), p.fallback.as_str())
+    let near = if locality { format!(", locality {}", p.locality.as_str()) } else { String::new() };
+    format!("max_lag {}{bytes}, answers {answers}, fallback {}{near}", format_duration(p.max_lag), p.fallback.as_str())
 }
 
 #[cfg(test)]

@@ -49,8 +49,8 @@ impl Server {
         let config = Arc::new(config);
         // Every key is named: one that is not wired here, or consumed by the part named
         // beside it, fails to compile.
-        let Config { dns, http, probe: _, clusters } = &*config; // probe, clusters: supervisor and publisher
-                                                                 // allow and limits are read from the current config per query and connection
+        let Config { dns, http, probe: _, clusters, locations: _, locality: _ } = &*config; // probe, clusters: supervisor and publisher; locations, locality: dns::respond per query
+                                                                                            // allow and limits are read from the current config per query and connection
         let DnsConfig { listen, zone, nsid, ttl: _, negative_ttl: _, nameservers: _, allow: _, limits } = dns; // the rest: dns::records
         let HttpConfig { listen: http_listen, allow: _, agent_listen } = http; // allow: read per connection by http
         let serial = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs() as u32).unwrap_or(1);
@@ -222,8 +222,8 @@ async fn reload_from(server: &Server, path: &std::path::Path) {
 /// The keys that differ between `old` and `new` but only take effect on restart (the
 /// sockets and the NSID). Every key is named, so a new one has to be placed here.
 fn restart_only_changes(old: &Config, new: &Config) -> Vec<&'static str> {
-    let Config { dns, http, probe: _, clusters: _ } = old; // probes and clusters reload
-                                                           // the zone data, allow and limits reload
+    let Config { dns, http, probe: _, clusters: _, locations: _, locality: _ } = old; // probes, clusters and locality reload
+                                                                                      // the zone data, allow and limits reload
     let DnsConfig { listen, nsid, zone: _, ttl: _, negative_ttl: _, nameservers: _, allow: _, limits: _ } = dns;
     let HttpConfig { listen: http_listen, allow: _, agent_listen } = http;
     let mut keys = Vec::new();

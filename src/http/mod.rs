@@ -106,9 +106,10 @@ fn check_response(snap: &Snapshot, [cluster, name, node]: [&str; 3], query: Opti
         return (StatusCode::SERVICE_UNAVAILABLE, "not ready: the first probe round has not finished\n".into());
     };
     let view = &snap.clusters[subject.cluster];
+    let locations = &snap.config.locations;
     let line = match verdict {
-        Verdict::Write { .. } => txt::write_line(view, subject.node, snap.built),
-        Verdict::Read(eligibility) => txt::read_line(view, subject.node, eligibility),
+        Verdict::Write { .. } => txt::write_line(view, subject.node, snap.built, locations),
+        Verdict::Read(eligibility) => txt::read_line(view, subject.node, eligibility, locations),
     };
     let code = if verdict.answered() { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
     (code, line + "\n")
