@@ -21,11 +21,12 @@ pub fn describe(config: &Config, file: &str) -> String {
     let _ = writeln!(out, "{file}: ok");
     let _ = writeln!(
         out,
-        "zone {zone}: ttl {}, negative ttl {}, DNS on {}, HTTP on {}",
+        "zone {zone}: ttl {}, negative ttl {}, DNS on {}, HTTP on {}{}",
         format_duration(config.dns.ttl),
         format_duration(config.dns.negative_ttl),
         config.dns.listen.iter().map(|a| a.to_string()).collect::<Vec<_>>().join(", "),
         config.http.listen,
+        config.http.agent_listen.map(|a| format!(", HAProxy agent checks on {a}")).unwrap_or_default(),
     );
     let l = &config.dns.limits;
     let allow = |a: &crate::net::Allow| match a.networks() {
@@ -125,5 +126,9 @@ mod tests {
             Some("  main/pg2             10.0.0.12                port 6432  weight 100  probe host=10.0.0.12")
         );
         assert!(at("main/PG1").is_some_and(|l| l.contains(" port 5432  weight 100 ")), "{out}");
+        assert!(at("zone ").is_some_and(|l| l.ends_with("HTTP on 127.0.0.1:8053")), "no agent listener: {out}");
+        let agent = format!("[http]\nagent_listen = \"127.0.0.1:8054\"\n{text}");
+        let out = describe(&Config::parse(&agent, "t.toml").unwrap(), "t.toml");
+        assert!(out.contains(", HTTP on 127.0.0.1:8053, HAProxy agent checks on 127.0.0.1:8054\n"), "{out}");
     }
 }

@@ -105,8 +105,11 @@ pub struct Nameserver {
 #[derive(Debug, Clone, PartialEq)]
 pub struct HttpConfig {
     pub listen: SocketAddr,
-    /// Who may use the HTTP listener; others are disconnected at once.
+    /// Who may use the HTTP listener (and the agent listener); others are disconnected
+    /// at once.
     pub allow: Allow,
+    /// Where HAProxy agent checks are answered (SPEC §10); `None`: not served.
+    pub agent_listen: Option<SocketAddr>,
 }
 
 #[derive(Debug, Clone, PartialEq)]

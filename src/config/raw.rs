@@ -62,6 +62,7 @@ pub struct RawNameserver {
 pub struct RawHttp {
     pub listen: S<String>,
     pub allow: S<Vec<Spanned<String>>>,
+    pub agent_listen: S<String>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -56,13 +56,15 @@ pub fn parse_naming_files(text: &str, file: &str) -> Result<(Config, Vec<NamedFi
     let cx = Cx { text, file };
     let raw: RawConfig = toml::from_str(text).map_err(|e| cx.serde_error(&e))?;
     let dns = dns(&cx, raw.dns)?;
-    let raw_http = raw.http.unwrap_or(RawHttp { listen: None, allow: None });
+    let raw_http = raw.http.unwrap_or(RawHttp { listen: None, allow: None, agent_listen: None });
+    let listen = match &raw_http.listen {
+        Some(v) => socket_addr(&cx, v, "http.listen")?,
+        None => super::DEFAULT_HTTP_LISTEN.parse().expect("default http address"),
+    };
     let http = HttpConfig {
-        listen: match &raw_http.listen {
-            Some(v) => socket_addr(&cx, v, "http.listen")?,
-            None => super::DEFAULT_HTTP_LISTEN.parse().expect("default http address"),
-        },
+        listen,
         allow: edge::allow(&cx, &raw_http.allow, "http.allow")?,
+        agent_listen: edge::agent_listen(&cx, &raw_http.agent_listen, listen, &dns.listen)?,
     };
     let probe = probe(&cx, raw.probe)?;
     let mut locations = Locations::default();

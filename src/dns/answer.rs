@@ -20,14 +20,15 @@ use std::time::Duration;
 
 use rand::Rng;
 
-use crate::config::{Answers, Config, Fallback, LocalityPolicy, Policy};
+use crate::check;
+use crate::config::{Answers, Config, Fallback, LocalityPolicy};
 use crate::dns::name::{Service, Target, Variant};
 use crate::dns::query::{Nearness, Qtype, QueryKind, Rcode};
 use crate::health::NodeState;
 use crate::locality::{LocationId, Placement};
 use crate::select;
 use crate::snapshot::{ClusterView, EndpointView, Snapshot};
-use crate::topology::{evaluate, Eligibility, Reason, Role};
+use crate::topology::Role;
 use crate::wal::Lsn;
 
 impl Qtype {
@@ -499,11 +500,9 @@ impl<'a> EndpointQuery<'a> {
         match self.variant {
             Variant::Plain => (Cow::Borrowed(&ep.eligible), ep.policy.fallback),
             Variant::MaxLag(max_lag) => {
-                let policy = Policy { max_lag: max_lag.min(self.measurable), ..ep.policy };
-                let timeline = self.view.primary_timeline();
-                let eligible = self
-                    .members()
-                    .filter(|&i| evaluate(&self.view.nodes[i].facts(), true, &policy, timeline).is_eligible())
+                let policy = check::bounded(ep.policy, max_lag, self.measurable);
+                let eligible = (self.members())
+                    .filter(|&i| check::eligibility_under(self.view, self.endpoint, i, &policy).is_eligible())
                     .collect();
                 (Cow::Owned(eligible), policy.fallback)
             }
@@ -570,9 +569,7 @@ impl<'a> EndpointQuery<'a> {
 
     /// Node indices that belong to this endpoint.
     fn members(&self) -> impl Iterator<Item = usize> + '_ {
-        let verdicts = &self.ep().verdicts;
-        (0..self.view.nodes.len())
-            .filter(move |&i| verdicts.get(i) != Some(&Eligibility::Ineligible(Reason::NotMember)))
+        (0..self.view.nodes.len()).filter(move |&i| check::is_member(self.ep(), i))
     }
 
     fn is_up_replica(&self, i: usize) -> bool {

@@ -97,6 +97,20 @@ pub fn endpoint_lines(cluster: &ClusterView, ep: usize, locations: &Locations) -
         .collect()
 }
 
+/// One node's line of the write name's TXT (HTTP `/check` bodies).
+pub fn write_line(cluster: &ClusterView, node: usize, now: SystemTime, locations: &Locations) -> String {
+    let verdict = Verdict::Write { target: &cluster.write, rivals: &cluster.rivals, me: node, now };
+    let locations = shows_locations(cluster).then_some(locations);
+    NodeLine { node: &cluster.nodes[node], show_port: shows_ports(cluster), locations, verdict }.to_string()
+}
+
+/// One node's line of a read name's TXT with `verdict` as its eligibility: its
+/// endpoint's own, or one judged under a check's `max_lag` (HTTP `/check` bodies).
+pub fn read_line(cluster: &ClusterView, node: usize, verdict: Eligibility, locations: &Locations) -> String {
+    let (show_port, locations) = (shows_ports(cluster), shows_locations(cluster).then_some(locations));
+    NodeLine { node: &cluster.nodes[node], show_port, locations, verdict: Verdict::Read(verdict) }.to_string()
+}
+
 /// The string before the node lines of an endpoint's TXT when `[locality]` exists:
 /// where lagdns placed the asker (SPEC §8).
 pub fn client_line(p: &Placement, locations: &Locations) -> String {
@@ -135,5 +149,27 @@ mod tests {
         assert!(
             endpoint_lines(&snap.clusters[0], 0, &snap.config.locations)[2].starts_with("pg3 10.0.0.13 role=replica ")
         );
+    }
+
+    #[test]
+    fn one_node_lines_are_the_lines_of_the_name() {
+        let mut snap = snapshot();
+        let mut locations = Locations::default();
+        let zone = locations.intern("eu-west-1a").unwrap();
+        // without a location, then with one on a node of main (every line of main shows it)
+        for located in [None, Some(zone)] {
+            snap.clusters[0].nodes[1].location = located;
+            for c in &snap.clusters {
+                let write = write_lines(c, snap.built, &locations);
+                for (ep, view) in c.endpoints.iter().enumerate() {
+                    let read = endpoint_lines(c, ep, &locations);
+                    for (i, verdict) in view.verdicts.iter().enumerate() {
+                        assert_eq!(read_line(c, i, *verdict, &locations), read[i]);
+                        assert_eq!(write_line(c, i, snap.built, &locations), write[i]);
+                    }
+                }
+            }
+        }
+        assert!(read_line(&snap.clusters[0], 0, Eligibility::Eligible, &locations).contains(" location=- "));
     }
 }

@@ -58,7 +58,7 @@ fn minimal_config_gets_every_default() {
                 slip: 2,
             },
         },
-        http: HttpConfig { listen: "127.0.0.1:8053".parse().unwrap(), allow: Allow::everyone() },
+        http: HttpConfig { listen: "127.0.0.1:8053".parse().unwrap(), allow: Allow::everyone(), agent_listen: None },
         probe: ProbeConfig { interval: ms(250), timeout: ms(1000), fall: 2, rise: 2 },
         clusters: vec![ClusterConfig {
             name: "main".into(),
@@ -458,12 +458,24 @@ allow = ["127.0.0.0/8"]
     let nets = |a: &Allow| a.networks().unwrap().iter().map(|n| n.to_string()).collect::<Vec<_>>();
     assert_eq!(nets(&cfg.dns.allow), ["10.0.0.0/8", "127.0.0.1/32", "::1/128"]);
     assert_eq!(nets(&cfg.http.allow), ["127.0.0.0/8"]);
+    assert_eq!(cfg.http.agent_listen, None, "no agent listener unless configured");
     let l = cfg.dns.limits;
     assert_eq!(
         (l.tcp_connections, l.tcp_connections_per_client, l.tcp_idle, l.tcp_lifetime),
         (100, 4, ms(2000), ms(30_000))
     );
     assert_eq!((l.rate, l.rate_prefix_v4, l.rate_prefix_v6, l.slip), (50, 32, 64, 0));
+}
+
+#[test]
+fn agent_listen_is_read_and_may_share_port_0() {
+    let cfg = ok(&format!("[http]\nagent_listen = \"[::1]:8054\"\n{MIN}"));
+    assert_eq!(cfg.http.agent_listen, Some("[::1]:8054".parse().unwrap()));
+    // port 0 (a free port each) collides with nothing
+    let text = format!(
+        "[dns]\nlisten = [\"127.0.0.1:0\"]\n[http]\nlisten = \"127.0.0.1:0\"\nagent_listen = \"127.0.0.1:0\"\n{MIN}"
+    );
+    assert_eq!(ok(&text).http.agent_listen, Some("127.0.0.1:0".parse().unwrap()));
 }
 
 #[test]
@@ -491,6 +503,19 @@ fn edge_errors_name_the_line_and_key() {
         ("[dns.limits]\ntcp_idle = \"0s\"\n", "t.toml:2: dns.limits.tcp_idle: must be more than 0"),
         ("[dns.limits]\nrate = 5000000\n", "t.toml:2: dns.limits.rate: must be an integer from 0 to 1000000"),
         ("[dns.limits]\nburst = 1\n", "t.toml:2: dns.limits.burst: unknown field `burst`"),
+        (
+            "[http]\nagent_listen = \"8054\"\n",
+            "t.toml:2: http.agent_listen: \"8054\" is not an address with a port, like \"127.0.0.1:5353\"",
+        ),
+        (
+            "[http]\nlisten = \"127.0.0.1:8053\"\nagent_listen = \"127.0.0.1:8053\"\n",
+            "t.toml:3: http.agent_listen: 127.0.0.1:8053 is http.listen's address already",
+        ),
+        (
+            "[dns]\nlisten = [\"127.0.0.1:5353\"]\n[http]\nagent_listen = \"127.0.0.1:5353\"\n",
+            "t.toml:4: http.agent_listen: 127.0.0.1:5353 is in dns.listen already (DNS listens on TCP too)",
+        ),
+        ("[http]\nagent_list = \"127.0.0.1:8054\"\n", "t.toml:2: http.agent_list: unknown field `agent_list`"),
     ];
     for (text, want) in cases {
         let err = Config::parse(&format!("{text}{MIN}"), "t.toml").unwrap_err().to_string();
