@@ -400,17 +400,24 @@ impl PatroniCluster {
         Ok(())
     }
 
-    /// Sets member `i`'s Patroni tags (`[("noloadbalance", "true")]`: each value is YAML)
-    /// in its config, reloads it (SIGHUP), and waits until the listing shows them.
+    /// Sets member `i`'s Patroni tags (`[("noloadbalance", "true")]`: each value is YAML;
+    /// `&[]` removes them all) in its config, reloads it (SIGHUP), and waits until the
+    /// listing shows exactly these tags. Patroni leaves its own tags out of the listing
+    /// when they are false, so set only true ones.
     pub fn set_tags(&self, i: usize, tags: &[(&str, &str)]) -> Result<(), LocalPgError> {
         let m = self.member(i);
         *m.tags.lock().unwrap_or_else(|e| e.into_inner()) =
             tags.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         m.write_config(&self.post_bootstrap())?;
         m.reload()?;
-        let keys: Vec<&str> = tags.iter().map(|(k, _)| *k).collect();
-        self.wait_until(&format!("{} lists tags {keys:?}", m.name), SETTLE_TIMEOUT, |c| {
-            c.member(&m.name).is_some_and(|s| keys.iter().all(|k| s.tags.iter().any(|(t, _)| t == k)))
+        let mut keys: Vec<&str> = tags.iter().map(|(k, _)| *k).collect();
+        keys.sort();
+        self.wait_until(&format!("{} lists exactly the tags {keys:?}", m.name), SETTLE_TIMEOUT, |c| {
+            c.member(&m.name).is_some_and(|s| {
+                let mut listed: Vec<&str> = s.tags.iter().map(|(k, _)| k.as_str()).collect();
+                listed.sort();
+                listed == keys
+            })
         })
         .map(|_| ())
     }
