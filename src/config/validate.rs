@@ -37,6 +37,8 @@ mod cluster;
 mod edge;
 mod values;
 
+pub(crate) use values::dns_label;
+
 use cluster::{clusters, named_files};
 use values::{dns_name, duration, ip, required, socket_addr, Cx};
 
