@@ -111,6 +111,14 @@ pub struct MemberStatus {
     pub tags: Vec<(String, String)>,
 }
 
+impl MemberStatus {
+    /// PostgreSQL runs: `running`, or what Patroni 3.0.4+ says of a healthy replica
+    /// (`streaming`, `in archive recovery`).
+    pub fn is_running(&self) -> bool {
+        matches!(self.state.as_str(), "running" | "streaming" | "in archive recovery")
+    }
+}
+
 /// The whole `GET /cluster` document, as far as the harness reads it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClusterStatus {
@@ -228,7 +236,7 @@ impl PatroniCluster {
         let (first, rest) = self.members.split_first().expect("at least one member");
         first.spawn()?;
         self.wait_until("pg1 bootstrapped the cluster and leads it", SETTLE_TIMEOUT, |c| {
-            c.member(&first.name).is_some_and(|m| m.role == "leader" && m.state == "running")
+            c.member(&first.name).is_some_and(|m| m.role == "leader" && m.is_running())
         })?;
         for m in rest {
             m.spawn()?;
@@ -312,7 +320,7 @@ impl PatroniCluster {
             let (last, culprit) = match self.status() {
                 Ok(status) if done(&status) => return Ok(status),
                 Ok(status) => {
-                    let culprit = status.members.iter().find(|m| m.state != "running").map(|m| m.name.clone());
+                    let culprit = status.members.iter().find(|m| !m.is_running()).map(|m| m.name.clone());
                     (status.summary(), culprit)
                 }
                 Err(e) => (e.to_string(), None),
@@ -332,8 +340,7 @@ impl PatroniCluster {
     pub fn wait_all_running(&self, timeout: Duration) -> Result<ClusterStatus, LocalPgError> {
         let names: Vec<&str> = self.members.iter().map(|m| m.name.as_str()).collect();
         self.wait_until("every member is running and one leads", timeout, |c| {
-            c.leader().is_some()
-                && names.iter().all(|n| c.member(n).is_some_and(|m| m.state == "running" || m.state == "streaming"))
+            c.leader().is_some() && names.iter().all(|n| c.member(n).is_some_and(MemberStatus::is_running))
         })
     }
 
@@ -369,7 +376,7 @@ impl PatroniCluster {
         let running: Vec<&str> = self.members.iter().filter(|m| m.is_running()).map(|m| m.name.as_str()).collect();
         self.wait_until(&format!("{candidate} leads after the switchover and all run"), SETTLE_TIMEOUT, |c| {
             c.leader().is_some_and(|l| l.name == candidate)
-                && running.iter().all(|n| c.member(n).is_some_and(|m| m.state == "running"))
+                && running.iter().all(|n| c.member(n).is_some_and(MemberStatus::is_running))
         })?;
         self.wait_replicas_streaming(SETTLE_TIMEOUT)
     }
@@ -387,7 +394,7 @@ impl PatroniCluster {
         let m = self.member(i);
         m.spawn()?;
         self.wait_until(&format!("{} is running again", m.name), SETTLE_TIMEOUT, |c| {
-            c.member(&m.name).is_some_and(|s| s.state == "running")
+            c.member(&m.name).is_some_and(MemberStatus::is_running)
         })?;
         if self.leader()?.as_deref() != Some(m.name.as_str()) {
             m.wait_sql(

@@ -95,7 +95,7 @@ fn bootstrap_switchover_stop_start_tags_and_complete_teardown() {
     assert_eq!(cluster.etcd().client_addr(), SocketAddr::from(([127, 78, slot, 250], ETCD_CLIENT_PORT)));
     let status = cluster.status().unwrap();
     assert_eq!(status.leader().map(|m| m.name.as_str()), Some("pg1"), "{}", status.summary());
-    assert!(status.members.iter().all(|m| m.state == "running"), "{}", status.summary());
+    assert!(status.members.iter().all(|m| m.is_running()), "{}", status.summary());
 
     // The monitoring role, over TCP, on a replica.
     let out = Command::new("psql")
