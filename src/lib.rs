@@ -28,24 +28,26 @@
 //! | `config` | the typed config: `raw` TOML mirror, `units`, `dsn` (a node's DSN, parsed once; `dsn::template`: `node_dsn`, a DSN with `{host}`/`{port}` for discovered members), `validate` (file:line:key errors), `files` (opens the files a config names) |
 //! | `health` | [`health::Hysteresis`]: rise/fall for node health and re-admission |
 //! | `lag` | WAL evidence → time lag and byte lag |
+//! | `locality` | location labels, the `[[locality.network]]` prefix trie, where a client is (SPEC §8) |
 //! | `topology` | roles, primary election and split brain, eligibility and its reason |
 //! | `select` | weighted choice of read answers |
 //! | `patroni` | SPEC §11's decisions: Patroni's `GET /cluster` document (`parse_cluster`), the nodes its members become (`discover`: name, host, port, `node_dsn` filled in, weight 0 for `noloadbalance`, Patroni's role/state/lag for display), and the membership fold across rounds (`Membership::next`: 3 missed listings remove a member, a failed round keeps the list) |
 //! | `probe` | `Observation`/`Sample`; `task` (one node's connection and query), `supervisor` (a task per node across reloads), `sql`, `secret`, `tls` |
 //! | `snapshot` | the immutable picture DNS and HTTP read: plain domain data |
+//! | `check` | load-balancer checks (HTTP `/check`, HAProxy agent replies) decided over a snapshot; the per-request `max_lag` bound `maxlag-` names share |
 //! | `state` | the fold: observations → `ClusterState` → a cluster's view |
 //! | `store` | the published generation (snapshot + what the front ends derive), one atomic swap |
 //! | `publisher` | the one writer: observations and reloads in, snapshots out to the store |
 //! | `net` | CIDR networks and `Allow`, the lists `[dns] allow` and `[http] allow` match |
-//! | `dns` | `query` (QueryKind/Qtype/Rcode, counters), `edge` (the edge's counters), `name` (qname → target: endpoint, node and SRV names, empty non-terminals), `answer` (the SPEC §5 and §9 tables), `txt` (TXT lines), `records` (wire form, derived per snapshot), `respond` (the answer path: message in, response out), `wire` (the encoder), `rrl` (rate limiting), `hold` (queries held until the first round), `udp`/`tcp` (the sockets), `server` (binds and runs them) |
+//! | `dns` | `query` (QueryKind/Qtype/Rcode, counters), `edge` (the edge's counters), `name` (qname → target: endpoint, node and SRV names, empty non-terminals), `answer` (the SPEC §5, §8 and §9 tables), `ecs` (the client-subnet option), `txt` (TXT lines), `records` (wire form, derived per snapshot), `respond` (the answer path: message in, response out), `wire` (the encoder), `rrl` (rate limiting), `hold` (queries held until the first round), `udp`/`tcp` (the sockets), `server` (binds and runs them) |
 //! | `metrics` | every metric name; Prometheus text of a snapshot and the query counters |
-//! | `http` | `/healthz`, `/readyz`, `/status` (`status`: the JSON document), `/metrics`; `edge` (allow, connection cap and lifetime) |
+//! | `http` | `/healthz`, `/readyz`, `/status` (`status`: the JSON document), `/metrics`, `/check`; `edge` (allow, connection cap and lifetime); `agent` (the HAProxy agent-check listener) |
 //! | `telemetry`, `cli`, `cmd` | logging; the command line; `serve` (the wiring), `check`, `status`, `demo` |
 //! | `testkit` | hand-built snapshots for tests of the renderings (not used by the server) |
 //!
-//! Decision modules (`config` validation, `wal`, `health`, `lag`, `topology`, `select`,
-//! `patroni`, `snapshot`, `state`, `net`, `dns::name`, `dns::answer`, `dns::txt`,
-//! `dns::wire`, `dns::rrl`) are plain functions over
+//! Decision modules (`config` validation, `wal`, `health`, `lag`, `locality`, `topology`,
+//! `select`, `patroni`, `snapshot`, `check`, `state`, `net`, `dns::name`, `dns::answer`,
+//! `dns::ecs`, `dns::txt`, `dns::wire`, `dns::rrl`) are plain functions over
 //! plain data: no clock, no sockets, no files. IO lives in `config::files`,
 //! `probe::task`, `probe::supervisor`, `publisher`, `dns::udp`, `dns::tcp`, `dns::server`,
 //! `http` and `cmd`.
@@ -55,6 +57,7 @@
 //! used only as a dev-dependency and by `cmd::demo` (cargo feature `demo`, on by default;
 //! `--no-default-features` builds lagdns without either).
 
+pub mod check;
 pub mod cli;
 pub mod cmd;
 pub mod config;
@@ -62,6 +65,7 @@ pub mod dns;
 pub mod health;
 pub mod http;
 pub mod lag;
+pub mod locality;
 pub mod metrics;
 pub mod net;
 pub mod patroni;

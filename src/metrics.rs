@@ -22,6 +22,7 @@ pub const SOA_SERIAL: &str = "lagdns_soa_serial";
 pub const ANSWER_CHANGES: &str = "lagdns_answer_changes_total";
 pub const SNAPSHOT_TIMESTAMP: &str = "lagdns_snapshot_timestamp_seconds";
 pub const QUERIES: &str = "lagdns_queries_total";
+pub const READ_ANSWERS: &str = "lagdns_read_answers_total";
 pub const RRL_LIMITED: &str = "lagdns_rrl_limited_total";
 pub const RRL_RESPONSES: &str = "lagdns_rrl_responses_total";
 pub const TCP_ACCEPTED: &str = "lagdns_dns_tcp_accepted_total";
@@ -30,6 +31,7 @@ pub const TCP_REFUSED: &str = "lagdns_dns_tcp_refused_total";
 pub const TCP_CLOSED: &str = "lagdns_dns_tcp_closed_total";
 pub const TCP_ACCEPT_ERRORS: &str = "lagdns_dns_tcp_accept_errors_total";
 pub const HTTP_DENIED: &str = "lagdns_http_denied_total";
+pub const AGENT_CHECKS: &str = "lagdns_agent_checks_total";
 pub const SPLIT_BRAIN: &str = "lagdns_split_brain";
 pub const SPLIT_BRAIN_EVENTS: &str = "lagdns_split_brain_events_total";
 pub const SPLIT_BRAIN_RIVALS: &str = "lagdns_split_brain_rivals";
@@ -116,6 +118,11 @@ fn render_global(out: &mut Out, snap: &Snapshot, stats: &QueryStats) {
     for (kind, qtype, rcode, n) in stats.nonzero() {
         out.sample(QUERIES, &[("kind", kind.as_str()), ("qtype", qtype.as_str()), ("rcode", rcode.as_str())], n as f64);
     }
+    let help = "Read answers with addresses, by whether the first is in the client's location (SPEC §8).";
+    out.family(READ_ANSWERS, help, "counter");
+    for (nearness, n) in stats.by_nearness() {
+        out.sample(READ_ANSWERS, &[("locality", nearness.as_str())], n as f64);
+    }
     render_edge(out, &stats.edge);
 }
 
@@ -145,10 +152,14 @@ fn render_edge(out: &mut Out, edge: &EdgeStats) {
     );
     out.single(
         HTTP_DENIED,
-        "HTTP connections from clients outside http.allow, closed at once.",
+        "HTTP and agent connections from clients outside http.allow, closed at once.",
         "counter",
         edge.http_denied_total() as f64,
     );
+    out.family(AGENT_CHECKS, "HAProxy agent checks, by reply (none: closed without one).", "counter");
+    for (reply, n) in edge.agent_replies() {
+        out.sample(AGENT_CHECKS, &[("reply", reply)], n as f64);
+    }
 }
 
 /// A per-cluster or per-node metric family: name, help, type and the value (if any).
@@ -415,7 +426,18 @@ mod tests {
         stats.record(QueryKind::Srv, Qtype::Srv, Rcode::NoError);
         stats.record(QueryKind::Node, Qtype::Aaaa, Rcode::NoError);
         stats.record(QueryKind::Empty, Qtype::A, Rcode::NoError);
+        stats.edge.agent(Some(crate::check::AgentReply::Up { percent: 50 }));
+        stats.edge.agent(Some(crate::check::AgentReply::Up { percent: 100 }));
+        stats.edge.agent(None);
+        stats.nearness(crate::dns::query::Nearness::Local);
+        stats.nearness(crate::dns::query::Nearness::Local);
+        stats.nearness(crate::dns::query::Nearness::Remote);
         let s = parse(&render(&fixture::snapshot(), &stats, &Reloads::new(UNIX_EPOCH)));
+        let agent = |reply| value(&s, AGENT_CHECKS, &[("reply", reply)]);
+        assert_eq!(
+            [agent("up"), agent("drain"), agent("down"), agent("none")],
+            [Some(2.0), Some(0.0), Some(0.0), Some(1.0)]
+        );
         let node = |n: &'static str| [("cluster", "main"), ("node", n)];
         assert_eq!(value(&s, READY, &[]), Some(1.0));
         assert_eq!(value(&s, SOA_SERIAL, &[]), Some(7.0));
@@ -450,6 +472,8 @@ mod tests {
         assert_eq!(q("node", "AAAA", "NOERROR"), Some(1.0));
         assert_eq!(q("empty", "A", "NOERROR"), Some(1.0));
         assert_eq!(q("write", "A", "NOERROR"), None);
+        let near = |l| value(&s, READ_ANSWERS, &[("locality", l)]);
+        assert_eq!((near("local"), near("remote"), near("unknown")), (Some(2.0), Some(1.0), Some(0.0)));
     }
 
     #[test]

@@ -11,6 +11,7 @@ use std::time::{Duration, SystemTime};
 
 use crate::config::{Config, Policy};
 use crate::health::NodeState;
+use crate::locality::LocationId;
 use crate::topology::{Conflict, Eligibility, NodeFacts, Role};
 use crate::wal::{Lsn, SystemId, Timeline};
 
@@ -85,6 +86,8 @@ pub struct NodeView {
     /// The port applications use at `address` (SRV).
     pub port: u16,
     pub weight: u32,
+    /// Where the node is (SPEC §8).
+    pub location: Option<LocationId>,
     pub role: Role,
     pub state: NodeState,
     /// Time lag (SPEC §4); `None` on a primary or when it cannot be measured.
@@ -114,6 +117,30 @@ pub struct EndpointView {
     pub verdicts: Vec<Eligibility>,
     /// Indices of eligible nodes.
     pub eligible: Vec<usize>,
+    /// Per location (indexed by `LocationId`), the eligible nodes in it, in `eligible`'s
+    /// order: what a client there is answered first (SPEC §8).
+    pub local: Vec<Vec<usize>>,
+}
+
+impl EndpointView {
+    /// The view of an endpoint whose `verdicts` are decided: its eligible nodes, all and
+    /// per location.
+    pub fn new(label: String, policy: Policy, verdicts: Vec<Eligibility>, nodes: &[NodeView]) -> Self {
+        let eligible: Vec<usize> = (0..verdicts.len()).filter(|&i| verdicts[i].is_eligible()).collect();
+        let locations = nodes.iter().filter_map(|n| n.location).map(|l| l.index() + 1).max().unwrap_or(0);
+        let mut local = vec![Vec::new(); locations];
+        for &i in &eligible {
+            if let Some(at) = nodes.get(i).and_then(|n| n.location).and_then(|l| local.get_mut(l.index())) {
+                at.push(i);
+            }
+        }
+        EndpointView { label, policy, verdicts, eligible, local }
+    }
+
+    /// The eligible nodes in `location`.
+    pub fn local(&self, location: LocationId) -> &[usize] {
+        self.local.get(location.index()).map_or(&[], Vec::as_slice)
+    }
 }
 
 impl Snapshot {
@@ -136,10 +163,8 @@ impl ClusterView {
         let endpoints = cfg
             .endpoints
             .iter()
-            .map(|e| EndpointView {
-                label: e.label.clone(),
-                policy: e.policy,
-                verdicts: cfg
+            .map(|e| {
+                let verdicts = cfg
                     .nodes
                     .iter()
                     .map(|n| {
@@ -151,8 +176,8 @@ impl ClusterView {
                         };
                         Eligibility::Ineligible(reason)
                     })
-                    .collect(),
-                eligible: Vec::new(),
+                    .collect();
+                EndpointView::new(e.label.clone(), e.policy, verdicts, &nodes)
             })
             .collect();
         ClusterView {
@@ -180,6 +205,7 @@ impl NodeView {
             address: cfg.address,
             port: cfg.port,
             weight: cfg.weight,
+            location: cfg.location,
             role: Role::Unknown,
             state: NodeState::Unknown,
             lag: None,
@@ -207,8 +233,9 @@ struct AnswerKey {
     eligible: Vec<Vec<usize>>,
     /// Up replicas, for `fallback = "open"`.
     up_replicas: Vec<usize>,
-    /// Addresses, ports and weights (a reload can change them; SRV carries all three).
-    nodes: Vec<(IpAddr, u16, u32)>,
+    /// Addresses, ports, weights and locations (a reload can change them; SRV carries
+    /// the first three, and locality orders by the last).
+    nodes: Vec<(IpAddr, u16, u32, Option<LocationId>)>,
 }
 
 impl ClusterView {
@@ -220,7 +247,7 @@ impl ClusterView {
             up_replicas: (0..self.nodes.len())
                 .filter(|i| self.nodes[*i].state == NodeState::Up && self.nodes[*i].role == Role::Replica)
                 .collect(),
-            nodes: self.nodes.iter().map(|n| (n.address, n.port, n.weight)).collect(),
+            nodes: self.nodes.iter().map(|n| (n.address, n.port, n.weight, n.location)).collect(),
         }
     }
 }

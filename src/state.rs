@@ -286,8 +286,7 @@ impl ClusterState {
                     (ineligible, _) => ineligible,
                 });
             }
-            let eligible = (0..nodes.len()).filter(|n| verdicts[*n].is_eligible()).collect();
-            endpoints.push(EndpointView { label: ep.label.clone(), policy: ep.policy, verdicts, eligible });
+            endpoints.push(EndpointView::new(ep.label.clone(), ep.policy, verdicts, &nodes));
         }
         ClusterView {
             name: self.cfg.name.clone(),

@@ -18,12 +18,14 @@ fn cluster() -> ClusterConfig {
         dsn: format!("host=10.0.0.{last}").parse().unwrap(),
         weight: 100,
         password_file: None,
+        location: None,
     };
     let policy = Policy {
         max_lag: Duration::from_millis(100),
         max_lag_bytes: None,
         answers: Answers::Count(1),
         fallback: Fallback::Primary,
+        locality: crate::config::LocalityPolicy::Prefer,
     };
     let all = vec!["pg1".to_string(), "pg2".to_string(), "pg3".to_string()];
     ClusterConfig {
@@ -206,9 +208,10 @@ fn primary_outage_keeps_write_stale_and_caught_up_replicas_readable() {
     assert_eq!(v.nodes[0].state, NodeState::Down);
     assert_eq!(s.read(), ["pg2"], "pg2 had replayed the last primary position; pg3 had not");
     assert!(
-        crate::dns::txt::write_lines(&v, SystemTime::UNIX_EPOCH)[0].contains("write: answered, stale"),
+        crate::dns::txt::write_lines(&v, SystemTime::UNIX_EPOCH, &Default::default())[0]
+            .contains("write: answered, stale"),
         "{}",
-        crate::dns::txt::write_lines(&v, SystemTime::UNIX_EPOCH)[0]
+        crate::dns::txt::write_lines(&v, SystemTime::UNIX_EPOCH, &Default::default())[0]
     );
 }
 
@@ -231,9 +234,11 @@ fn failover_follows_the_promoted_replica_and_never_returns_to_the_old_primary() 
     assert_eq!(v.rivals, vec![0], "the old primary is reported as a rival");
     assert_eq!(v.split_brain_events, 1);
     assert!(events.iter().any(|e| matches!(e, Event::SplitBrain { .. })), "{events:?}");
-    assert!(crate::dns::txt::write_lines(&v, SystemTime::UNIX_EPOCH)[0]
+    assert!(crate::dns::txt::write_lines(&v, SystemTime::UNIX_EPOCH, &Default::default())[0]
         .ends_with("write: not answered, split brain (older timeline)"));
-    assert!(crate::dns::txt::write_lines(&v, SystemTime::UNIX_EPOCH)[1].ends_with("write: answered"));
+    assert!(
+        crate::dns::txt::write_lines(&v, SystemTime::UNIX_EPOCH, &Default::default())[1].ends_with("write: answered")
+    );
 }
 
 #[test]
@@ -248,7 +253,7 @@ fn unrelated_primaries_fail_closed_and_count_one_event() {
     s.at(500, "pg3", Ok(other));
     s.at(501, "pg1", Ok(primary(1000, 1)));
     assert_eq!(s.state.view().split_brain_events, 1, "one conflict, one event");
-    assert!(crate::dns::txt::write_lines(&v, SystemTime::UNIX_EPOCH)[2]
+    assert!(crate::dns::txt::write_lines(&v, SystemTime::UNIX_EPOCH, &Default::default())[2]
         .ends_with("write: SERVFAIL, split brain (system identifiers differ)"));
 }
 

@@ -42,7 +42,7 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use crate::config::Config;
-use crate::snapshot::{ClusterView, NodeView, Snapshot, WriteTarget};
+use crate::snapshot::{ClusterView, EndpointView, NodeView, Snapshot, WriteTarget};
 use crate::topology::evaluate;
 
 /// Builds a [`Snapshot`]: ready, serial 1, built at the Unix epoch, every node unprobed
@@ -132,8 +132,8 @@ pub fn reevaluate(snap: &mut Snapshot) {
         let timeline = view.primary_timeline();
         for (ep, ep_cfg) in view.endpoints.iter_mut().zip(&cfg.endpoints) {
             let member = |n: &NodeView| ep_cfg.nodes.contains(&n.name);
-            ep.verdicts = view.nodes.iter().map(|n| evaluate(&n.facts(), member(n), &ep.policy, timeline)).collect();
-            ep.eligible = (0..ep.verdicts.len()).filter(|&i| ep.verdicts[i].is_eligible()).collect();
+            let verdicts = view.nodes.iter().map(|n| evaluate(&n.facts(), member(n), &ep.policy, timeline)).collect();
+            *ep = EndpointView::new(ep.label.clone(), ep.policy, verdicts, &view.nodes);
         }
     }
 }

@@ -320,6 +320,7 @@ mod tests {
             max_lag_bytes: Some(1000),
             answers: Answers::Count(1),
             fallback: Fallback::Primary,
+            locality: crate::config::LocalityPolicy::Prefer,
         };
         let mut primary = replica(Up, 100, None, None);
         primary.role = Role::Primary;

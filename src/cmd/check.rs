@@ -21,11 +21,12 @@ pub fn describe(config: &Config, file: &str) -> String {
     let _ = writeln!(out, "{file}: ok");
     let _ = writeln!(
         out,
-        "zone {zone}: ttl {}, negative ttl {}, DNS on {}, HTTP on {}",
+        "zone {zone}: ttl {}, negative ttl {}, DNS on {}, HTTP on {}{}",
         format_duration(config.dns.ttl),
         format_duration(config.dns.negative_ttl),
         config.dns.listen.iter().map(|a| a.to_string()).collect::<Vec<_>>().join(", "),
         config.http.listen,
+        config.http.agent_listen.map(|a| format!(", HAProxy agent checks on {a}")).unwrap_or_default(),
     );
     let l = &config.dns.limits;
     let allow = |a: &crate::net::Allow| match a.networks() {
@@ -46,6 +47,11 @@ pub fn describe(config: &Config, file: &str) -> String {
         format_duration(l.tcp_idle),
         format_duration(l.tcp_lifetime),
     );
+    if let Some(loc) = &config.locality {
+        let default = loc.default.map_or("unknown", |d| config.locations.name(d));
+        let ecs = if loc.ecs { "ECS subnet, else source address" } else { "source address (ECS ignored)" };
+        let _ = writeln!(out, "locality: clients placed by {ecs} over {} networks, else {default}", loc.networks.len());
+    }
     let _ = writeln!(out, "names:");
     for ns in &config.dns.nameservers {
         let _ = writeln!(out, "  {:<32} NS {}", format!("{}.", ns.name), ns.address);
@@ -59,7 +65,7 @@ pub fn describe(config: &Config, file: &str) -> String {
                 format!("{}.{zone}.", ep.label),
                 ep.nodes.join(" "),
                 c.name,
-                policy_text(&ep.policy)
+                policy_text(&ep.policy, config.locality.is_some())
             );
         }
         for n in &c.nodes {
@@ -74,11 +80,12 @@ pub fn describe(config: &Config, file: &str) -> String {
         for n in &c.nodes {
             let _ = writeln!(
                 out,
-                "  {:<20} {:<24} port {:<5} weight {:<4} probe {}",
+                "  {:<20} {:<24} port {:<5} weight {:<4} {}probe {}",
                 format!("{}/{}", c.name, n.name),
                 n.address,
                 n.port,
                 n.weight,
+                n.location.map(|l| format!("location {}  ", config.locations.name(l))).unwrap_or_default(),
                 n.dsn
             );
         }
@@ -86,13 +93,14 @@ pub fn describe(config: &Config, file: &str) -> String {
     out
 }
 
-fn policy_text(p: &Policy) -> String {
+fn policy_text(p: &Policy, locality: bool) -> String {
     let answers = match p.answers {
         Answers::All => "all".to_string(),
         Answers::Count(n) => n.to_string(),
     };
     let bytes = p.max_lag_bytes.map(|b| format!(", max_lag_bytes {}", format_size(b))).unwrap_or_default();
-    format!("max_lag {}{bytes}, answers {answers}, fallback {}", format_duration(p.max_lag), p.fallback.as_str())
+    let near = if locality { format!(", locality {}", p.locality.as_str()) } else { String::new() };
+    format!("max_lag {}{bytes}, answers {answers}, fallback {}{near}", format_duration(p.max_lag), p.fallback.as_str())
 }
 
 #[cfg(test)]
@@ -118,5 +126,9 @@ mod tests {
             Some("  main/pg2             10.0.0.12                port 6432  weight 100  probe host=10.0.0.12")
         );
         assert!(at("main/PG1").is_some_and(|l| l.contains(" port 5432  weight 100 ")), "{out}");
+        assert!(at("zone ").is_some_and(|l| l.ends_with("HTTP on 127.0.0.1:8053")), "no agent listener: {out}");
+        let agent = format!("[http]\nagent_listen = \"127.0.0.1:8054\"\n{text}");
+        let out = describe(&Config::parse(&agent, "t.toml").unwrap(), "t.toml");
+        assert!(out.contains(", HTTP on 127.0.0.1:8053, HAProxy agent checks on 127.0.0.1:8054\n"), "{out}");
     }
 }

@@ -30,6 +30,8 @@ const GRACE: Duration = Duration::from_secs(5);
 pub struct Server {
     pub dns_addrs: Vec<SocketAddr>,
     pub http_addr: SocketAddr,
+    /// Where HAProxy agent checks are answered (`http.agent_listen`), if anywhere.
+    pub agent_addr: Option<SocketAddr>,
     store: Arc<Store<Zone>>,
     /// The outcome of the last reload, for `/metrics`.
     reloads: Arc<Reloads>,
@@ -47,10 +49,10 @@ impl Server {
         let config = Arc::new(config);
         // Every key is named: one that is not wired here, or consumed by the part named
         // beside it, fails to compile.
-        let Config { dns, http, probe: _, clusters } = &*config; // probe, clusters: supervisor and publisher
-                                                                 // allow and limits are read from the current config per query and connection
+        let Config { dns, http, probe: _, clusters, locations: _, locality: _ } = &*config; // probe, clusters: supervisor and publisher; locations, locality: dns::respond per query
+                                                                                            // allow and limits are read from the current config per query and connection
         let DnsConfig { listen, zone, nsid, ttl: _, negative_ttl: _, nameservers: _, allow: _, limits } = dns; // the rest: dns::records
-        let HttpConfig { listen: http_listen, allow: _ } = http; // allow: read per connection by http
+        let HttpConfig { listen: http_listen, allow: _, agent_listen } = http; // allow: read per connection by http
         let serial = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs() as u32).unwrap_or(1);
         let store = Store::new(Snapshot::initial(config.clone(), serial, SystemTime::now()), Zone::derive);
         let stats = Arc::new(QueryStats::default());
@@ -72,6 +74,15 @@ impl Server {
             .await
             .with_context(|| format!("cannot bind HTTP on {http_listen}"))?;
         let http_addr = http_listener.local_addr()?;
+        let agent_listener = match agent_listen {
+            Some(addr) => Some(
+                tokio::net::TcpListener::bind(addr)
+                    .await
+                    .with_context(|| format!("cannot bind the agent listener on {addr}"))?,
+            ),
+            None => None,
+        };
+        let agent_addr = agent_listener.as_ref().map(|l| l.local_addr()).transpose()?;
 
         let (obs_tx, obs_rx) = mpsc::channel::<Observation>(1024);
         let (reload_tx, reload_rx) = mpsc::channel::<Arc<Config>>(4);
@@ -87,6 +98,9 @@ impl Server {
                 tracing::error!(error = %e, "DNS server stopped");
             }
         });
+        if let Some(listener) = agent_listener {
+            tasks.spawn(crate::http::agent::serve(listener, store.clone(), stats.clone(), front.clone()));
+        }
         let reloads = Arc::new(Reloads::new(SystemTime::now()));
         let sources = Sources { snapshots: store.clone(), stats, reloads: reloads.clone() };
         let f = front.clone();
@@ -96,8 +110,8 @@ impl Server {
             }
         });
         tasks.close();
-        tracing::info!(dns = ?dns_addrs, http = %http_addr, %zone, "serving");
-        Ok(Server { dns_addrs, http_addr, store, reloads, reload_tx, front, back, tasks })
+        tracing::info!(dns = ?dns_addrs, http = %http_addr, agent = ?agent_addr, %zone, "serving");
+        Ok(Server { dns_addrs, http_addr, agent_addr, store, reloads, reload_tx, front, back, tasks })
     }
 
     /// The current snapshot (for tests and the demo).
@@ -193,7 +207,7 @@ async fn reload_from(server: &Server, path: &std::path::Path) {
         Ok(config) => {
             let restart_only = restart_only_changes(&server.snapshot().config, &config);
             if !restart_only.is_empty() {
-                tracing::warn!(keys = ?restart_only, "dns.listen, http.listen and dns.nsid changes take effect on restart only");
+                tracing::warn!(keys = ?restart_only, "changes to these keys take effect on restart only");
             }
             tracing::info!(config = %path.display(), "reloading config");
             server.reload(config).await;
@@ -208,10 +222,10 @@ async fn reload_from(server: &Server, path: &std::path::Path) {
 /// The keys that differ between `old` and `new` but only take effect on restart (the
 /// sockets and the NSID). Every key is named, so a new one has to be placed here.
 fn restart_only_changes(old: &Config, new: &Config) -> Vec<&'static str> {
-    let Config { dns, http, probe: _, clusters: _ } = old; // probes and clusters reload
-                                                           // the zone data, allow and limits reload
+    let Config { dns, http, probe: _, clusters: _, locations: _, locality: _ } = old; // probes, clusters and locality reload
+                                                                                      // the zone data, allow and limits reload
     let DnsConfig { listen, nsid, zone: _, ttl: _, negative_ttl: _, nameservers: _, allow: _, limits: _ } = dns;
-    let HttpConfig { listen: http_listen, allow: _ } = http;
+    let HttpConfig { listen: http_listen, allow: _, agent_listen } = http;
     let mut keys = Vec::new();
     if *listen != new.dns.listen {
         keys.push("dns.listen");
@@ -221,6 +235,9 @@ fn restart_only_changes(old: &Config, new: &Config) -> Vec<&'static str> {
     }
     if *http_listen != new.http.listen {
         keys.push("http.listen");
+    }
+    if *agent_listen != new.http.agent_listen {
+        keys.push("http.agent_listen");
     }
     keys
 }
@@ -234,12 +251,14 @@ mod tests {
         let base = "[[cluster]]\nname = \"main\"\n[[cluster.node]]\nname = \"pg1\"\naddress = \"127.0.0.1\"\ndsn = \"host=h\"\n";
         let parse = |extra: &str| Config::parse(&format!("{extra}\n{base}"), "t.toml").unwrap();
         let old = parse("");
-        let cases: [(&str, &[&str]); 5] = [
+        let cases: [(&str, &[&str]); 7] = [
             ("", &[]),
             ("[dns]\nttl = \"5s\"\nzone = \"other.internal\"\n[probe]\ninterval = \"1s\"", &[]),
             ("[dns]\nlisten = [\"127.0.0.1:53\"]", &["dns.listen"]),
             ("[dns]\nnsid = \"a\"\n[http]\nlisten = \"127.0.0.1:1\"", &["dns.nsid", "http.listen"]),
             ("[http]\nlisten = \"127.0.0.1:8053\"", &[]),
+            ("[http]\nagent_listen = \"127.0.0.1:8054\"", &["http.agent_listen"]),
+            ("[http]\nallow = [\"127.0.0.0/8\"]", &[]),
         ];
         for (extra, want) in cases {
             assert_eq!(restart_only_changes(&old, &parse(extra)), want, "{extra}");

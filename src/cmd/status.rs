@@ -99,11 +99,16 @@ fn render_cluster(out: &mut String, c: &ClusterDoc, zone: &str) {
         };
         let _ = writeln!(out, "{}.{zone}: {answers}", e.label);
     }
-    let mut header: Vec<String> =
-        ["CLUSTER", "NODE", "ADDRESS", "ROLE", "STATE", "LAG", "LAG_BYTES", "WEIGHT"].map(String::from).to_vec();
+    // LOCATION only when a node of the cluster has one (SPEC §8).
+    let located = c.nodes.iter().any(|n| n.location.is_some());
+    let mut header: Vec<String> = ["CLUSTER", "NODE", "ADDRESS"].map(String::from).to_vec();
+    if located {
+        header.push("LOCATION".into());
+    }
+    header.extend(["ROLE", "STATE", "LAG", "LAG_BYTES", "WEIGHT"].map(String::from));
     header.extend(c.endpoints.iter().map(|e| e.label.to_uppercase()));
     let mut rows = vec![header];
-    rows.extend(c.nodes.iter().map(|n| node_row(&c.name, n)));
+    rows.extend(c.nodes.iter().map(|n| node_row(&c.name, n, located)));
     out.push_str(&align(&rows));
     for n in &c.nodes {
         if let Some(err) = &n.last_error {
@@ -138,19 +143,14 @@ fn write_line(c: &ClusterDoc, zone: &str) -> String {
     format!("cluster {}: {state}{events}", c.name)
 }
 
-fn node_row(cluster: &str, n: &NodeDoc) -> Vec<String> {
+fn node_row(cluster: &str, n: &NodeDoc, located: bool) -> Vec<String> {
     let lag = n.lag_ms.map(|ms| format_duration(Duration::from_millis(ms))).unwrap_or_else(|| "-".into());
     let bytes = n.lag_bytes.map(|b| b.to_string()).unwrap_or_else(|| "-".into());
-    let mut row = vec![
-        cluster.to_string(),
-        n.name.clone(),
-        n.address.clone(),
-        n.role.clone(),
-        n.state.clone(),
-        lag,
-        bytes,
-        n.weight.to_string(),
-    ];
+    let mut row = vec![cluster.to_string(), n.name.clone(), n.address.clone()];
+    if located {
+        row.push(n.location.clone().unwrap_or_else(|| "-".into()));
+    }
+    row.extend([n.role.clone(), n.state.clone(), lag, bytes, n.weight.to_string()]);
     row.extend(n.endpoints.iter().map(|v| match (&v.reason, v.eligible) {
         (_, true) => "eligible".to_string(),
         (Some(r), false) => r.clone(),
@@ -191,6 +191,7 @@ mod tests {
             name: name.into(),
             address: format!("10.0.0.1{}", &name[2..]),
             port: 5432,
+            location: None,
             role: role.into(),
             state: state.into(),
             lag_ms,
@@ -216,6 +217,7 @@ mod tests {
             max_lag_bytes: None,
             answers: AnswersDoc::Count(1),
             fallback: "primary".into(),
+            locality: "prefer".into(),
             eligible: eligible.iter().map(|s| s.to_string()).collect(),
         }
     }
@@ -227,6 +229,7 @@ mod tests {
             built: "2024-05-01T12:00:00.000Z".into(),
             answer_changes: 2,
             zone: "db.internal".into(),
+            locality: None,
             clusters: vec![ClusterDoc {
                 name: "main".into(),
                 write: "write".into(),
@@ -274,6 +277,23 @@ mod tests {
         assert_eq!(&pg3[..8], ["main", "pg3", "10.0.0.13", "replica", "up", "2500ms", "25000", "100"]);
         assert!(text.contains("  pg4: last error: connect: connection refused\n"), "{text}");
         assert!(text.lines().all(|l| l == l.trim_end()), "no trailing blanks");
+    }
+
+    #[test]
+    fn locations_get_a_column_when_a_node_has_one() {
+        let mut d = doc();
+        d.clusters[0].nodes[1].location = Some("eu-1a".into());
+        let text = render_table(&d);
+        let header = text.lines().find(|l| l.starts_with("CLUSTER")).unwrap();
+        assert!(header.starts_with("CLUSTER  NODE  ADDRESS    LOCATION  ROLE "), "{text}");
+        let rows: Vec<Vec<&str>> = text
+            .lines()
+            .skip_while(|l| !l.starts_with("CLUSTER"))
+            .skip(1)
+            .take(2)
+            .map(|l| l.split_whitespace().collect())
+            .collect();
+        assert_eq!((rows[0][3], rows[1][3]), ("-", "eu-1a"), "{text}");
     }
 
     #[test]

@@ -16,6 +16,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use crate::locality::{Locality, LocationId, Locations};
 use crate::net::Allow;
 
 pub use dsn::{
@@ -39,6 +40,10 @@ pub struct Config {
     pub http: HttpConfig,
     pub probe: ProbeConfig,
     pub clusters: Vec<ClusterConfig>,
+    /// Every location label named (nodes, networks, `default`).
+    pub locations: Locations,
+    /// `[locality]`: where clients are; `None` when the table is absent (SPEC §8).
+    pub locality: Option<Locality>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -103,8 +108,11 @@ pub struct Nameserver {
 #[derive(Debug, Clone, PartialEq)]
 pub struct HttpConfig {
     pub listen: SocketAddr,
-    /// Who may use the HTTP listener; others are disconnected at once.
+    /// Who may use the HTTP listener (and the agent listener); others are disconnected
+    /// at once.
     pub allow: Allow,
+    /// Where HAProxy agent checks are answered (SPEC §10); `None`: not served.
+    pub agent_listen: Option<SocketAddr>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -145,6 +153,28 @@ pub struct Policy {
     pub max_lag_bytes: Option<u64>,
     pub answers: Answers,
     pub fallback: Fallback,
+    pub locality: LocalityPolicy,
+}
+
+/// How a read name uses the client's location (SPEC §8).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LocalityPolicy {
+    /// Replicas in the client's location first, then the others.
+    Prefer,
+    /// Only replicas in the client's location; the fallback when none is eligible there.
+    Only,
+    /// Locations are not used.
+    Ignore,
+}
+
+impl LocalityPolicy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LocalityPolicy::Prefer => "prefer",
+            LocalityPolicy::Only => "only",
+            LocalityPolicy::Ignore => "ignore",
+        }
+    }
 }
 
 /// How many records a read answer carries.
@@ -182,6 +212,8 @@ pub struct NodeConfig {
     pub weight: u32,
     /// Read at connect time, unless the DSN has a password; without either, `PGPASSWORD`.
     pub password_file: Option<PathBuf>,
+    /// Where the node is (SPEC §8).
+    pub location: Option<LocationId>,
 }
 
 impl Config {

@@ -19,6 +19,7 @@ pub struct RawConfig {
     pub dns: Option<RawDns>,
     pub http: Option<RawHttp>,
     pub probe: Option<RawProbe>,
+    pub locality: Option<RawLocality>,
     #[serde(default)]
     pub cluster: Vec<Spanned<RawCluster>>,
 }
@@ -61,6 +62,7 @@ pub struct RawNameserver {
 pub struct RawHttp {
     pub listen: S<String>,
     pub allow: S<Vec<Spanned<String>>>,
+    pub agent_listen: S<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -74,6 +76,22 @@ pub struct RawProbe {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
+pub struct RawLocality {
+    pub ecs: S<bool>,
+    pub default: S<String>,
+    #[serde(default)]
+    pub network: Vec<Spanned<RawNetwork>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawNetwork {
+    pub prefix: S<String>,
+    pub location: S<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct RawCluster {
     pub name: S<String>,
     pub read: S<String>,
@@ -82,6 +100,7 @@ pub struct RawCluster {
     pub max_lag_bytes: S<Scalar>,
     pub answers: S<Scalar>,
     pub fallback: S<String>,
+    pub locality: S<String>,
     pub read_nodes: S<Vec<Spanned<String>>>,
     #[serde(default)]
     pub endpoint: Vec<Spanned<RawEndpoint>>,
@@ -98,6 +117,7 @@ pub struct RawEndpoint {
     pub max_lag_bytes: S<Scalar>,
     pub answers: S<Scalar>,
     pub fallback: S<String>,
+    pub locality: S<String>,
 }
 
 /// The policy keys shared by `[[cluster]]` and `[[cluster.endpoint]]`, borrowed.
@@ -107,6 +127,7 @@ pub struct RawPolicy<'a> {
     pub max_lag_bytes: &'a S<Scalar>,
     pub answers: &'a S<Scalar>,
     pub fallback: &'a S<String>,
+    pub locality: &'a S<String>,
 }
 
 impl RawCluster {
@@ -116,6 +137,7 @@ impl RawCluster {
             max_lag_bytes: &self.max_lag_bytes,
             answers: &self.answers,
             fallback: &self.fallback,
+            locality: &self.locality,
         }
     }
 }
@@ -127,6 +149,7 @@ impl RawEndpoint {
             max_lag_bytes: &self.max_lag_bytes,
             answers: &self.answers,
             fallback: &self.fallback,
+            locality: &self.locality,
         }
     }
 }
@@ -140,6 +163,7 @@ pub struct RawNode {
     pub dsn: S<String>,
     pub weight: S<i64>,
     pub password_file: S<String>,
+    pub location: S<String>,
 }
 
 /// A value that may be written as a string or an integer (`answers = 1` / `"all"`,

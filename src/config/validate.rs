@@ -11,7 +11,10 @@ use toml::Spanned;
 
 use super::files::NamedFile;
 use super::raw::{self, RawConfig, RawDns, RawHttp, RawProbe, Scalar, S};
-use super::{Answers, Config, ConfigError, DnsConfig, Fallback, HttpConfig, Nameserver, Policy, ProbeConfig};
+use super::{
+    Answers, Config, ConfigError, DnsConfig, Fallback, HttpConfig, LocalityPolicy, Nameserver, Policy, ProbeConfig,
+};
+use crate::locality::Locations;
 
 const DEFAULT_ZONE: &str = "db.internal";
 const DEFAULT_TTL: Duration = Duration::from_secs(1);
@@ -23,6 +26,7 @@ const DEFAULT_POLICY: Policy = Policy {
     max_lag_bytes: None,
     answers: Answers::Count(1),
     fallback: Fallback::Primary,
+    locality: LocalityPolicy::Prefer,
 };
 const DEFAULT_WEIGHT: u32 = 100;
 const MAX_NSID: usize = 128;
@@ -35,6 +39,7 @@ const RESERVED_PREFIXES: [&str; 2] = ["maxlag-", "lsn-"];
 
 mod cluster;
 mod edge;
+mod locality;
 mod values;
 
 pub(crate) use values::dns_label;
@@ -53,18 +58,22 @@ pub fn parse_naming_files(text: &str, file: &str) -> Result<(Config, Vec<NamedFi
     let cx = Cx { text, file };
     let raw: RawConfig = toml::from_str(text).map_err(|e| cx.serde_error(&e))?;
     let dns = dns(&cx, raw.dns)?;
-    let raw_http = raw.http.unwrap_or(RawHttp { listen: None, allow: None });
+    let raw_http = raw.http.unwrap_or(RawHttp { listen: None, allow: None, agent_listen: None });
+    let listen = match &raw_http.listen {
+        Some(v) => socket_addr(&cx, v, "http.listen")?,
+        None => super::DEFAULT_HTTP_LISTEN.parse().expect("default http address"),
+    };
     let http = HttpConfig {
-        listen: match &raw_http.listen {
-            Some(v) => socket_addr(&cx, v, "http.listen")?,
-            None => super::DEFAULT_HTTP_LISTEN.parse().expect("default http address"),
-        },
+        listen,
         allow: edge::allow(&cx, &raw_http.allow, "http.allow")?,
+        agent_listen: edge::agent_listen(&cx, &raw_http.agent_listen, listen, &dns.listen)?,
     };
     let probe = probe(&cx, raw.probe)?;
-    let clusters = clusters(&cx, &dns, &raw.cluster)?;
+    let mut locations = Locations::default();
+    let clusters = clusters(&cx, &dns, &raw.cluster, &mut locations)?;
+    let locality = locality::locality(&cx, &raw.locality, &mut locations)?;
     let files = named_files(&cx, &raw.cluster, &clusters);
-    Ok((Config { dns, http, probe, clusters }, files))
+    Ok((Config { dns, http, probe, clusters, locations, locality }, files))
 }
 
 /// The zone: a domain name short enough that the SOA's contact `hostmaster.<zone>` is

@@ -2,23 +2,33 @@
 //! name and a query type → an [`Answer`] (rcode, sections as plain data, TTL). The
 //! server only encodes it.
 //!
+//! Locality (SPEC §8): a read name whose policy uses locations, asked by a client placed
+//! in a location, answers the qualifying replicas there first (by weight), then, under
+//! `prefer`, the others (by weight); under `only` never the others, and the fallback when
+//! none is there. When none qualifies there under `prefer`, or the client's location is
+//! unknown, it picks among all, as without locality. The eligible set per location is
+//! precomputed in the snapshot ([`EndpointView::local`]).
+//!
 //! SRV (SPEC §9) answers the nodes a name would answer as one ordered failover list: for
 //! `write` the primary ([`Priority::Primary`]); for a read name every replica that
-//! qualifies ([`replica_priority`]: `Near`, later `Far` for other locations), then what
-//! the fallback would answer (`Fallback`), each node once, at its first priority.
+//! qualifies ([`replica_priority`]: `Near`, `Far` for other locations), then what the
+//! fallback would answer (`Fallback`), each node once, at its first priority.
 
+use std::borrow::Cow;
 use std::net::IpAddr;
 use std::time::Duration;
 
 use rand::Rng;
 
-use crate::config::{Answers, Config, Fallback, Policy};
+use crate::check;
+use crate::config::{Answers, Config, Fallback, LocalityPolicy};
 use crate::dns::name::{Service, Target, Variant};
-use crate::dns::query::{Qtype, QueryKind, Rcode};
+use crate::dns::query::{Nearness, Qtype, QueryKind, Rcode};
 use crate::health::NodeState;
+use crate::locality::{LocationId, Placement};
 use crate::select;
 use crate::snapshot::{ClusterView, EndpointView, Snapshot};
-use crate::topology::{evaluate, Eligibility, Reason, Role};
+use crate::topology::Role;
 use crate::wal::Lsn;
 
 impl Qtype {
@@ -63,6 +73,8 @@ pub enum Rr {
     Ns(usize),
     /// An SRV record pointing at a node's name and `port`, at this priority.
     Srv { cluster: usize, node: usize, priority: Priority },
+    /// The TXT string saying where the asker was placed (SPEC §8), before the node lines.
+    Client(Placement),
 }
 
 /// Whose TXT lines to serve.
@@ -132,7 +144,7 @@ impl Priority {
 
 /// The priority of a replica that qualifies for a read name: `local` says whether it is
 /// in the client's location, `None` when that is unknown or locality is not used (SPEC
-/// §8; until locality exists, always `None`).
+/// §8).
 pub fn replica_priority(local: Option<bool>) -> Priority {
     match local {
         Some(false) => Priority::Far,
@@ -154,6 +166,11 @@ pub struct Answer {
     pub authority_soa: bool,
     /// What goes in the additional section: nameserver glue, SRV targets' addresses.
     pub additional: Vec<Additional>,
+    /// Whether the answer depends on the client's location (ECS SCOPE is then not 0).
+    pub by_location: bool,
+    /// For a read answer with addresses: whether its first record is in the client's
+    /// location (for `/metrics`).
+    pub nearness: Option<Nearness>,
 }
 
 impl Answer {
@@ -166,6 +183,8 @@ impl Answer {
             ttl: 0,
             authority_soa: false,
             additional: Vec::new(),
+            by_location: false,
+            nearness: None,
         }
     }
 
@@ -238,8 +257,15 @@ pub fn ttl_secs(d: Duration) -> u32 {
     u32::try_from(d.as_secs()).unwrap_or(u32::MAX)
 }
 
-/// Answers one query: the SPEC §5 and §9 tables.
-pub fn answer<R: Rng + ?Sized>(snap: &Snapshot, target: &Target, qtype: Qtype, rng: &mut R) -> Answer {
+/// Answers one query: the SPEC §5, §8 and §9 tables. `client` is where the asker was
+/// placed, when `[locality]` is configured.
+pub fn answer<R: Rng + ?Sized>(
+    snap: &Snapshot,
+    target: &Target,
+    qtype: Qtype,
+    client: Option<&Placement>,
+    rng: &mut R,
+) -> Answer {
     let ttl = ttl_secs(snap.config.dns.ttl);
     match *target {
         Target::OutOfZone => Answer { authoritative: false, ..Answer::new(QueryKind::OutOfZone, Rcode::Refused) },
@@ -263,7 +289,7 @@ pub fn answer<R: Rng + ?Sized>(snap: &Snapshot, target: &Target, qtype: Qtype, r
                 Variant::MaxLag(_) => QueryKind::MaxLag,
                 Variant::Lsn(_) => QueryKind::Lsn,
             };
-            match EndpointQuery::new(snap, cluster, endpoint, variant, kind) {
+            match EndpointQuery::new(snap, cluster, endpoint, variant, kind, client) {
                 Some(q) => q.answer(qtype, rng),
                 None => Answer::new(kind, Rcode::ServFail),
             }
@@ -276,7 +302,7 @@ pub fn answer<R: Rng + ?Sized>(snap: &Snapshot, target: &Target, qtype: Qtype, r
             }
         }
         Target::Srv(Service::Endpoint { cluster, endpoint, variant }) => {
-            match EndpointQuery::new(snap, cluster, endpoint, variant, QueryKind::Srv) {
+            match EndpointQuery::new(snap, cluster, endpoint, variant, QueryKind::Srv, client) {
                 Some(q) => q.srv(),
                 None => Answer::new(QueryKind::Srv, Rcode::ServFail),
             }
@@ -340,9 +366,10 @@ fn write(view: &ClusterView, cluster: usize, qtype: Qtype, ttl: u32) -> Answer {
 }
 
 /// Which nodes an endpoint query answers, before the address-family filter.
-enum Choice {
-    /// Picked at random by weight, up to the policy's `answers`.
-    Weighted(Vec<usize>),
+enum Choice<'a> {
+    /// Picked at random by weight, up to the policy's `answers`: from the first set, then
+    /// (when it has too few) from the second.
+    Weighted(Cow<'a, [usize]>, Vec<usize>),
     /// All of them, in this order (fallback `open`).
     Ordered(Vec<usize>),
     /// The write target (fresh or stale); SERVFAIL without one.
@@ -360,31 +387,58 @@ struct EndpointQuery<'a> {
     variant: Variant,
     kind: QueryKind,
     ttl: u32,
+    /// Where the asker was placed (with `[locality]`).
+    client: Option<&'a Placement>,
+    /// Whether this name orders by location: `[locality]` exists and the policy is not
+    /// `ignore`.
+    by_location: bool,
 }
 
 impl<'a> EndpointQuery<'a> {
     /// The query of an endpoint name; `None` (SERVFAIL) before the first probe round.
-    fn new(snap: &'a Snapshot, cluster: usize, endpoint: usize, variant: Variant, kind: QueryKind) -> Option<Self> {
+    fn new(
+        snap: &'a Snapshot,
+        cluster: usize,
+        endpoint: usize,
+        variant: Variant,
+        kind: QueryKind,
+        client: Option<&'a Placement>,
+    ) -> Option<Self> {
         let view = snap.clusters.get(cluster).filter(|c| endpoint < c.endpoints.len() && snap.ready)?;
         let ttl = if matches!(variant, Variant::Lsn(_)) { 0 } else { ttl_secs(snap.config.dns.ttl) };
         let measurable = crate::lag::measurable(&snap.config);
-        Some(EndpointQuery { measurable, view, cluster, endpoint, variant, kind, ttl })
+        let by_location = client.is_some() && view.endpoints[endpoint].policy.locality != LocalityPolicy::Ignore;
+        Some(EndpointQuery { measurable, view, cluster, endpoint, variant, kind, ttl, client, by_location })
     }
 
-    fn ep(&self) -> &EndpointView {
+    fn ep(&self) -> &'a EndpointView {
         &self.view.endpoints[self.endpoint]
+    }
+
+    /// The client's location, when this name orders by it and it is known.
+    fn near(&self) -> Option<LocationId> {
+        self.client.filter(|_| self.by_location).and_then(|c| c.location)
+    }
+
+    fn only(&self) -> bool {
+        self.ep().policy.locality == LocalityPolicy::Only
     }
 
     fn answer<R: Rng + ?Sized>(&self, qtype: Qtype, rng: &mut R) -> Answer {
         if qtype == Qtype::Txt {
-            let txt = TxtOf::Endpoint { cluster: self.cluster, endpoint: self.endpoint };
-            return Answer::records(self.kind, vec![Rr::Txt(txt)], self.ttl);
+            let txt = Rr::Txt(TxtOf::Endpoint { cluster: self.cluster, endpoint: self.endpoint });
+            let answers = match self.client {
+                Some(placement) => vec![Rr::Client(*placement), txt],
+                None => vec![txt],
+            };
+            let by_location = self.client.is_some();
+            return Answer { by_location, ..Answer::records(self.kind, answers, self.ttl) };
         }
         let Some(fam) = qtype.family() else {
             return Answer::nodata(self.kind);
         };
         let nodes = match self.choice() {
-            Choice::Weighted(nodes) => self.pick(&nodes, fam, rng),
+            Choice::Weighted(first, then) => self.pick(&first, &then, fam, rng),
             Choice::Ordered(nodes) => nodes,
             Choice::Primary => match self.view.write.node() {
                 Some(i) => vec![i],
@@ -392,23 +446,33 @@ impl<'a> EndpointQuery<'a> {
             },
             Choice::Nothing => Vec::new(),
         };
-        let answers = nodes
-            .into_iter()
-            .filter_map(|i| self.view.nodes.get(i).map(|n| n.address))
-            .filter(|ip| fam.admits(*ip))
-            .map(Rr::Addr)
-            .collect();
-        Answer::records(self.kind, answers, self.ttl)
+        let nodes: Vec<usize> = nodes.into_iter().filter(|&i| fam.admits(self.view.nodes[i].address)).collect();
+        let nearness = nodes.first().map(|&i| self.nearness(i));
+        let answers = nodes.iter().map(|&i| Rr::Addr(self.view.nodes[i].address)).collect();
+        Answer { by_location: self.by_location, nearness, ..Answer::records(self.kind, answers, self.ttl) }
     }
 
-    /// The SRV answer: every qualifying replica, then what the fallback would answer,
-    /// each node once. SERVFAIL only where an address query would get it: nothing
-    /// qualifies and the fallback is a primary nobody knows.
+    /// Whether node `i` is in the client's location.
+    fn nearness(&self, i: usize) -> Nearness {
+        match (self.client.and_then(|c| c.location), self.view.nodes[i].location) {
+            (None, _) => Nearness::Unknown,
+            (Some(client), Some(node)) if client == node => Nearness::Local,
+            (Some(_), _) => Nearness::Remote,
+        }
+    }
+
+    /// The SRV answer: every qualifying replica (priority 10 in the client's location or
+    /// when it does not count, 20 elsewhere, left out under `only`), then what the
+    /// fallback would answer, each node once. SERVFAIL only where an address query would
+    /// get it: nothing qualifies and the fallback is a primary nobody knows.
     fn srv(&self) -> Answer {
         let (qualified, fallback) = self.qualified();
-        // Locality (SPEC §8) gives each replica its own `replica_priority(local)` here,
-        // and under `locality = "only"` leaves out the `Far` ones.
-        let mut nodes: Vec<(usize, Priority)> = qualified.into_iter().map(|i| (i, replica_priority(None))).collect();
+        let near = self.near();
+        let mut nodes: Vec<(usize, Priority)> = qualified
+            .iter()
+            .map(|&i| (i, replica_priority(near.map(|loc| self.view.nodes[i].location == Some(loc)))))
+            .filter(|&(_, p)| !(p == Priority::Far && self.only()))
+            .collect();
         let fallback_nodes = match fallback {
             Fallback::Primary => match self.view.write.node() {
                 Some(primary) => vec![primary],
@@ -424,35 +488,78 @@ impl<'a> EndpointQuery<'a> {
             }
         }
         nodes.sort_by_key(|&(_, priority)| priority);
-        Answer::srv(self.cluster, &nodes, self.ttl)
+        Answer { by_location: self.by_location, ..Answer::srv(self.cluster, &nodes, self.ttl) }
     }
 
     /// The replicas this name answers first (the endpoint's eligible ones; within the
     /// query's bound for `maxlag-`; those that replayed the position for `lsn-`), and
     /// the fallback when there are none (for `lsn-` always the primary, the one node
     /// sure to have the position).
-    fn qualified(&self) -> (Vec<usize>, Fallback) {
+    fn qualified(&self) -> (Cow<'a, [usize]>, Fallback) {
         let ep = self.ep();
         match self.variant {
-            Variant::Plain => (ep.eligible.clone(), ep.policy.fallback),
+            Variant::Plain => (Cow::Borrowed(&ep.eligible), ep.policy.fallback),
             Variant::MaxLag(max_lag) => {
-                let policy = Policy { max_lag: max_lag.min(self.measurable), ..ep.policy };
-                let timeline = self.view.primary_timeline();
-                let eligible = self
-                    .members()
-                    .filter(|&i| evaluate(&self.view.nodes[i].facts(), true, &policy, timeline).is_eligible())
+                let policy = check::bounded(ep.policy, max_lag, self.measurable);
+                let eligible = (self.members())
+                    .filter(|&i| check::eligibility_under(self.view, self.endpoint, i, &policy).is_eligible())
                     .collect();
-                (eligible, policy.fallback)
+                (Cow::Owned(eligible), policy.fallback)
             }
-            Variant::Lsn(lsn) => (self.members().filter(|&i| self.has_replayed(i, lsn)).collect(), Fallback::Primary),
+            Variant::Lsn(lsn) => {
+                (Cow::Owned(self.members().filter(|&i| self.has_replayed(i, lsn)).collect()), Fallback::Primary)
+            }
         }
     }
 
-    fn choice(&self) -> Choice {
-        let (qualified, fallback) = self.qualified();
-        if !qualified.is_empty() {
-            return Choice::Weighted(qualified);
+    /// The qualifying replicas in the client's location and the others: from the
+    /// snapshot's per-location sets for the plain name, partitioned here for `maxlag-`
+    /// and `lsn-` (whose sets depend on the query).
+    fn split(&self, qualified: Cow<'a, [usize]>, near: LocationId) -> (Cow<'a, [usize]>, Vec<usize>) {
+        let nodes = &self.view.nodes;
+        let (local, others): (Cow<'a, [usize]>, Vec<usize>) = match qualified {
+            Cow::Borrowed(all) => {
+                let local = self.ep().local(near);
+                let others = match self.wants_more_than(local.len()) {
+                    true => all.iter().copied().filter(|&i| nodes[i].location != Some(near)).collect(),
+                    false => Vec::new(),
+                };
+                (Cow::Borrowed(local), others)
+            }
+            Cow::Owned(all) => {
+                let (local, others) = all.into_iter().partition(|&i| nodes[i].location == Some(near));
+                (Cow::Owned(local), others)
+            }
+        };
+        (local, others)
+    }
+
+    /// Whether the policy's `answers` asks for more than `n` records.
+    fn wants_more_than(&self, n: usize) -> bool {
+        match self.ep().policy.answers {
+            Answers::Count(c) => c as usize > n,
+            Answers::All => true,
         }
+    }
+
+    fn choice(&self) -> Choice<'a> {
+        let (qualified, fallback) = self.qualified();
+        if let Some(near) = self.near() {
+            let (local, others) = self.split(qualified.clone(), near);
+            match (local.is_empty(), self.only()) {
+                (false, true) => return Choice::Weighted(local, Vec::new()),
+                (false, false) => return Choice::Weighted(local, others),
+                (true, true) => return self.fallback(fallback),
+                (true, false) => {}
+            }
+        }
+        match qualified.is_empty() {
+            false => Choice::Weighted(qualified, Vec::new()),
+            true => self.fallback(fallback),
+        }
+    }
+
+    fn fallback(&self, fallback: Fallback) -> Choice<'a> {
         match fallback {
             Fallback::Primary => Choice::Primary,
             Fallback::None => Choice::Nothing,
@@ -462,9 +569,7 @@ impl<'a> EndpointQuery<'a> {
 
     /// Node indices that belong to this endpoint.
     fn members(&self) -> impl Iterator<Item = usize> + '_ {
-        let verdicts = &self.ep().verdicts;
-        (0..self.view.nodes.len())
-            .filter(move |&i| verdicts.get(i) != Some(&Eligibility::Ineligible(Reason::NotMember)))
+        (0..self.view.nodes.len()).filter(move |&i| check::is_member(self.ep(), i))
     }
 
     fn is_up_replica(&self, i: usize) -> bool {
@@ -484,21 +589,33 @@ impl<'a> EndpointQuery<'a> {
         nodes
     }
 
-    fn pick<R: Rng + ?Sized>(&self, nodes: &[usize], fam: Family, rng: &mut R) -> Vec<usize> {
-        let candidates: Vec<(usize, u32)> = nodes
-            .iter()
-            .map(|&i| (i, &self.view.nodes[i]))
-            .filter(|(_, n)| fam.admits(n.address))
-            .map(|(i, n)| (i, n.weight))
-            .collect();
+    /// Up to `answers` nodes of the family by weight from `first`, then from `then`.
+    fn pick<R: Rng + ?Sized>(&self, first: &[usize], then: &[usize], fam: Family, rng: &mut R) -> Vec<usize> {
+        let candidates = |nodes: &[usize]| -> Vec<(usize, u32)> {
+            nodes
+                .iter()
+                .map(|&i| (i, &self.view.nodes[i]))
+                .filter(|(_, n)| fam.admits(n.address))
+                .map(|(i, n)| (i, n.weight))
+                .collect()
+        };
         let count = match self.ep().policy.answers {
             Answers::Count(n) => Some(n as usize),
             Answers::All => None,
         };
-        select::pick(&candidates, count, rng)
+        let mut picked = select::pick(&candidates(first), count, rng);
+        let rest = count.map(|c| c.saturating_sub(picked.len()));
+        if !then.is_empty() && rest != Some(0) {
+            picked.extend(select::pick(&candidates(then), rest, rng));
+        }
+        picked
     }
 }
 
 #[cfg(test)]
 #[path = "answer_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "locality_tests.rs"]
+mod locality_tests;

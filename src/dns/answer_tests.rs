@@ -35,12 +35,19 @@ fn rr_lines(snap: &Snapshot, owner: &str, ttl: u32, rr: &Rr) -> Vec<String> {
         Rr::Ns(i) => vec![format!("{owner} {ttl} IN NS {}.", snap.config.dns.nameservers[*i].name)],
         Rr::Txt(of) => {
             let lines = match *of {
-                TxtOf::Write { cluster } => txt::write_lines(&snap.clusters[cluster], snap.built),
-                TxtOf::Endpoint { cluster, endpoint } => txt::endpoint_lines(&snap.clusters[cluster], endpoint),
-                TxtOf::Node { cluster, node } => vec![txt::endpoint_lines(&snap.clusters[cluster], 0).remove(node)],
+                TxtOf::Write { cluster } => {
+                    txt::write_lines(&snap.clusters[cluster], snap.built, &snap.config.locations)
+                }
+                TxtOf::Endpoint { cluster, endpoint } => {
+                    txt::endpoint_lines(&snap.clusters[cluster], endpoint, &snap.config.locations)
+                }
+                TxtOf::Node { cluster, node } => {
+                    vec![txt::endpoint_lines(&snap.clusters[cluster], 0, &snap.config.locations).remove(node)]
+                }
             };
             lines.iter().map(|l| format!("{owner} {ttl} IN TXT \"{l}\"")).collect()
         }
+        Rr::Client(p) => vec![format!("{owner} {ttl} IN TXT \"{}\"", txt::client_line(p, &snap.config.locations))],
         Rr::Srv { cluster, node, priority } => {
             let n = &snap.clusters[*cluster].nodes[*node];
             let (p, w) = (priority.value(), priority.weight(n.weight));
@@ -57,7 +64,7 @@ fn node_name(snap: &Snapshot, cluster: usize, node: usize) -> String {
 
 fn dig_with(snap: &Snapshot, qname: &str, qtype: Qtype, rng: &mut SmallRng) -> Dig {
     let target = Names::new(&snap.config).parse(qname);
-    let a = answer(snap, &target, qtype, rng);
+    let a = answer(snap, &target, qtype, None, rng);
     let ttl = ttl_secs(snap.config.dns.ttl);
     let zone = format!("{}.", snap.config.dns.zone);
     Dig {
@@ -145,7 +152,11 @@ fn deterministic_rows() {
             "billing-write.db.internal.",
             Qtype::Txt,
             Dig {
-                answer: txt(txt::write_lines(&snap.clusters[1], snap.built), "billing-write.db.internal.", 1),
+                answer: txt(
+                    txt::write_lines(&snap.clusters[1], snap.built, &snap.config.locations),
+                    "billing-write.db.internal.",
+                    1,
+                ),
                 ..ok(&[])
             },
         ),
@@ -178,27 +189,58 @@ fn deterministic_rows() {
         (
             "write.db.internal.",
             Qtype::Txt,
-            Dig { answer: txt(txt::write_lines(&snap.clusters[0], snap.built), "write.db.internal.", 1), ..ok(&[]) },
+            Dig {
+                answer: txt(
+                    txt::write_lines(&snap.clusters[0], snap.built, &snap.config.locations),
+                    "write.db.internal.",
+                    1,
+                ),
+                ..ok(&[])
+            },
         ),
         (
             "read.db.internal.",
             Qtype::Txt,
-            Dig { answer: txt(txt::endpoint_lines(&snap.clusters[0], 0), "read.db.internal.", 1), ..ok(&[]) },
+            Dig {
+                answer: txt(txt::endpoint_lines(&snap.clusters[0], 0, &snap.config.locations), "read.db.internal.", 1),
+                ..ok(&[])
+            },
         ),
         (
             "analytics.db.internal.",
             Qtype::Txt,
-            Dig { answer: txt(txt::endpoint_lines(&snap.clusters[0], 1), "analytics.db.internal.", 1), ..ok(&[]) },
+            Dig {
+                answer: txt(
+                    txt::endpoint_lines(&snap.clusters[0], 1, &snap.config.locations),
+                    "analytics.db.internal.",
+                    1,
+                ),
+                ..ok(&[])
+            },
         ),
         (
             "maxlag-5s.read.db.internal.",
             Qtype::Txt,
-            Dig { answer: txt(txt::endpoint_lines(&snap.clusters[0], 0), "maxlag-5s.read.db.internal.", 1), ..ok(&[]) },
+            Dig {
+                answer: txt(
+                    txt::endpoint_lines(&snap.clusters[0], 0, &snap.config.locations),
+                    "maxlag-5s.read.db.internal.",
+                    1,
+                ),
+                ..ok(&[])
+            },
         ),
         (
             "lsn-0-1.read.db.internal.",
             Qtype::Txt,
-            Dig { answer: txt(txt::endpoint_lines(&snap.clusters[0], 0), "lsn-0-1.read.db.internal.", 0), ..ok(&[]) },
+            Dig {
+                answer: txt(
+                    txt::endpoint_lines(&snap.clusters[0], 0, &snap.config.locations),
+                    "lsn-0-1.read.db.internal.",
+                    0,
+                ),
+                ..ok(&[])
+            },
         ),
         // apex
         ("db.internal.", Qtype::Soa, ok(&[SOA])),
@@ -376,7 +418,7 @@ fn query_kinds_are_reported_for_metrics() {
         ("nosuch.db.internal.", QueryKind::Unknown),
         ("example.com.", QueryKind::OutOfZone),
     ] {
-        assert_eq!(answer(&snap, &names.parse(qname), Qtype::A, &mut rng).kind, kind, "{qname}");
+        assert_eq!(answer(&snap, &names.parse(qname), Qtype::A, None, &mut rng).kind, kind, "{qname}");
     }
 }
 
@@ -588,7 +630,7 @@ fn srv_weights_and_priorities() {
 fn node_names_answer_the_address_whatever_the_state() {
     let mut snap = snapshot();
     let node_txt = |node: usize, owner: &str| {
-        let line = &txt::endpoint_lines(&snap.clusters[0], 0)[node];
+        let line = &txt::endpoint_lines(&snap.clusters[0], 0, &snap.config.locations)[node];
         Dig { answer: vec![format!("{owner} 1 IN TXT \"{line}\"")], ..ok(&[]) }
     };
     let cases: Vec<(&str, Qtype, Dig)> = vec![
@@ -658,6 +700,6 @@ fn node_srv_and_empty_kinds_are_reported_for_metrics() {
         ("main.db.internal.", Qtype::A, QueryKind::Empty),
         ("_tcp.read.db.internal.", Qtype::Srv, QueryKind::Empty),
     ] {
-        assert_eq!(answer(&snap, &names.parse(qname), qtype, &mut rng).kind, kind, "{qname}");
+        assert_eq!(answer(&snap, &names.parse(qname), qtype, None, &mut rng).kind, kind, "{qname}");
     }
 }

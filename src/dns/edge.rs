@@ -1,9 +1,11 @@
 //! The counters of the network edge, bumped by the socket loops and rendered by
 //! `metrics`: response-rate limiting, TCP connection caps and timeouts, accept errors,
-//! and HTTP clients outside `[http] allow`. (Queries refused by `[dns] allow` are
-//! counted with the queries, as kind `denied`.)
+//! HTTP and agent clients outside `[http] allow`, and the HAProxy agent's replies.
+//! (Queries refused by `[dns] allow` are counted with the queries, as kind `denied`.)
 
 use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::check::AgentReply;
 
 /// Why a TCP connection was refused or closed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -75,6 +77,8 @@ pub struct EdgeStats {
     tcp_open: AtomicU64,
     accept_errors: AtomicU64,
     http_denied: AtomicU64,
+    /// Agent connections by reply ([`AgentReply::KINDS`]), then those closed unanswered.
+    agent: [AtomicU64; AgentReply::KINDS.len() + 1],
 }
 
 fn bump(c: &AtomicU64) {
@@ -128,5 +132,18 @@ impl EdgeStats {
 
     pub fn http_denied_total(&self) -> u64 {
         self.http_denied.load(Ordering::Relaxed)
+    }
+
+    /// One agent connection answered `reply`, or (`None`) closed without a reply.
+    pub fn agent(&self, reply: Option<AgentReply>) {
+        let kind = reply.map(AgentReply::kind);
+        let i = AgentReply::KINDS.iter().position(|k| Some(*k) == kind).unwrap_or(AgentReply::KINDS.len());
+        bump(&self.agent[i]);
+    }
+
+    /// Agent connections by reply word, `none` for those closed unanswered.
+    pub fn agent_replies(&self) -> impl Iterator<Item = (&'static str, u64)> + '_ {
+        let kinds = AgentReply::KINDS.into_iter().chain(["none"]);
+        kinds.zip(&self.agent).map(|(k, c)| (k, c.load(Ordering::Relaxed)))
     }
 }

@@ -6,6 +6,7 @@
 //! and the sockets (`udp`, `tcp`, bound by `server`).
 
 pub mod answer;
+pub mod ecs;
 pub mod edge;
 pub mod hold;
 pub mod name;

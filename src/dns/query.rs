@@ -160,17 +160,44 @@ impl Rcode {
     }
 }
 
+/// Where a read answer's first record is, seen from the client (SPEC §8 metrics).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Nearness {
+    Local,
+    Remote,
+    /// The client's location is unknown, or no `[locality]` is configured.
+    Unknown,
+}
+
+impl Nearness {
+    pub const ALL: [Nearness; 3] = [Nearness::Local, Nearness::Remote, Nearness::Unknown];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Nearness::Local => "local",
+            Nearness::Remote => "remote",
+            Nearness::Unknown => "unknown",
+        }
+    }
+}
+
 const CELLS: usize = QueryKind::ALL.len() * Qtype::ALL.len() * Rcode::ALL.len();
 
 /// Lock-free query counters by name kind, query type and rcode, and the edge's.
 pub struct QueryStats {
     cells: Box<[AtomicU64]>,
+    /// Read answers by [`Nearness`], in `Nearness::ALL` order.
+    nearness: [AtomicU64; 3],
     pub edge: EdgeStats,
 }
 
 impl Default for QueryStats {
     fn default() -> Self {
-        QueryStats { cells: (0..CELLS).map(|_| AtomicU64::new(0)).collect(), edge: EdgeStats::default() }
+        QueryStats {
+            cells: (0..CELLS).map(|_| AtomicU64::new(0)).collect(),
+            nearness: Default::default(),
+            edge: EdgeStats::default(),
+        }
     }
 }
 
@@ -185,6 +212,16 @@ impl QueryStats {
     /// Counts one answered query.
     pub fn record(&self, kind: QueryKind, qtype: Qtype, rcode: Rcode) {
         self.cells[Self::index(kind, qtype, rcode)].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts one read answer with records by where its first record is.
+    pub fn nearness(&self, n: Nearness) {
+        self.nearness[n as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Read answers so far, by nearness.
+    pub fn by_nearness(&self) -> [(Nearness, u64); 3] {
+        Nearness::ALL.map(|n| (n, self.nearness[n as usize].load(Ordering::Relaxed)))
     }
 
     /// Every non-zero counter.

@@ -105,11 +105,14 @@ impl Zone {
         let data =
             SOA::new(names.mname.clone(), names.rname.clone(), s.serial, s.refresh, s.retry, s.expire, s.minimum);
         let soa = Record::from_rdata(names.apex.clone(), s.minimum, RData::SOA(data));
-        let write_txt = snap.clusters.iter().map(|c| to_txt(txt::write_lines(c, snap.built))).collect();
+        let write_txt =
+            snap.clusters.iter().map(|c| to_txt(txt::write_lines(c, snap.built, &snap.config.locations))).collect();
         let endpoint_txt = snap
             .clusters
             .iter()
-            .map(|c| (0..c.endpoints.len()).map(|e| to_txt(txt::endpoint_lines(c, e))).collect())
+            .map(|c| {
+                (0..c.endpoints.len()).map(|e| to_txt(txt::endpoint_lines(c, e, &snap.config.locations))).collect()
+            })
             .collect();
         let ttl = ttl_secs(snap.config.dns.ttl);
         let nodes = snap
@@ -146,6 +149,10 @@ impl Zone {
                     if let Some(n) = self.node(*cluster, *node) {
                         push(answer.ttl, Cow::Borrowed(&n.srv[*priority as usize]));
                     }
+                }
+                Rr::Client(placement) => {
+                    let line = txt::client_line(placement, &self.names.config.locations);
+                    push(answer.ttl, Cow::Owned(RData::TXT(TXT::new(vec![line]))));
                 }
             }
         }
@@ -243,7 +250,7 @@ mod tests {
         let snap = snapshot();
         let zone = Zone::derive(&snap, None);
         let target = zone.names.table.parse("write.db.internal.");
-        let a = answer(&snap, &target, Qtype::A, &mut SmallRng::seed_from_u64(1));
+        let a = answer(&snap, &target, Qtype::A, None, &mut SmallRng::seed_from_u64(1));
         let s = zone.sections(&a);
         assert_eq!(text(&s.answers), ["1 10.0.0.11"]);
         assert!(s.soa.is_none() && s.additional.is_empty());
@@ -254,12 +261,12 @@ mod tests {
         let snap = snapshot();
         let zone = Zone::derive(&snap, None);
         let mut rng = SmallRng::seed_from_u64(1);
-        let ns = answer(&snap, &zone.names.table.parse("db.internal."), Qtype::Ns, &mut rng);
+        let ns = answer(&snap, &zone.names.table.parse("db.internal."), Qtype::Ns, None, &mut rng);
         let s = zone.sections(&ns);
         assert_eq!(text(&s.answers), ["1 ns1.db.internal.", "1 ns2.other.net.", "1 ns3.sub.db.internal."]);
         let glue: Vec<String> = s.additional.iter().map(|r| r.to_string()).collect();
         assert_eq!(glue, ["ns1.db.internal. 1 IN A 192.0.2.1", "ns3.sub.db.internal. 1 IN AAAA 2001:db8::53"]);
-        let nx = answer(&snap, &zone.names.table.parse("nosuch.db.internal."), Qtype::A, &mut rng);
+        let nx = answer(&snap, &zone.names.table.parse("nosuch.db.internal."), Qtype::A, None, &mut rng);
         let s = zone.sections(&nx);
         assert!(s.answers.is_empty());
         assert_eq!(
@@ -273,9 +280,9 @@ mod tests {
         let snap = snapshot();
         let zone = Zone::derive(&snap, None);
         let target = zone.names.table.parse("read.db.internal.");
-        let a = answer(&snap, &target, Qtype::Txt, &mut SmallRng::seed_from_u64(1));
+        let a = answer(&snap, &target, Qtype::Txt, None, &mut SmallRng::seed_from_u64(1));
         let s = zone.sections(&a);
-        let lines = txt::endpoint_lines(&snap.clusters[0], 0);
+        let lines = txt::endpoint_lines(&snap.clusters[0], 0, &snap.config.locations);
         assert_eq!(s.answers.len(), lines.len());
         for (record, line) in s.answers.iter().zip(&lines) {
             let RData::TXT(t) = &*record.data else { panic!("not TXT: {record:?}") };
@@ -307,7 +314,7 @@ mod tests {
         let snap = snapshot();
         let zone = Zone::derive(&snap, None);
         let target = zone.names.table.parse("_postgresql._tcp.read.db.internal.");
-        let a = answer(&snap, &target, Qtype::Srv, &mut SmallRng::seed_from_u64(1));
+        let a = answer(&snap, &target, Qtype::Srv, None, &mut SmallRng::seed_from_u64(1));
         let s = zone.sections(&a);
         assert_eq!(
             text(&s.answers),
@@ -334,13 +341,14 @@ mod tests {
             &snap,
             &zone.names.table.parse("pg3.main.db.internal."),
             Qtype::Txt,
+            None,
             &mut SmallRng::seed_from_u64(1),
         );
         let s = zone.sections(&a);
         let RData::TXT(t) = &*s.answers[0].data else { panic!("not TXT: {:?}", s.answers) };
         assert_eq!(
             (s.answers.len(), t.txt_data.concat()),
-            (1, txt::endpoint_lines(&snap.clusters[0], 0)[2].clone().into_bytes())
+            (1, txt::endpoint_lines(&snap.clusters[0], 0, &snap.config.locations)[2].clone().into_bytes())
         );
     }
 
@@ -352,7 +360,7 @@ mod tests {
         next.clusters[0].nodes[1].weight = 7;
         let after = Zone::derive(&next, Some(&before));
         let target = after.names.table.parse("_postgresql._tcp.maxlag-15ms.read.db.internal.");
-        let a = answer(&next, &target, Qtype::Srv, &mut SmallRng::seed_from_u64(1));
+        let a = answer(&next, &target, Qtype::Srv, None, &mut SmallRng::seed_from_u64(1));
         assert_eq!(
             text(&after.sections(&a).answers),
             ["1 10 7 5432 pg2.main.db.internal.", "1 30 100 5432 pg1.main.db.internal."]

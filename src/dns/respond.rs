@@ -12,8 +12,14 @@
 //! | EDNS version above 0 | BADVERS |
 //! | opcode other than QUERY | NOTIMP, without AA, RD, CD (defined for QUERY only) |
 //! | not exactly one question | FORMERR |
+//! | a malformed ECS option (RFC 7871 §7.1.2) | FORMERR |
 //! | class other than IN | REFUSED |
 //! | otherwise | the answer (AA when in the zone) |
+//!
+//! With `[locality]`, the asker is placed (`locality::place`: ECS subnet, source
+//! address, `default`) before the answer is decided; a query with ECS gets it back with
+//! SCOPE 0, or the placement's scope when the answer depended on a location the ECS
+//! subnet decided (SPEC §8).
 //!
 //! Before the first probe round has finished (SPEC §3), a query that would get SERVFAIL
 //! for that reason is held when the caller allows it ([`Reply::Hold`]): the socket
@@ -30,12 +36,14 @@ use hickory_proto::rr::DNSClass;
 use hickory_proto::serialize::binary::{BinDecodable, BinDecoder, BinEncodable, BinEncoder};
 
 use crate::config::DnsLimits;
-use crate::dns::answer::answer;
+use crate::dns::answer::{answer, Answer};
+use crate::dns::ecs::{self, ClientSubnet, EcsError};
 use crate::dns::edge::Limited;
 use crate::dns::query::{Qtype, QueryKind, QueryStats, Rcode};
 use crate::dns::records::Zone;
 use crate::dns::rrl::{RateLimiter, Verdict};
 use crate::dns::wire::{self, Body, Head, Opt, Question, MAX_MESSAGE};
+use crate::locality::{place, Placement};
 use crate::store::Store;
 
 /// Largest UDP payload offered to EDNS clients (DNS flag day 2020).
@@ -103,6 +111,8 @@ struct Request<'p> {
     question_count: u16,
     query: Option<Query>,
     edns: Option<Edns>,
+    /// The ECS option, if any, or why it is malformed.
+    ecs: Result<Option<ClientSubnet>, EcsError>,
 }
 
 impl Responder {
@@ -185,28 +195,49 @@ impl Responder {
         let Some(query) = request.query.as_ref().filter(|_| request.question_count == 1) else {
             return reject(out, QueryKind::Malformed, Rcode::FormErr);
         };
+        let Ok(ecs) = request.ecs else {
+            return reject(out, QueryKind::Malformed, Rcode::FormErr);
+        };
         if query.query_class() != DNSClass::IN {
             return reject(out, QueryKind::OutOfZone, Rcode::Refused);
         }
         let mut qname = query.name().to_ascii();
         qname.make_ascii_lowercase();
         let target = generation.derived.names.table.parse(&qname);
-        let decided = answer(&generation.snapshot, &target, qtype, &mut rand::rng());
+        let config = &generation.snapshot.config;
+        let placement = config.locality.as_ref().map(|l| place(l, client, ecs.map(|e| e.subnet())));
+        let decided = answer(&generation.snapshot, &target, qtype, placement.as_ref(), &mut rand::rng());
         if may_hold && !generation.snapshot.ready && decided.rcode == Rcode::ServFail {
             return Reply::Hold;
         }
         let body = generation.derived.sections(&decided);
         let head = Head { aa: decided.authoritative, rcode: decided.rcode.code(), ..request.head() };
+        let opt = opt.map(|o| Opt { ecs: o.ecs.map(|(e, _)| (e, scope(&decided, placement.as_ref()))), ..o });
         wire::encode(out, head, request.question(), &body, opt, limit);
         self.stats.record(decided.kind, qtype, decided.rcode);
+        if let Some(nearness) = decided.nearness {
+            self.stats.nearness(nearness);
+        }
         Reply::Send
     }
 
-    /// The OPT to echo (RFC 6891): version 0, our UDP size, NSID when asked for.
+    /// The OPT to echo (RFC 6891): version 0, our UDP size, NSID when asked for, the
+    /// client's ECS option (scope 0 until an answer says otherwise).
     fn opt<'a>(&'a self, request: &Request<'_>) -> Option<Opt<'a>> {
         let edns = request.edns.as_ref()?;
         let nsid = (!self.nsid.is_empty() && edns.option(EdnsCode::NSID).is_some()).then_some(&self.nsid[..]);
-        Some(Opt { payload: udp_payload(edns), nsid })
+        let ecs = request.ecs.ok().flatten().map(|e| (e, 0));
+        Some(Opt { payload: udp_payload(edns), nsid, ecs })
+    }
+}
+
+/// The ECS SCOPE PREFIX-LENGTH of an answer (RFC 7871 §7.2.1): what the ECS subnet's
+/// placement decided when the answer depends on the location; 0 when it does not, or
+/// when the ECS subnet did not place the client (`ecs = false`, a /0 subnet).
+fn scope(answer: &Answer, placement: Option<&Placement>) -> u8 {
+    match placement {
+        Some(p) if answer.by_location && p.client.prefix.is_some() => p.scope,
+        _ => 0,
     }
 }
 
@@ -246,11 +277,28 @@ fn parse(packet: &[u8]) -> Result<Request<'_>, u16> {
         // several questions pointing outside their section: answered (FORMERR) without them
         (true, _) => (Cow::Borrowed(&[][..]), 0),
     };
+    let records = decoder.index();
     let op = header.metadata.op_code;
     Message::read_records(&mut decoder, usize::from(counts.answers), false, op).map_err(|_| id)?;
     Message::read_records(&mut decoder, usize::from(counts.authorities), false, op).map_err(|_| id)?;
-    let (_, edns, _) =
-        Message::read_records(&mut decoder, usize::from(counts.additionals), true, op).map_err(|_| id)?;
+    let count = usize::from(counts.answers) + usize::from(counts.authorities) + usize::from(counts.additionals);
+    let (edns, ecs) = match Message::read_records(&mut decoder, usize::from(counts.additionals), true, op) {
+        Ok((_, Some(edns), _)) => (Some(edns), ecs::find(packet, records, count)),
+        Ok((_, None, _)) => (None, Ok(None)),
+        // hickory-proto decodes the ECS option itself and refuses some malformed ones (a
+        // bad family or source prefix, too few address bytes): they get the answer of
+        // the others, FORMERR with the question and an OPT (RFC 6891 §6.1.1), not the
+        // bare FORMERR of a message that does not parse (which says "no EDNS here")
+        Err(_) => match (ecs::find(packet, records, count), ecs::opt_header(packet, records, count)) {
+            (Err(e), Some((payload, version))) => {
+                let mut edns = Edns::new();
+                edns.set_max_payload(payload);
+                edns.set_version(version);
+                (Some(edns), Err(e))
+            }
+            _ => return Err(id),
+        },
+    };
     Ok(Request {
         id,
         opcode: packet[2] >> 3 & 0x0F,
@@ -260,6 +308,7 @@ fn parse(packet: &[u8]) -> Result<Request<'_>, u16> {
         question_count,
         query: first,
         edns,
+        ecs,
     })
 }
 

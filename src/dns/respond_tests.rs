@@ -202,9 +202,22 @@ proptest! {
         id in any::<u16>(),
         (rd, cd) in (any::<bool>(), any::<bool>()),
         edns in prop::option::of((0u16..5000, any::<bool>())),
+        ecs in prop::option::of((any::<bool>(), 0u8..=128, any::<[u8; 16]>())),
+        local in any::<bool>(),
         tcp in any::<bool>(),
     ) {
-        let r = responder();
+        let r = if local { local_responder() } else { responder() };
+        // a well-formed ECS option: family, source prefix, scope 0, the address cut to it
+        let ecs = ecs.map(|(v6, prefix, mut addr)| {
+            let prefix = if v6 { prefix } else { prefix % 33 };
+            let len = usize::from(prefix.div_ceil(8));
+            if prefix % 8 != 0 {
+                addr[len - 1] &= 0xFF << (8 - prefix % 8);
+            }
+            let mut data = vec![0, if v6 { 2 } else { 1 }, prefix, 0];
+            data.extend_from_slice(&addr[..len]);
+            (prefix, data)
+        });
         let mut m = query(&name, qtype);
         m.metadata.id = id;
         (m.metadata.recursion_desired, m.metadata.checking_disabled) = (rd, cd);
@@ -213,6 +226,9 @@ proptest! {
             e.set_max_payload(payload);
             if nsid {
                 e.options_mut().insert(EdnsOption::Unknown(u16::from(EdnsCode::NSID), Vec::new()));
+            }
+            if let Some((_, data)) = &ecs {
+                e.options_mut().insert(EdnsOption::Unknown(8, data.clone()));
             }
             m.edns = Some(e);
         }
@@ -229,6 +245,20 @@ proptest! {
         let qlen = question_bytes(&packet);
         prop_assert_eq!(&out[12..12 + qlen], &packet[12..12 + qlen], "the question is echoed byte for byte");
         prop_assert_eq!(parsed.edns.is_some(), edns.is_some());
+        // ECS comes back with its source prefix, and a scope only where locality decided
+        let echoed_ecs = parsed.edns.as_ref().and_then(|e| e.option(EdnsCode::Subnet)).map(|o| match o {
+            EdnsOption::Subnet(s) => (s.source_prefix(), s.scope_prefix()),
+            _ => (255, 255),
+        });
+        match (edns.is_some(), &ecs, echoed_ecs) {
+            (true, Some((prefix, _)), Some((source, scope))) => {
+                prop_assert_eq!(source, *prefix);
+                prop_assert!(local || scope == 0, "scope {} without [locality]", scope);
+                prop_assert!(scope <= 128);
+            }
+            (true, Some(_), None) => prop_assert!(false, "ECS not echoed"),
+            (_, _, got) => prop_assert!(got.is_none() || edns.is_none() || ecs.is_some()),
+        }
         let limit = match (tcp, edns) {
             (true, _) => 65_535,
             (false, None) => 512,
@@ -301,4 +331,167 @@ fn questions_are_echoed_byte_for_byte_unless_a_pointer_leaves_their_section() {
     assert!(!has_pointer(&inner, 2));
     assert!(has_pointer(&outer, 1));
     assert!(has_pointer(&[plain.clone(), outer.clone()].concat(), 2));
+}
+
+/// A cluster across two locations, with networks nested so that the scope matters:
+/// 10.1.0.0/16 is `a`, 10.1.2.0/24 inside it `b`; 127.0.2.0/24 (a source) is `b`.
+const LOCAL: &str = r#"
+[dns]
+zone = "db.internal"
+[[cluster]]
+name = "main"
+node = [
+    { name = "pg1", address = "10.0.0.11", dsn = "host=a", location = "a" },
+    { name = "pg2", address = "10.0.0.12", dsn = "host=b", location = "a" },
+    { name = "pg3", address = "10.0.0.13", dsn = "host=c", location = "b" },
+]
+[locality]
+[[locality.network]]
+prefix = "10.1.0.0/16"
+location = "a"
+[[locality.network]]
+prefix = "10.1.2.0/24"
+location = "b"
+[[locality.network]]
+prefix = "127.0.2.0/24"
+location = "b"
+"#;
+
+fn local_responder() -> Responder {
+    let snap = SnapshotBuilder::new(LOCAL)
+        .write("main", crate::snapshot::WriteTarget::Primary(0))
+        .each_node("main", |i, n| {
+            n.state = crate::health::NodeState::Up;
+            n.role = if i == 0 { crate::topology::Role::Primary } else { crate::topology::Role::Replica };
+            n.lag = (i > 0).then_some(std::time::Duration::ZERO);
+            n.lag_bytes = (i > 0).then_some(0);
+            n.timeline = Some(crate::wal::Timeline(1));
+        })
+        .build();
+    Responder::new(Store::new(snap, Zone::derive), Arc::new(QueryStats::default()), Vec::new())
+}
+
+/// `name qtype` with an OPT carrying one ECS option made of `ecs` (family, source
+/// prefix, scope, address bytes), raw so that malformed ones can be sent.
+fn with_ecs(name: &str, qtype: RecordType, ecs: &[u8]) -> Vec<u8> {
+    let mut m = query(name, qtype);
+    m.edns = Some(Edns::new());
+    let mut p = m.to_vec().unwrap();
+    let n = p.len();
+    p[n - 2..].copy_from_slice(&(4 + ecs.len() as u16).to_be_bytes());
+    p.extend_from_slice(&[0, 8]);
+    p.extend_from_slice(&(ecs.len() as u16).to_be_bytes());
+    p.extend_from_slice(ecs);
+    p
+}
+
+/// The response's rcode, answer addresses and echoed ECS (source prefix, scope).
+fn ecs_outcome(r: &Responder, packet: &[u8], from: &str) -> (u16, Vec<String>, Option<(u8, u8)>) {
+    let mut out = Vec::new();
+    assert_eq!(r.respond(&Ask::new(packet, from.parse().unwrap(), Transport::Udp, 0), &mut out), Reply::Send);
+    let m = Message::from_vec(&out).unwrap();
+    let addrs = m.answers.iter().map(|rr| rr.data.to_string()).collect();
+    let ecs = m.edns.as_ref().and_then(|e| e.option(EdnsCode::Subnet)).map(|o| match o {
+        EdnsOption::Subnet(s) => (s.source_prefix(), s.scope_prefix()),
+        other => panic!("{other:?}"),
+    });
+    (u16::from(m.metadata.response_code), addrs, ecs)
+}
+
+#[test]
+fn ecs_places_the_client_and_comes_back_with_its_scope() {
+    let r = local_responder();
+    let read = |ecs: &[u8]| with_ecs("read.db.internal.", RecordType::A, ecs);
+    let s = |list: &[&str]| list.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+    type Row = (&'static str, Vec<u8>, &'static str, (u16, Vec<String>, Option<(u8, u8)>));
+    let rows: Vec<Row> = vec![
+        // 10.1.5.0/24 is in `a`; 10.1.2.0/24 (b) differs from it in the 22nd bit
+        ("ecs in a", read(&[0, 1, 24, 0, 10, 1, 5]), "127.0.0.1", (0, s(&["10.0.0.12"]), Some((24, 22)))),
+        ("ecs in b", read(&[0, 1, 24, 0, 10, 1, 2]), "127.0.0.1", (0, s(&["10.0.0.13"]), Some((24, 24)))),
+        // the ECS subnet wins over the source address
+        ("ecs over source", read(&[0, 1, 24, 0, 10, 1, 5]), "127.0.2.1", (0, s(&["10.0.0.12"]), Some((24, 22)))),
+        // a /0 subnet: the source places the client, the scope is 0
+        ("ecs /0", read(&[0, 1, 0, 0]), "127.0.2.1", (0, s(&["10.0.0.13"]), Some((0, 0)))),
+        // names that do not depend on the location: scope 0
+        (
+            "write",
+            with_ecs("write.db.internal.", RecordType::A, &[0, 1, 24, 0, 10, 1, 2]),
+            "127.0.0.1",
+            (0, s(&["10.0.0.11"]), Some((24, 0))),
+        ),
+        (
+            "node name",
+            with_ecs("pg3.main.db.internal.", RecordType::A, &[0, 1, 24, 0, 10, 1, 5]),
+            "127.0.0.1",
+            (0, s(&["10.0.0.13"]), Some((24, 0))),
+        ),
+        (
+            "nxdomain",
+            with_ecs("nosuch.db.internal.", RecordType::A, &[0, 1, 24, 0, 10, 1, 5]),
+            "127.0.0.1",
+            (3, s(&[]), Some((24, 0))),
+        ),
+        (
+            "soa",
+            with_ecs("db.internal.", RecordType::SOA, &[0, 1, 24, 0, 10, 1, 5]),
+            "127.0.0.1",
+            (0, s(&["SOA"]), Some((24, 0))),
+        ),
+        // malformed (RFC 7871 §7.1.2): FORMERR, and no ECS back
+        ("bad family", read(&[0, 3, 24, 0, 10, 1, 5]), "127.0.0.1", (1, s(&[]), None)),
+        ("prefix too long", read(&[0, 1, 33, 0, 10, 1, 5, 0, 0]), "127.0.0.1", (1, s(&[]), None)),
+        ("bits past the prefix", read(&[0, 1, 20, 0, 10, 1, 5]), "127.0.0.1", (1, s(&[]), None)),
+        ("address too long", read(&[0, 1, 16, 0, 10, 1, 5]), "127.0.0.1", (1, s(&[]), None)),
+    ];
+    for (what, packet, from, want) in rows {
+        let mut got = ecs_outcome(&r, &packet, from);
+        if what == "soa" {
+            got.1 = got.1.iter().map(|_| "SOA".to_string()).collect(); // its serial is the clock's
+        }
+        assert_eq!(got, want, "{what}");
+    }
+    // no network matched: unknown, every replica by weight; the scope is the subnet's
+    let got = ecs_outcome(&r, &read(&[0, 1, 16, 0, 10, 9]), "127.0.0.1");
+    assert_eq!((got.0, got.2), (0, Some((16, 16))));
+    assert!(["10.0.0.12", "10.0.0.13"].contains(&got.1[0].as_str()), "{got:?}");
+    // without [locality] the option is echoed with scope 0
+    let plain = ecs_outcome(&responder(), &read(&[0, 1, 24, 0, 10, 1, 5]), "127.0.0.1");
+    assert_eq!(plain.2, Some((24, 0)));
+}
+
+#[test]
+fn malformed_ecs_gets_formerr_with_the_question_and_an_opt() {
+    // hickory-proto's decoder refuses the first four itself, lagdns's checks the others:
+    // every one is answered alike, FORMERR with the question and an OPT (RFC 6891
+    // §6.1.1: a bare FORMERR tells a resolver that the server has no EDNS), no ECS
+    let rows: [(&str, &[u8]); 6] = [
+        ("bad family", &[0, 3, 24, 0, 10, 1, 5]),
+        ("prefix too long", &[0, 1, 33, 0, 10, 1, 5, 0, 0]),
+        ("address too short", &[0, 1, 24, 0, 10, 1]),
+        ("option too short", &[0, 1, 24]),
+        ("bits past the prefix", &[0, 1, 20, 0, 10, 1, 5]),
+        ("address too long", &[0, 1, 16, 0, 10, 1, 5]),
+    ];
+    let r = local_responder();
+    for (what, ecs) in rows {
+        for version in [0u8, 1] {
+            let mut packet = with_ecs("Read.db.internal.", RecordType::A, ecs);
+            let opt_ttl = packet.len() - ecs.len() - 4 - 2 - 4; // ext rcode, version, flags
+            packet[opt_ttl + 1] = version;
+            let mut out = Vec::new();
+            assert_eq!(
+                r.respond(&Ask::new(&packet, "127.0.0.1".parse().unwrap(), Transport::Udp, 0), &mut out),
+                Reply::Send
+            );
+            let m = Message::from_vec(&out).unwrap_or_else(|e| panic!("{what}: {e}"));
+            // a version above 0 is answered first, as for a well-formed option
+            let want = if version == 0 { 1 } else { 16 }; // FORMERR, BADVERS
+            assert_eq!(u16::from(m.metadata.response_code), want, "{what} (version {version})");
+            let question: Vec<String> = m.queries.iter().map(|q| q.name().to_ascii()).collect();
+            assert_eq!(question, ["Read.db.internal."], "{what}: the question echoed");
+            let edns = m.edns.as_ref().unwrap_or_else(|| panic!("{what}: no OPT in the response"));
+            assert_eq!((edns.version(), edns.max_payload()), (0, 512), "{what}");
+            assert!(edns.option(EdnsCode::Subnet).is_none(), "{what}: a malformed option is not echoed");
+        }
+    }
 }

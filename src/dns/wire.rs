@@ -14,6 +14,8 @@ use std::borrow::Cow;
 use hickory_proto::rr::{RData, Record};
 use hickory_proto::serialize::binary::{BinEncodable, BinEncoder};
 
+use crate::dns::ecs::ClientSubnet;
+
 /// The header fields of a response (QR is always set, RA and AD never).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Head {
@@ -35,15 +37,21 @@ pub struct Opt<'a> {
     pub payload: u16,
     /// The NSID option's data, when the client asked for it.
     pub nsid: Option<&'a [u8]>,
+    /// The client's ECS option to echo, with our SCOPE PREFIX-LENGTH.
+    pub ecs: Option<(ClientSubnet, u8)>,
 }
 
 impl Opt<'_> {
+    fn rdlen(&self) -> usize {
+        self.nsid.map_or(0, |n| 4 + n.len()) + self.ecs.map_or(0, |(e, _)| e.wire_len())
+    }
+
     fn len(&self) -> usize {
-        11 + self.nsid.map_or(0, |n| 4 + n.len())
+        11 + self.rdlen()
     }
 
     fn write(&self, out: &mut Vec<u8>, rcode: u16) {
-        let rdlen = self.nsid.map_or(0, |n| 4 + n.len()) as u16;
+        let rdlen = self.rdlen() as u16;
         out.push(0); // root owner
         out.extend_from_slice(&41u16.to_be_bytes());
         out.extend_from_slice(&self.payload.to_be_bytes());
@@ -55,6 +63,9 @@ impl Opt<'_> {
             out.extend_from_slice(&3u16.to_be_bytes());
             out.extend_from_slice(&(nsid.len() as u16).to_be_bytes());
             out.extend_from_slice(nsid);
+        }
+        if let Some((ecs, scope)) = self.ecs {
+            ecs.write(out, scope);
         }
     }
 }
@@ -224,7 +235,7 @@ mod tests {
         let g = glue();
         let body = Body { answers: vec![a(1), a(2)], soa: None, additional: vec![&g] };
         let mut out = Vec::new();
-        let opt = Opt { payload: 1232, nsid: Some(b"lagdns-a") };
+        let opt = Opt { payload: 1232, nsid: Some(b"lagdns-a"), ecs: None };
         encode(&mut out, head(), Question { bytes: &q, count: 1 }, &body, Some(opt), 512);
         assert_eq!(&out[12..12 + q.len()], &q[..], "question echoed byte for byte");
         let m = Message::from_vec(&out).unwrap();
@@ -295,7 +306,7 @@ mod tests {
     fn errors_carry_the_extended_rcode_in_the_opt() {
         let mut out = Vec::new();
         let h = Head { id: 7, rcode: 16, ..Head::default() };
-        encode(&mut out, h, Question::NONE, &Body::default(), Some(Opt { payload: 512, nsid: None }), 512);
+        encode(&mut out, h, Question::NONE, &Body::default(), Some(Opt { payload: 512, nsid: None, ecs: None }), 512);
         let m = Message::from_vec(&out).unwrap();
         assert_eq!(u16::from(m.metadata.response_code), 16, "BADVERS");
         assert_eq!(out.len(), 12 + 11);

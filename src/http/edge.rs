@@ -1,7 +1,8 @@
 //! The HTTP listener's edge: a client outside `[http] allow` (read from the current
 //! config at each accept) is disconnected at once, as is one over [`MAX_CONNECTIONS`];
 //! and no connection lives longer than [`LIFETIME`], so idle or slow clients cannot hold
-//! the slots (a Prometheus scraper simply reconnects).
+//! the slots (a Prometheus scraper simply reconnects). The agent listener
+//! (`http::agent`) is guarded the same way, with its own cap and lifetime.
 
 use std::future::Future;
 use std::io;
@@ -29,11 +30,39 @@ pub struct Guarded {
     snapshots: Arc<dyn Snapshots>,
     stats: Arc<QueryStats>,
     slots: Arc<Semaphore>,
+    lifetime: Duration,
 }
 
 impl Guarded {
     pub fn new(inner: TcpListener, snapshots: Arc<dyn Snapshots>, stats: Arc<QueryStats>) -> Guarded {
-        Guarded { inner, snapshots, stats, slots: Arc::new(Semaphore::new(MAX_CONNECTIONS)) }
+        Guarded::with_limits(inner, snapshots, stats, MAX_CONNECTIONS, LIFETIME)
+    }
+
+    /// At most `connections` open at once, none living longer than `lifetime`.
+    pub fn with_limits(
+        inner: TcpListener,
+        snapshots: Arc<dyn Snapshots>,
+        stats: Arc<QueryStats>,
+        connections: usize,
+        lifetime: Duration,
+    ) -> Guarded {
+        Guarded { inner, snapshots, stats, slots: Arc::new(Semaphore::new(connections)), lifetime }
+    }
+
+    /// The next connection from an allowed client with a slot free; the others are
+    /// closed as they come. Cancel-safe: dropping it mid-way closes at most the one
+    /// connection it held.
+    pub async fn admit(&mut self) -> (Bounded, SocketAddr) {
+        loop {
+            let (stream, peer) = axum::serve::Listener::accept(&mut self.inner).await;
+            if !self.snapshots.snapshot().config.http.allow.admits(peer.ip()) {
+                self.stats.edge.http_denied();
+                continue;
+            }
+            let Ok(permit) = self.slots.clone().try_acquire_owned() else { continue };
+            let deadline = Box::pin(tokio::time::sleep(self.lifetime));
+            return (Bounded { stream, deadline, _permit: permit }, peer);
+        }
     }
 }
 
@@ -42,16 +71,7 @@ impl axum::serve::Listener for Guarded {
     type Addr = SocketAddr;
 
     async fn accept(&mut self) -> (Bounded, SocketAddr) {
-        loop {
-            let (stream, peer) = axum::serve::Listener::accept(&mut self.inner).await;
-            if !self.snapshots.snapshot().config.http.allow.admits(peer.ip()) {
-                self.stats.edge.http_denied();
-                continue;
-            }
-            let Ok(permit) = self.slots.clone().try_acquire_owned() else { continue };
-            let deadline = Box::pin(tokio::time::sleep(LIFETIME));
-            return (Bounded { stream, deadline, _permit: permit }, peer);
-        }
+        self.admit().await
     }
 
     fn local_addr(&self) -> io::Result<SocketAddr> {
@@ -73,7 +93,7 @@ impl Bounded {
 }
 
 fn timed_out() -> io::Error {
-    io::Error::new(io::ErrorKind::TimedOut, "HTTP connection lifetime over")
+    io::Error::new(io::ErrorKind::TimedOut, "connection lifetime over")
 }
 
 impl AsyncRead for Bounded {

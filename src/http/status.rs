@@ -7,6 +7,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde::{Deserialize, Serialize};
 
 use crate::config::{Answers, Policy};
+use crate::locality::Locations;
 use crate::snapshot::{ClusterView, EndpointView, NodeView, Snapshot, WriteTarget};
 use crate::topology::Eligibility;
 
@@ -22,7 +23,21 @@ pub struct StatusDoc {
     /// How many times an answer set changed since start.
     pub answer_changes: u64,
     pub zone: String,
+    /// `[locality]`, when configured (SPEC §8).
+    #[serde(default)]
+    pub locality: Option<LocalityDoc>,
     pub clusters: Vec<ClusterDoc>,
+}
+
+/// How clients are placed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LocalityDoc {
+    /// Whether the ECS option places clients.
+    pub ecs: bool,
+    /// The location of clients no network matches.
+    pub default: Option<String>,
+    /// How many `[[locality.network]]` prefixes there are.
+    pub networks: usize,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -95,6 +110,9 @@ pub struct EndpointDoc {
     pub answers: AnswersDoc,
     /// `primary`, `none` or `open`.
     pub fallback: String,
+    /// `prefer`, `only` or `ignore`.
+    #[serde(default = "default_locality")]
+    pub locality: String,
     /// Names of the nodes eligible right now.
     pub eligible: Vec<String>,
 }
@@ -114,6 +132,9 @@ pub struct NodeDoc {
     /// The port applications use at `address` (SRV); 5432 from a server without it.
     #[serde(default = "default_port")]
     pub port: u16,
+    /// Where the node is (SPEC §8), if configured.
+    #[serde(default)]
+    pub location: Option<String>,
     /// `primary`, `replica` or `unknown`.
     pub role: String,
     /// `up`, `down` or `unknown`.
@@ -157,11 +178,16 @@ impl StatusDoc {
             built: rfc3339(snap.built),
             answer_changes: snap.answer_changes,
             zone: snap.config.dns.zone.clone(),
+            locality: snap.config.locality.as_ref().map(|l| LocalityDoc {
+                ecs: l.ecs,
+                default: l.default.map(|d| snap.config.locations.name(d).to_owned()),
+                networks: l.networks.len(),
+            }),
             clusters: snap
                 .clusters
                 .iter()
                 .enumerate()
-                .map(|(i, c)| cluster_doc(c, write_label(snap, i), snap.built))
+                .map(|(i, c)| cluster_doc(c, write_label(snap, i), snap.built, &snap.config.locations))
                 .collect(),
         }
     }
@@ -171,7 +197,7 @@ fn write_label(snap: &Snapshot, cluster: usize) -> String {
     snap.config.clusters.get(cluster).map(|c| c.write.clone()).unwrap_or_default()
 }
 
-fn cluster_doc(c: &ClusterView, write: String, built: SystemTime) -> ClusterDoc {
+fn cluster_doc(c: &ClusterView, write: String, built: SystemTime, locations: &Locations) -> ClusterDoc {
     let name_of = |i: usize| c.nodes.get(i).map(|n| n.name.clone()).unwrap_or_default();
     let (write_state, stale_since, conflict) = match &c.write {
         WriteTarget::Unknown => (WriteState::Unknown, None, None),
@@ -194,12 +220,12 @@ fn cluster_doc(c: &ClusterView, write: String, built: SystemTime) -> ClusterDoc 
         split_brain_events: c.split_brain_events,
         primary_lsn: c.primary_lsn.map(|l| l.to_string()),
         endpoints: c.endpoints.iter().map(|e| endpoint_doc(c, e)).collect(),
-        nodes: c.nodes.iter().enumerate().map(|(i, n)| node_doc(n, i, &c.endpoints)).collect(),
+        nodes: c.nodes.iter().enumerate().map(|(i, n)| node_doc(n, i, &c.endpoints, locations)).collect(),
     }
 }
 
 fn endpoint_doc(c: &ClusterView, e: &EndpointView) -> EndpointDoc {
-    let Policy { max_lag, max_lag_bytes, answers, fallback } = e.policy;
+    let Policy { max_lag, max_lag_bytes, answers, fallback, locality } = e.policy;
     EndpointDoc {
         label: e.label.clone(),
         max_lag_ms: millis(max_lag),
@@ -209,17 +235,19 @@ fn endpoint_doc(c: &ClusterView, e: &EndpointView) -> EndpointDoc {
             Answers::All => AnswersDoc::Word("all".into()),
         },
         fallback: fallback.as_str().into(),
+        locality: locality.as_str().into(),
         eligible: e.eligible.iter().filter_map(|&i| c.nodes.get(i)).map(|n| n.name.clone()).collect(),
     }
 }
 
-fn node_doc(n: &NodeView, index: usize, endpoints: &[EndpointView]) -> NodeDoc {
+fn node_doc(n: &NodeView, index: usize, endpoints: &[EndpointView], locations: &Locations) -> NodeDoc {
     let verdicts: Vec<VerdictDoc> = endpoints.iter().map(|e| verdict_doc(e, index)).collect();
     let (eligible, reason) = verdicts.first().map(|v| (v.eligible, v.reason.clone())).unwrap_or((false, None));
     NodeDoc {
         name: n.name.clone(),
         address: n.address.to_string(),
         port: n.port,
+        location: n.location.map(|l| locations.name(l).to_owned()),
         role: n.role.to_string(),
         state: n.state.to_string(),
         lag_ms: n.lag.map(millis),
@@ -249,6 +277,10 @@ fn verdict_doc(e: &EndpointView, node: usize) -> VerdictDoc {
             None => Some("no verdict".into()),
         },
     }
+}
+
+fn default_locality() -> String {
+    crate::config::LocalityPolicy::Prefer.as_str().into()
 }
 
 fn default_port() -> u16 {

@@ -408,6 +408,7 @@ mod tests {
             dsn: dsn.parse().unwrap(),
             weight: 1,
             password_file: None,
+            location: None,
         };
         let (tx, mut rx) = mpsc::channel(64);
         let cancel = CancellationToken::new();

@@ -46,6 +46,58 @@ async fn udp_exchange(server: SocketAddr, bytes: &[u8]) -> Vec<u8> {
     buf
 }
 
+/// Sends `msg` over UDP from a socket bound to `source` (any port; Linux routes all of
+/// 127.0.0.0/8 to loopback, so a test can stand for clients in several networks) and
+/// returns the reply with the same id, decoded; panics after 5 s.
+pub async fn query_from(source: IpAddr, server: SocketAddr, msg: &Message) -> Message {
+    let bytes = msg.to_vec().unwrap();
+    let reply = udp_from(source, server, &bytes).await;
+    Message::from_vec(&reply).unwrap_or_else(|e| panic!("undecodable response to a query from {source}: {e}"))
+}
+
+/// Sends `bytes` over UDP from `source` and returns the first reply carrying the
+/// query's id; panics after 5 s.
+pub async fn udp_from(source: IpAddr, server: SocketAddr, bytes: &[u8]) -> Vec<u8> {
+    let sock = tokio::net::UdpSocket::bind(SocketAddr::new(source, 0))
+        .await
+        .unwrap_or_else(|e| panic!("bind a UDP client to {source}: {e}"));
+    sock.send_to(bytes, server).await.unwrap();
+    let mut buf = vec![0u8; 65535];
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let got = tokio::time::timeout_at(deadline, sock.recv_from(&mut buf)).await;
+        let (n, _) = got.unwrap_or_else(|_| panic!("no UDP reply from {server} to {source} within 5 s")).unwrap();
+        if n >= 2 && buf[..2] == bytes[..2] {
+            return buf[..n].to_vec();
+        }
+    }
+}
+
+/// Sends `msg` over a TCP connection from `source` and returns the decoded reply;
+/// panics after 5 s.
+pub async fn tcp_query_from(source: IpAddr, server: SocketAddr, msg: &Message) -> Message {
+    let exchange = async {
+        let socket = match source {
+            IpAddr::V4(_) => tokio::net::TcpSocket::new_v4(),
+            IpAddr::V6(_) => tokio::net::TcpSocket::new_v6(),
+        }?;
+        socket.bind(SocketAddr::new(source, 0))?;
+        let mut s = socket.connect(server).await?;
+        let bytes = msg.to_vec().unwrap();
+        let mut framed = (bytes.len() as u16).to_be_bytes().to_vec();
+        framed.extend_from_slice(&bytes);
+        s.write_all(&framed).await?;
+        let mut buf = vec![0u8; s.read_u16().await? as usize];
+        s.read_exact(&mut buf).await?;
+        Ok::<_, std::io::Error>(buf)
+    };
+    let reply = tokio::time::timeout(Duration::from_secs(5), exchange).await;
+    let reply = reply.unwrap_or_else(|_| panic!("no TCP reply from {server} to {source} within 5 s")).unwrap();
+    let resp = Message::from_vec(&reply).expect("a decodable DNS response");
+    assert_eq!(resp.metadata.id, msg.metadata.id, "response id matches");
+    resp
+}
+
 async fn tcp_exchange(server: SocketAddr, bytes: &[u8]) -> Vec<u8> {
     let mut s = tokio::net::TcpStream::connect(server).await.unwrap();
     let mut framed = (bytes.len() as u16).to_be_bytes().to_vec();
@@ -156,6 +208,10 @@ pub struct Settings {
     pub extra_nodes: String,
     /// Fixed DNS and HTTP ports (for the real binary); 0 = ephemeral.
     pub ports: (u16, u16),
+    /// `location = ...` of nodes, by node name (SPEC §8).
+    pub locations: Vec<(&'static str, &'static str)>,
+    /// Top-level TOML appended at the end (e.g. `[locality]`).
+    pub tail: String,
 }
 
 impl Default for Settings {
@@ -173,6 +229,8 @@ impl Default for Settings {
             skip: Vec::new(),
             extra_nodes: String::new(),
             ports: (0, 0),
+            locations: Vec::new(),
+            tail: String::new(),
         }
     }
 }
@@ -226,8 +284,12 @@ answers = {}
     for n in cluster.nodes().iter().filter(|n| !s.skip.contains(&n.name.as_str())) {
         let weight = s.weights.iter().find(|(name, _)| *name == n.name).map(|(_, w)| *w).unwrap_or(100);
         t.push_str(&n.config_table(weight));
+        if let Some((_, location)) = s.locations.iter().find(|(name, _)| *name == n.name) {
+            t.push_str(&format!("location = \"{location}\"\n"));
+        }
     }
     t.push_str(&s.extra_nodes);
+    t.push_str(&s.tail);
     t
 }
 

@@ -333,8 +333,8 @@ async fn maxlag_picks_among_replicas_within_the_bound() {
 #[tokio::test]
 async fn apex_ns_carries_glue_and_txt_renders_the_snapshot() {
     let snap = snapshot(7, true);
-    let write_lines = txt::write_lines(&snap.clusters[0], snap.built);
-    let read_lines = txt::endpoint_lines(&snap.clusters[0], 0);
+    let write_lines = txt::write_lines(&snap.clusters[0], snap.built, &snap.config.locations);
+    let read_lines = txt::endpoint_lines(&snap.clusters[0], 0, &snap.config.locations);
     let h = start(snap).await;
     let (r, _) = h.udp(&query("db.internal.", RecordType::NS)).await;
     assert_eq!(lines(&r.answers), ["db.internal. 1 IN NS ns1.db.internal."]);
@@ -461,7 +461,7 @@ async fn edns_payload_is_echoed_and_clamped() {
 #[tokio::test]
 async fn large_answers_truncate_on_udp_and_complete_over_tcp() {
     let snap = snapshot(7, true);
-    let all = txt::endpoint_lines(&snap.clusters[0], 0);
+    let all = txt::endpoint_lines(&snap.clusters[0], 0, &snap.config.locations);
     let h = start(snap).await;
     let q = query("read.db.internal.", RecordType::TXT);
     let (plain, size) = h.udp(&q).await;
@@ -712,7 +712,7 @@ async fn srv_answers_carry_their_targets_addresses() {
 #[tokio::test]
 async fn node_names_and_empty_non_terminals() {
     let snap = snapshot(7, true);
-    let pg3_line = txt::endpoint_lines(&snap.clusters[0], 0)[2].clone();
+    let pg3_line = txt::endpoint_lines(&snap.clusters[0], 0, &snap.config.locations)[2].clone();
     let h = start(snap).await;
     use ResponseCode::*;
     let ok = |answers: &[&str]| (NoError, true, s(answers), vec![]);

@@ -57,20 +57,24 @@ fn only_the_demo_uses_the_test_cluster() {
 #[test]
 fn decision_modules_use_no_clock_socket_database_or_runtime() {
     let decisions = [
+        "check.rs",
         "config/dsn.rs",
         "config/dsn/template.rs",
         "config/units.rs",
         "config/validate.rs",
         "config/validate/cluster.rs",
         "config/validate/edge.rs",
+        "config/validate/locality.rs",
         "config/validate/values.rs",
         "dns/answer.rs",
+        "dns/ecs.rs",
         "dns/name.rs",
         "dns/rrl.rs",
         "dns/txt.rs",
         "dns/wire.rs",
         "health.rs",
         "lag.rs",
+        "locality.rs",
         "net.rs",
         "patroni.rs",
         "select.rs",
@@ -107,7 +111,7 @@ fn decision_modules_use_no_clock_socket_database_or_runtime() {
 /// its store never name the front ends they feed.
 #[test]
 fn dependencies_point_down() {
-    let never: [(&str, &[&str]); 9] = [
+    let never: [(&str, &[&str]); 10] = [
         ("wal.rs", &["crate::"]),
         // discovery decides from Patroni's document and the config alone; what it
         // feeds (probes, snapshots, the front ends) is wired above it
@@ -118,6 +122,7 @@ fn dependencies_point_down() {
         ("health.rs", &["crate::"]),
         ("topology.rs", &["crate::snapshot", "crate::state", "crate::dns", "crate::http", "crate::metrics"]),
         ("snapshot.rs", &["crate::state", "crate::publisher", "crate::dns", "crate::http", "crate::metrics"]),
+        ("check.rs", &["crate::state", "crate::publisher", "crate::dns", "crate::http", "crate::metrics"]),
         ("state.rs", &["crate::publisher", "crate::dns", "crate::http", "crate::metrics"]),
         ("store.rs", &["crate::dns", "crate::http", "crate::metrics"]),
         ("publisher.rs", &["crate::dns", "crate::http", "crate::metrics"]),

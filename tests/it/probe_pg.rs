@@ -29,6 +29,7 @@ fn node_config(node: &LocalNode) -> NodeConfig {
         dsn: node.dsn().parse().unwrap(),
         weight: 1,
         password_file: None,
+        location: None,
     }
 }
 

@@ -42,6 +42,7 @@ impl Probe {
             dsn: dsn.parse().unwrap(),
             weight: 1,
             password_file: None,
+            location: None,
         };
         let probe =
             ProbeConfig { interval: Duration::from_millis(200), timeout: Duration::from_secs(3), fall: 3, rise: 2 };

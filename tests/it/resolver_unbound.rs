@@ -91,17 +91,18 @@ remote-control:
 }
 
 /// A running `unbound -d`, killed by PID on drop.
-struct Unbound {
+pub(crate) struct Unbound {
     child: Child,
-    addr: SocketAddr,
+    pub(crate) addr: SocketAddr,
     dir: PathBuf,
 }
 
 impl Unbound {
-    /// Writes the config into `dir`, checks it and starts `unbound -d` on `port`.
-    fn spawn(bin: &Path, dir: &Path, port: u16, lagdns: SocketAddr) -> Unbound {
+    /// Writes the config (with `extra` clauses after it) into `dir`, checks it and
+    /// starts `unbound -d` on `port`.
+    fn spawn(bin: &Path, dir: &Path, port: u16, lagdns: SocketAddr, extra: &str) -> Unbound {
         let conf = dir.join("unbound.conf");
-        std::fs::write(&conf, unbound_conf(dir, port, lagdns)).unwrap();
+        std::fs::write(&conf, unbound_conf(dir, port, lagdns) + extra).unwrap();
         checkconf(bin, &conf);
         let child = Command::new(bin)
             .arg("-d")
@@ -117,7 +118,7 @@ impl Unbound {
     /// Starts Unbound on `port` for a lagdns that is not running yet, and waits only
     /// until it listens (a query for db.internal now would cache lagdns's absence).
     async fn start_before_lagdns(dir: &Path, port: u16, lagdns: SocketAddr) -> Unbound {
-        let mut u = Unbound::spawn(&unbound_bin(), dir, port, lagdns);
+        let mut u = Unbound::spawn(&unbound_bin(), dir, port, lagdns, "");
         let deadline = Instant::now() + Duration::from_secs(15);
         while tokio::net::TcpStream::connect(u.addr).await.is_err() {
             if let Some(status) = u.child.try_wait().unwrap() {
@@ -132,11 +133,17 @@ impl Unbound {
     /// Writes the config into `dir`, checks it with `unbound-checkconf` and starts
     /// Unbound on a free port, retrying if another process took the port first.
     async fn start(dir: &Path, lagdns: SocketAddr) -> Unbound {
+        Unbound::start_with(dir, lagdns, "").await
+    }
+
+    /// [`Unbound::start`] with `extra` config clauses after the shipped snippet (e.g. a
+    /// second `server:` clause).
+    pub(crate) async fn start_with(dir: &Path, lagdns: SocketAddr, extra: &str) -> Unbound {
         let bin = unbound_bin();
         let mut last = String::new();
         for _ in 0..3 {
             let port = common::free_port();
-            let mut u = Unbound::spawn(&bin, dir, port, lagdns);
+            let mut u = Unbound::spawn(&bin, dir, port, lagdns, extra);
             match u.wait_answering(Duration::from_secs(15)).await {
                 Ok(()) => return u,
                 Err(e) => last = e,
@@ -162,7 +169,7 @@ impl Unbound {
         }
     }
 
-    fn logs(&self) -> String {
+    pub(crate) fn logs(&self) -> String {
         let read = |f: &str| std::fs::read_to_string(self.dir.join(f)).unwrap_or_default();
         format!("unbound.log:\n{}\nstderr:\n{}", read("unbound.log"), read("unbound.stderr"))
     }

@@ -9,12 +9,13 @@ use std::path::PathBuf;
 use toml::Spanned;
 
 use super::values::{answers, dns_label, duration, fallback, int_in, ip, name_label, required, size, Cx};
-use super::{Result, DEFAULT_POLICY, DEFAULT_WEIGHT, MAX_NAME_LEN, RESERVED_PREFIXES};
+use super::{locality, Result, DEFAULT_POLICY, DEFAULT_WEIGHT, MAX_NAME_LEN, RESERVED_PREFIXES};
 use crate::config::dsn::Dsn;
 use crate::config::files::NamedFile;
 use crate::config::raw::{RawCluster, RawEndpoint, RawNode, RawPolicy, S};
 use crate::config::DEFAULT_PG_PORT;
 use crate::config::{ClusterConfig, DnsConfig, EndpointConfig, NodeConfig, Policy};
+use crate::locality::{LocationId, Locations};
 
 /// A DNS label already taken in the zone, and the key that took it.
 struct LabelSite {
@@ -22,7 +23,12 @@ struct LabelSite {
     key: String,
 }
 
-pub(super) fn clusters(cx: &Cx, dns: &DnsConfig, raw: &[Spanned<RawCluster>]) -> Result<Vec<ClusterConfig>> {
+pub(super) fn clusters(
+    cx: &Cx,
+    dns: &DnsConfig,
+    raw: &[Spanned<RawCluster>],
+    locations: &mut Locations,
+) -> Result<Vec<ClusterConfig>> {
     if raw.is_empty() {
         return Err(cx.err(0..0, "cluster", "at least one [[cluster]] is required"));
     }
@@ -36,7 +42,7 @@ pub(super) fn clusters(cx: &Cx, dns: &DnsConfig, raw: &[Spanned<RawCluster>]) ->
             return Err(cx.err(name.span(), &key, format!("cluster {name_text:?} is defined twice")));
         }
         zone.cluster(cx, &c.get_ref().name, name, &key)?;
-        out.push(cluster(cx, name_text, name.span(), c, &mut zone)?);
+        out.push(cluster(cx, name_text, name.span(), c, &mut zone, locations)?);
     }
     Ok(out)
 }
@@ -83,6 +89,7 @@ fn cluster(
     name_span: Range<usize>,
     raw: &Spanned<RawCluster>,
     zone: &mut ZoneLabels,
+    locations: &mut Locations,
 ) -> Result<ClusterConfig> {
     let c = raw.get_ref();
     let key = format!("cluster[{name}]");
@@ -90,7 +97,7 @@ fn cluster(
         return Err(cx.err(raw.span(), &format!("{key}.node"), "a cluster needs at least one [[cluster.node]]"));
     }
     let parent = format!("{}.{}", name.to_ascii_lowercase(), zone.zone);
-    let nodes = nodes(cx, &key, &parent, &c.node)?;
+    let nodes = nodes(cx, &key, &parent, &c.node, locations)?;
     let labels = &mut zone.labels;
     let node_names: Vec<String> = nodes.iter().map(|n| n.name.clone()).collect();
     let write = label(cx, &c.write, ("write", &name_span), &format!("{key}.write"), labels)?;
@@ -163,7 +170,11 @@ fn policy(cx: &Cx, raw: RawPolicy, base: Policy, key: &str) -> Result<Policy> {
         Some(v) => fallback(cx, v, &format!("{key}.fallback"))?,
         None => base.fallback,
     };
-    Ok(Policy { max_lag, max_lag_bytes, answers, fallback })
+    let locality = match raw.locality {
+        Some(v) => locality::policy(cx, v, &format!("{key}.locality"))?,
+        None => base.locality,
+    };
+    Ok(Policy { max_lag, max_lag_bytes, answers, fallback, locality })
 }
 
 /// A node whose DSN is still text.
@@ -174,15 +185,22 @@ struct Node<'a> {
     dsn: &'a Spanned<String>,
     weight: u32,
     password_file: Option<PathBuf>,
+    location: Option<LocationId>,
 }
 
 /// The nodes of a cluster, whose names are `<node>.<parent>`. Every node's own keys and
 /// name are checked before any DSN is parsed, so an error in a table's structure is
 /// reported before one inside a DSN.
-fn nodes(cx: &Cx, cluster_key: &str, parent: &str, raw: &[Spanned<RawNode>]) -> Result<Vec<NodeConfig>> {
+fn nodes(
+    cx: &Cx,
+    cluster_key: &str,
+    parent: &str,
+    raw: &[Spanned<RawNode>],
+    locations: &mut Locations,
+) -> Result<Vec<NodeConfig>> {
     let mut out: Vec<Node> = Vec::new();
     for (i, n) in raw.iter().enumerate() {
-        let node = node(cx, cluster_key, parent, i, n)?;
+        let node = node(cx, cluster_key, parent, i, n, locations)?;
         if out.iter().any(|o| o.name.eq_ignore_ascii_case(&node.name)) {
             let span = n.get_ref().name.as_ref().map_or(n.span(), Spanned::span);
             let key = format!("{cluster_key}.node[{}].name", node.name);
@@ -191,15 +209,22 @@ fn nodes(cx: &Cx, cluster_key: &str, parent: &str, raw: &[Spanned<RawNode>]) -> 
         out.push(node);
     }
     out.into_iter()
-        .map(|Node { name, address, port, dsn, weight, password_file }| {
+        .map(|Node { name, address, port, dsn, weight, password_file, location }| {
             let key = format!("{cluster_key}.node[{name}].dsn");
             let dsn = dsn.get_ref().parse::<Dsn>().map_err(|e| cx.err(dsn.span(), &key, e.to_string()))?;
-            Ok(NodeConfig { name, address, port, dsn, weight, password_file })
+            Ok(NodeConfig { name, address, port, dsn, weight, password_file, location })
         })
         .collect()
 }
 
-fn node<'a>(cx: &Cx, cluster_key: &str, parent: &str, i: usize, raw: &'a Spanned<RawNode>) -> Result<Node<'a>> {
+fn node<'a>(
+    cx: &Cx,
+    cluster_key: &str,
+    parent: &str,
+    i: usize,
+    raw: &'a Spanned<RawNode>,
+    locations: &mut Locations,
+) -> Result<Node<'a>> {
     let n = raw.get_ref();
     let name_value = required(cx, &n.name, raw.span(), &format!("{cluster_key}.node[{i}].name"))?;
     let name = name_label(cx, name_value, &format!("{cluster_key}.node[{i}].name"))?;
@@ -234,7 +259,11 @@ fn node<'a>(cx: &Cx, cluster_key: &str, parent: &str, i: usize, raw: &'a Spanned
         }
         other => other.as_ref().map(|p| PathBuf::from(p.get_ref())),
     };
-    Ok(Node { name, address, port, dsn, weight, password_file })
+    let location = match &n.location {
+        Some(v) => Some(locality::location(cx, v, &format!("{key}.location"), locations)?),
+        None => None,
+    };
+    Ok(Node { name, address, port, dsn, weight, password_file, location })
 }
 
 /// The files the validated `clusters` name (each node's DSN files, then its

@@ -1,9 +1,12 @@
-//! The network edge's keys: `[dns] allow`, `[http] allow` and `[dns.limits]`.
+//! The network edge's keys: `[dns] allow`, `[http] allow`, `[http] agent_listen` and
+//! `[dns.limits]`.
+
+use std::net::SocketAddr;
 
 use toml::Spanned;
 
 use super::raw::{RawLimits, S};
-use super::values::{duration, int_in, Cx};
+use super::values::{duration, int_in, socket_addr, Cx};
 use super::Result;
 use crate::config::DnsLimits;
 use crate::net::{parse_network, Allow};
@@ -25,6 +28,28 @@ pub(super) fn allow(cx: &Cx, list: &S<Vec<Spanned<String>>>, key: &str) -> Resul
         nets.push(net);
     }
     Ok(Allow::only(nets))
+}
+
+/// `[http] agent_listen`: absent = no agent listener. Its address may not be one that
+/// `http.listen` or `dns.listen` (whose TCP side it would collide with) already binds;
+/// port 0 (any free port) collides with nothing.
+pub(super) fn agent_listen(
+    cx: &Cx,
+    raw: &S<String>,
+    http: SocketAddr,
+    dns: &[SocketAddr],
+) -> Result<Option<SocketAddr>> {
+    let Some(raw) = raw else { return Ok(None) };
+    let key = "http.agent_listen";
+    let addr = socket_addr(cx, raw, key)?;
+    let taken = |other: &SocketAddr| addr.port() != 0 && *other == addr;
+    if taken(&http) {
+        return Err(cx.err(raw.span(), key, format!("{addr} is http.listen's address already")));
+    }
+    if dns.iter().any(taken) {
+        return Err(cx.err(raw.span(), key, format!("{addr} is in dns.listen already (DNS listens on TCP too)")));
+    }
+    Ok(Some(addr))
 }
 
 pub(super) fn limits(cx: &Cx, raw: &S<RawLimits>) -> Result<DnsLimits> {

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use super::parse;
 use crate::config::*;
+use crate::locality::Locations;
 use crate::net::Allow;
 
 /// The smallest valid config: one cluster with one node (4 lines per block below).
@@ -57,7 +58,7 @@ fn minimal_config_gets_every_default() {
                 slip: 2,
             },
         },
-        http: HttpConfig { listen: "127.0.0.1:8053".parse().unwrap(), allow: Allow::everyone() },
+        http: HttpConfig { listen: "127.0.0.1:8053".parse().unwrap(), allow: Allow::everyone(), agent_listen: None },
         probe: ProbeConfig { interval: ms(250), timeout: ms(1000), fall: 2, rise: 2 },
         clusters: vec![ClusterConfig {
             name: "main".into(),
@@ -70,6 +71,7 @@ fn minimal_config_gets_every_default() {
                     max_lag_bytes: None,
                     answers: Answers::Count(1),
                     fallback: Fallback::Primary,
+                    locality: LocalityPolicy::Prefer,
                 },
             }],
             nodes: vec![NodeConfig {
@@ -79,8 +81,11 @@ fn minimal_config_gets_every_default() {
                 dsn: "host=127.0.0.11".parse().unwrap(),
                 weight: 100,
                 password_file: None,
+                location: None,
             }],
         }],
+        locations: Locations::default(),
+        locality: None,
     };
     assert_eq!(cfg, want);
 }
@@ -134,7 +139,13 @@ dsn = "host=b"
 "#;
     let c = &ok(text).clusters[0];
     let summary: Vec<_> = c.endpoints.iter().map(|e| (e.label.as_str(), e.nodes.join(","), e.policy)).collect();
-    let policy = |max_lag, bytes, answers, fallback| Policy { max_lag, max_lag_bytes: bytes, answers, fallback };
+    let policy = |max_lag, bytes, answers, fallback| Policy {
+        max_lag,
+        max_lag_bytes: bytes,
+        answers,
+        fallback,
+        locality: LocalityPolicy::Prefer,
+    };
     assert_eq!(
         summary,
         vec![
@@ -189,11 +200,11 @@ rise = 1
 /// `(config text, exact error)`. Line numbers count from the first line of the text.
 const ERRORS: &[(&str, &str)] = &[
     // syntax and unknown keys (from the TOML parser, with the key found by span)
-    ("colour = 1\n", "t.toml:1: colour: unknown field `colour`, expected one of `dns`, `http`, `probe`, `cluster`"),
+    ("colour = 1\n", "t.toml:1: colour: unknown field `colour`, expected one of `dns`, `http`, `probe`, `locality`, `cluster`"),
     ("[dns]\nzone = \"db.internal\"\nzonee = \"x\"\n", "t.toml:3: dns.zonee: unknown field `zonee`, expected one of `listen`, `zone`, `ttl`, `negative_ttl`, `nameservers`, `nsid`, `allow`, `limits`"),
-    ("[[cluster]]\nname = \"main\"\n[[cluster.node]]\nname = \"pg1\"\nweigth = 5\n", "t.toml:5: cluster[main].node[pg1].weigth: unknown field `weigth`, expected one of `name`, `address`, `port`, `dsn`, `weight`, `password_file`"),
+    ("[[cluster]]\nname = \"main\"\n[[cluster.node]]\nname = \"pg1\"\nweigth = 5\n", "t.toml:5: cluster[main].node[pg1].weigth: unknown field `weigth`, expected one of `name`, `address`, `port`, `dsn`, `weight`, `password_file`, `location`"),
     ("[dns]\nnameservers = [{ name = \"ns1.db.internal\", adress = \"127.0.0.1\" }]\n", "t.toml:2: dns.nameservers[ns1.db.internal].adress: unknown field `adress`, expected `name` or `address`"),
-    ("[[cluster]]\nname = \"main\"\n[[cluster.endpoint]]\nname = \"a\"\nmax_lagg = \"1s\"\n", "t.toml:5: cluster[main].endpoint[a].max_lagg: unknown field `max_lagg`, expected one of `name`, `nodes`, `max_lag`, `max_lag_bytes`, `answers`, `fallback`"),
+    ("[[cluster]]\nname = \"main\"\n[[cluster.endpoint]]\nname = \"a\"\nmax_lagg = \"1s\"\n", "t.toml:5: cluster[main].endpoint[a].max_lagg: unknown field `max_lagg`, expected one of `name`, `nodes`, `max_lag`, `max_lag_bytes`, `answers`, `fallback`, `locality`"),
     ("[probe]\nfall = \"2\"\n", "t.toml:2: probe.fall: invalid type: string \"2\", expected an integer"),
     ("[dns]\nzone = \"db.internal\n", "t.toml:2: dns.zone: invalid basic string"),
     ("[dns]\nttl = \"1s\"\nttl = \"2s\"\n", "t.toml:3: dns.ttl: duplicate key `ttl` in table `dns`"),
@@ -299,6 +310,17 @@ const MIN_ERRORS: &[(&str, &str, &str)] = &[
     ("name = \"main\"\n", "name = \"main\"\n[[cluster.endpoint]]\nnodes = [\"pg1\"]\n", "t.toml:3: cluster[main].endpoint[0].name: is required"),
     ("name = \"main\"\n", "name = \"main\"\n[[cluster.endpoint]]\nname = \"bi\"\nnodes = [\"pg2\"]\n", "t.toml:5: cluster[main].endpoint[bi].nodes: no node named \"pg2\" in this cluster"),
     ("name = \"main\"\n", "name = \"main\"\n[[cluster.endpoint]]\nname = \"bi\"\nfallback = \"all\"\n", "t.toml:5: cluster[main].endpoint[bi].fallback: must be \"primary\", \"none\" or \"open\", not \"all\""),
+    // locality (SPEC §8)
+    ("name = \"main\"\n", "name = \"main\"\nlocality = \"near\"\n", "t.toml:3: cluster[main].locality: must be \"prefer\", \"only\" or \"ignore\", not \"near\""),
+    ("name = \"main\"\n", "name = \"main\"\n[[cluster.endpoint]]\nname = \"bi\"\nlocality = \"\"\n", "t.toml:5: cluster[main].endpoint[bi].locality: must be \"prefer\", \"only\" or \"ignore\", not \"\""),
+    ("dsn = \"host=127.0.0.11\"\n", "dsn = \"host=h\"\nlocation = \"eu west\"\n", "t.toml:7: cluster[main].node[pg1].location: \"eu west\" is not a location label (letters, digits, '-', '_', '.', ':', at most 63 characters)"),
+    ("dsn = \"host=127.0.0.11\"\n", "dsn = \"host=h\"\n[locality]\ndefault = \"\"\n", "t.toml:8: locality.default: \"\" is not a location label (letters, digits, '-', '_', '.', ':', at most 63 characters)"),
+    ("dsn = \"host=127.0.0.11\"\n", "dsn = \"host=h\"\n[locality]\necs = \"yes\"\n", "t.toml:8: locality.ecs: invalid type: string \"yes\", expected a boolean"),
+    ("dsn = \"host=127.0.0.11\"\n", "dsn = \"host=h\"\n[[locality.network]]\nprefix = \"10.1.0.0/16\"\n", "t.toml:7: locality.network[0].location: is required"),
+    ("dsn = \"host=127.0.0.11\"\n", "dsn = \"host=h\"\n[[locality.network]]\nlocation = \"a\"\n", "t.toml:7: locality.network[0].prefix: is required"),
+    ("dsn = \"host=127.0.0.11\"\n", "dsn = \"host=h\"\n[[locality.network]]\nprefix = \"10.1.0.1/16\"\nlocation = \"a\"\n", "t.toml:8: locality.network[0].prefix: \"10.1.0.1/16\" has host bits set: write 10.1.0.0/16"),
+    ("dsn = \"host=127.0.0.11\"\n", "dsn = \"host=h\"\n[[locality.network]]\nprefix = \"10.1.0.0/16\"\nlocation = \"a\"\n[[locality.network]]\nprefix = \"10.1.0.0/16\"\nlocation = \"b\"\n", "t.toml:11: locality.network[1].prefix: 10.1.0.0/16 is listed twice (first for location \"a\")"),
+    ("dsn = \"host=127.0.0.11\"\n", "dsn = \"host=h\"\n[[locality.network]]\nprefix = \"10.1.0.0/16\"\nlocation = \"a\"\nzone = \"x\"\n", "t.toml:10: locality.network.zone: unknown field `zone`, expected `prefix` or `location`"),
 ];
 
 #[test]
@@ -436,12 +458,24 @@ allow = ["127.0.0.0/8"]
     let nets = |a: &Allow| a.networks().unwrap().iter().map(|n| n.to_string()).collect::<Vec<_>>();
     assert_eq!(nets(&cfg.dns.allow), ["10.0.0.0/8", "127.0.0.1/32", "::1/128"]);
     assert_eq!(nets(&cfg.http.allow), ["127.0.0.0/8"]);
+    assert_eq!(cfg.http.agent_listen, None, "no agent listener unless configured");
     let l = cfg.dns.limits;
     assert_eq!(
         (l.tcp_connections, l.tcp_connections_per_client, l.tcp_idle, l.tcp_lifetime),
         (100, 4, ms(2000), ms(30_000))
     );
     assert_eq!((l.rate, l.rate_prefix_v4, l.rate_prefix_v6, l.slip), (50, 32, 64, 0));
+}
+
+#[test]
+fn agent_listen_is_read_and_may_share_port_0() {
+    let cfg = ok(&format!("[http]\nagent_listen = \"[::1]:8054\"\n{MIN}"));
+    assert_eq!(cfg.http.agent_listen, Some("[::1]:8054".parse().unwrap()));
+    // port 0 (a free port each) collides with nothing
+    let text = format!(
+        "[dns]\nlisten = [\"127.0.0.1:0\"]\n[http]\nlisten = \"127.0.0.1:0\"\nagent_listen = \"127.0.0.1:0\"\n{MIN}"
+    );
+    assert_eq!(ok(&text).http.agent_listen, Some("127.0.0.1:0".parse().unwrap()));
 }
 
 #[test]
@@ -469,9 +503,52 @@ fn edge_errors_name_the_line_and_key() {
         ("[dns.limits]\ntcp_idle = \"0s\"\n", "t.toml:2: dns.limits.tcp_idle: must be more than 0"),
         ("[dns.limits]\nrate = 5000000\n", "t.toml:2: dns.limits.rate: must be an integer from 0 to 1000000"),
         ("[dns.limits]\nburst = 1\n", "t.toml:2: dns.limits.burst: unknown field `burst`"),
+        (
+            "[http]\nagent_listen = \"8054\"\n",
+            "t.toml:2: http.agent_listen: \"8054\" is not an address with a port, like \"127.0.0.1:5353\"",
+        ),
+        (
+            "[http]\nlisten = \"127.0.0.1:8053\"\nagent_listen = \"127.0.0.1:8053\"\n",
+            "t.toml:3: http.agent_listen: 127.0.0.1:8053 is http.listen's address already",
+        ),
+        (
+            "[dns]\nlisten = [\"127.0.0.1:5353\"]\n[http]\nagent_listen = \"127.0.0.1:5353\"\n",
+            "t.toml:4: http.agent_listen: 127.0.0.1:5353 is in dns.listen already (DNS listens on TCP too)",
+        ),
+        ("[http]\nagent_list = \"127.0.0.1:8054\"\n", "t.toml:2: http.agent_list: unknown field `agent_list`"),
     ];
     for (text, want) in cases {
         let err = Config::parse(&format!("{text}{MIN}"), "t.toml").unwrap_err().to_string();
         assert!(err.starts_with(want), "{text}\n got: {err}\nwant: {want}");
     }
+}
+
+#[test]
+fn locality_keys_are_read() {
+    let text = format!(
+        "{}location = \"eu-1a\"\n[[cluster.node]]\nname = \"pg2\"\naddress = \"127.0.0.12\"\ndsn = \"host=b\"\n\
+         [[cluster.endpoint]]\nname = \"near\"\nlocality = \"only\"\n\
+         [locality]\ndefault = \"eu-1b\"\n[[locality.network]]\nprefix = \"10.1.0.0/16\"\nlocation = \"eu-1a\"\n\
+         [[locality.network]]\nprefix = \"2001:db8::/32\"\nlocation = \"eu-1c\"\n",
+        MIN.replace("name = \"main\"\n", "name = \"main\"\nlocality = \"ignore\"\n")
+    );
+    let cfg = ok(&text);
+    let c = &cfg.clusters[0];
+    let name = |id: Option<crate::locality::LocationId>| id.map(|l| cfg.locations.name(l).to_owned());
+    assert_eq!(name(c.nodes[0].location).as_deref(), Some("eu-1a"));
+    assert_eq!(c.nodes[1].location, None);
+    assert_eq!(
+        c.endpoints.iter().map(|e| e.policy.locality).collect::<Vec<_>>(),
+        [LocalityPolicy::Ignore, LocalityPolicy::Only]
+    );
+    let l = cfg.locality.as_ref().unwrap();
+    assert!(l.ecs);
+    assert_eq!(name(l.default).as_deref(), Some("eu-1b"));
+    assert_eq!(l.networks.len(), 2);
+    let found = l.networks.lookup("10.1.7.7".parse().unwrap(), 32);
+    assert_eq!(name(found.matched).as_deref(), Some("eu-1a"));
+    // without [locality] nothing is placed, and `prefer` is the default policy
+    let plain = ok(MIN);
+    assert_eq!((plain.locality, plain.clusters[0].endpoints[0].policy.locality), (None, LocalityPolicy::Prefer));
+    assert!(!ok(&format!("{MIN}[locality]\necs = false\n")).locality.unwrap().ecs);
 }
