@@ -358,7 +358,7 @@ impl PatroniCluster {
     /// Switches the leader over to `candidate` through the current leader's REST API
     /// (`POST /switchover`, what `patronictl switchover --force` does); returns once
     /// `candidate` leads, every running member is `running` again (the old leader rejoined
-    /// as a replica) and every replica streams.
+    /// as a replica) on the new leader's timeline, and every replica streams.
     pub fn switchover(&self, candidate: &str) -> Result<(), LocalPgError> {
         let leader =
             self.leader()?.ok_or_else(|| LocalPgError::Other("switchover: the cluster has no leader".into()))?;
@@ -374,9 +374,11 @@ impl PatroniCluster {
             )));
         }
         let running: Vec<&str> = self.members.iter().filter(|m| m.is_running()).map(|m| m.name.as_str()).collect();
-        self.wait_until(&format!("{candidate} leads after the switchover and all run"), SETTLE_TIMEOUT, |c| {
-            c.leader().is_some_and(|l| l.name == candidate)
-                && running.iter().all(|n| c.member(n).is_some_and(MemberStatus::is_running))
+        let what = format!("{candidate} leads after the switchover, and all run on its timeline");
+        self.wait_until(&what, SETTLE_TIMEOUT, |c| {
+            // A replica's entry shows the new timeline a loop or so after it streams on it.
+            let Some(leader) = c.leader().filter(|l| l.name == candidate) else { return false };
+            running.iter().all(|n| c.member(n).is_some_and(|m| m.is_running() && m.timeline == leader.timeline))
         })?;
         self.wait_replicas_streaming(SETTLE_TIMEOUT)
     }

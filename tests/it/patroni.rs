@@ -86,14 +86,14 @@ fn cluster_listing_through_switchover_and_a_stopped_member() {
     let cluster = start(3);
     let all = [0, 1, 2];
 
-    // Every member serves the same listing: three members, pg1 the one leader, all running.
-    for &i in &all {
-        let doc = listing(cluster.member(i)).unwrap();
-        assert_eq!(doc.members.len(), 3, "{}", summary(&doc));
-        assert_eq!(leaders(&doc), ["pg1"], "{}", summary(&doc));
-        assert!(doc.members.iter().all(|m| m.state.is_running()), "{}", summary(&doc));
-        assert!(!doc.pause);
-    }
+    // Every member serves the same listing (each reads it from etcd through a watch
+    // cache of its own, hence the polling): three members, pg1 the one leader, all running.
+    wait_each(&cluster, &all, "three running members led by pg1", |doc| {
+        doc.members.len() == 3
+            && leaders(doc) == ["pg1"]
+            && doc.members.iter().all(|m| m.state.is_running())
+            && !doc.pause
+    });
 
     // The discovered nodes are the members, on their own addresses, and their DSNs reach
     // the PostgreSQL Patroni says they are.
