@@ -25,12 +25,13 @@
 //! | module | owns |
 //! |---|---|
 //! | `wal` | LSN, timeline, system identifier value types |
-//! | `config` | the typed config: `raw` TOML mirror, `units`, `dsn` (a node's DSN, parsed once), `validate` (file:line:key errors), `files` (opens the files a config names) |
+//! | `config` | the typed config: `raw` TOML mirror, `units`, `dsn` (a node's DSN, parsed once; `dsn::template`: `node_dsn`, a DSN with `{host}`/`{port}` for discovered members), `validate` (file:line:key errors), `files` (opens the files a config names) |
 //! | `health` | [`health::Hysteresis`]: rise/fall for node health and re-admission |
 //! | `lag` | WAL evidence → time lag and byte lag |
 //! | `locality` | location labels, the `[[locality.network]]` prefix trie, where a client is (SPEC §8) |
 //! | `topology` | roles, primary election and split brain, eligibility and its reason |
 //! | `select` | weighted choice of read answers |
+//! | `patroni` | SPEC §11's decisions: Patroni's `GET /cluster` document (`parse_cluster`), the nodes its members become (`discover`: name, host, port, `node_dsn` filled in, weight 0 for `noloadbalance`, Patroni's role/state/lag for display), and the membership fold across rounds (`Membership::next`: 3 missed listings remove a member, a failed round keeps the list) |
 //! | `probe` | `Observation`/`Sample`; `task` (one node's connection and query), `supervisor` (a task per node across reloads), `sql`, `secret`, `tls` |
 //! | `snapshot` | the immutable picture DNS and HTTP read: plain domain data |
 //! | `check` | load-balancer checks (HTTP `/check`, HAProxy agent replies) decided over a snapshot; the per-request `max_lag` bound `maxlag-` names share |
@@ -45,8 +46,8 @@
 //! | `testkit` | hand-built snapshots for tests of the renderings (not used by the server) |
 //!
 //! Decision modules (`config` validation, `wal`, `health`, `lag`, `locality`, `topology`,
-//! `select`, `snapshot`, `check`, `state`, `net`, `dns::name`, `dns::answer`, `dns::ecs`,
-//! `dns::txt`, `dns::wire`, `dns::rrl`) are plain functions over
+//! `select`, `patroni`, `snapshot`, `check`, `state`, `net`, `dns::name`, `dns::answer`,
+//! `dns::ecs`, `dns::txt`, `dns::wire`, `dns::rrl`) are plain functions over
 //! plain data: no clock, no sockets, no files. IO lives in `config::files`,
 //! `probe::task`, `probe::supervisor`, `publisher`, `dns::udp`, `dns::tcp`, `dns::server`,
 //! `http` and `cmd`.
@@ -67,6 +68,7 @@ pub mod lag;
 pub mod locality;
 pub mod metrics;
 pub mod net;
+pub mod patroni;
 pub mod probe;
 pub mod publisher;
 pub mod select;

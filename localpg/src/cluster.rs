@@ -5,7 +5,7 @@
 use super::error::LocalPgError;
 use super::node::{LocalNode, TOOL_TIMEOUT};
 use super::run::{chown_to_pg, pg_tool, run};
-use super::slot::{Slot, CLUSTER_DIR_PREFIX};
+use super::slot::{self, Slot};
 use super::writer::WRITES_TABLE;
 use super::{bin_dir, port};
 use std::io::Write;
@@ -39,9 +39,9 @@ impl LocalCluster {
         }
         let bin = bin_dir()?;
         let port = port()?;
-        let slot = Slot::acquire()?;
+        let slot = Slot::acquire(&slot::PG)?;
         let k = CLUSTERS.fetch_add(1, Ordering::Relaxed);
-        let dir = PathBuf::from(format!("{CLUSTER_DIR_PREFIX}{}-{k}", std::process::id()));
+        let dir = slot::PG.cluster_dir(k);
         let mut cluster = LocalCluster { dir: dir.clone(), nodes: Vec::new(), slot: None };
         let _ = std::fs::remove_dir_all(&dir); // a stale one from a recycled pid
         make_dir(&dir)?;
@@ -127,7 +127,7 @@ impl LocalCluster {
             node.teardown();
         }
         self.nodes.clear();
-        if self.dir.to_string_lossy().starts_with(CLUSTER_DIR_PREFIX) {
+        if slot::PG.owns(&self.dir) {
             // Retried: a straggling client (e.g. a Writer's psql) may still touch it.
             for _ in 0..5 {
                 if std::fs::remove_dir_all(&self.dir).is_ok() || !self.dir.exists() {

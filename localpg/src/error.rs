@@ -14,6 +14,12 @@ pub enum LocalPgError {
     )]
     BinariesNotFound(String),
 
+    #[error(
+        "`{tool}` not found on PATH, /usr/bin or /usr/sbin: install it (Debian: `apt-get install {package}`; \
+         `./dev deps` installs what the tests need)"
+    )]
+    ToolNotFound { tool: String, package: String },
+
     #[error("`{command}` failed: {status}{}", tails(stderr, log))]
     Command { command: String, status: String, stderr: String, log: Option<(PathBuf, String)> },
 

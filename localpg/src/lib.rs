@@ -16,10 +16,19 @@
 //! (see `slot`), owns the addresses `127.77.n.1..` and the directory
 //! `/tmp/lagdns-pg-<pid>-<k>`; all nodes share one port ([`DEFAULT_PORT`] or
 //! `$LAGDNS_PG_PORT`). When running as root, every server-side tool runs as `postgres`.
+//!
+//! [`PatroniCluster`] (`patroni`, with `etcd` and a small `http` client) is a real Patroni
+//! cluster from Debian's `patroni` and `etcd-server` packages: etcd and `n` Patroni
+//! members, each managing its own PostgreSQL, on the addresses `127.78.n.x` of a slot of
+//! its own pool, in `/dev/shm/lagdns-patroni-<pid>-<k>` (or `/tmp`), torn down and
+//! reclaimed the same way.
 
 mod cluster;
 mod error;
+mod etcd;
+mod http;
 mod node;
+mod patroni;
 mod procs;
 mod run;
 mod slot;
@@ -28,7 +37,12 @@ mod writer;
 
 pub use cluster::LocalCluster;
 pub use error::LocalPgError;
+pub use etcd::Etcd;
 pub use node::LocalNode;
+pub use patroni::{
+    patroni_programs, ClusterStatus, MemberStatus, PatroniCluster, PatroniMember, ETCD_CLIENT_PORT, ETCD_PEER_PORT,
+    PATRONI_API_PORT, SCOPE,
+};
 pub use wal::{Lsn, Timeline};
 pub use writer::Writer;
 

@@ -117,3 +117,25 @@ pub(crate) fn wait_gone(pid: u32, timeout: Duration) -> bool {
     }
     true
 }
+
+/// Live processes whose command line names a path inside `dir` and one of `programs`
+/// (matched in the command line too: `postgres -D <dir>/pg1/data`, `python3
+/// /usr/bin/patroni <dir>/pg1/patroni.yml`), with their command lines.
+pub(crate) fn mentioning(dir: &Path, programs: &[&str]) -> Vec<(u32, String)> {
+    let inside = format!("{}/", dir.display());
+    let me = std::process::id();
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|&pid| pid != me)
+        .filter_map(|pid| {
+            let raw = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+            let cmdline = String::from_utf8_lossy(&raw).replace('\0', " ");
+            let ours = cmdline.contains(&inside) && programs.iter().any(|p| cmdline.contains(p));
+            (ours && alive(pid)).then_some((pid, cmdline))
+        })
+        .collect()
+}

@@ -76,7 +76,13 @@ pub(crate) fn chown_to_pg(path: &Path) -> Result<(), LocalPgError> {
 /// A command for a server-side tool (`initdb`, `pg_ctl`, ...) from `bin`, run as the
 /// postgres account when we are root, with a neutral working directory and environment.
 pub(crate) fn pg_tool(bin: &Path, tool: &str) -> Result<Command, LocalPgError> {
-    let mut cmd = Command::new(bin.join(tool));
+    server_command(bin.join(tool))
+}
+
+/// A command for `program` (a server-side tool, Patroni, etcd), run as the postgres
+/// account when we are root, with a neutral working directory and environment.
+pub(crate) fn server_command(program: impl AsRef<std::ffi::OsStr>) -> Result<Command, LocalPgError> {
+    let mut cmd = Command::new(program);
     neutral_env(&mut cmd);
     if let Some(user) = run_as()? {
         cmd.uid(user.uid).gid(user.gid);

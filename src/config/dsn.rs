@@ -16,6 +16,9 @@
 //! check libpq would make, a probe never checks less than that, and `check` prints the
 //! effective `sslmode=verify-full`.
 //!
+//! `template` is `node_dsn` (SPEC §11): the DSN of a member Patroni lists, with `{host}`
+//! and `{port}` filled in, then parsed here like any other.
+//!
 //! Pure: no file is opened here (`config::files` opens the named files when a config is
 //! loaded; the probe reads them when it connects). `Display` is the redacted form for
 //! logs and `check` (`password=***`); no error quotes the DSN's text.
@@ -27,6 +30,9 @@ use std::str::FromStr;
 use tokio_postgres::config::{Host, SslMode as Negotiation};
 
 use crate::telemetry::error_chain;
+
+mod template;
+pub use template::{DsnTemplate, DsnTemplateError, DEFAULT_NODE_DSN};
 
 /// A parsed DSN. Built by [`str::parse`]; see the module docs.
 ///
@@ -186,6 +192,17 @@ impl Dsn {
 
     pub fn tls(&self) -> &TlsOptions {
         &self.tls
+    }
+
+    /// The TCP hosts the DSN names (`host=`), in order; unix socket directories left out.
+    pub fn tcp_hosts(&self) -> Vec<&str> {
+        let hosts = self.connection.get_hosts().iter();
+        hosts
+            .filter_map(|h| match h {
+                Host::Tcp(name) => Some(name.as_str()),
+                Host::Unix(_) => None,
+            })
+            .collect()
     }
 }
 

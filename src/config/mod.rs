@@ -19,9 +19,12 @@ use std::time::Duration;
 use crate::locality::{Locality, LocationId, Locations};
 use crate::net::Allow;
 
-pub use dsn::{ClientCert, Dsn, DsnError, RootCert, SslMode, TlsOptions};
+pub use dsn::{
+    ClientCert, Dsn, DsnError, DsnTemplate, DsnTemplateError, RootCert, SslMode, TlsOptions, DEFAULT_NODE_DSN,
+};
 pub use error::ConfigError;
 pub use units::{format_duration, format_size, parse_duration, parse_size};
+pub(crate) use validate::dns_label;
 
 /// `dns.listen` when the config names none (also `lagdns demo --dns`).
 pub const DEFAULT_DNS_LISTEN: &str = "127.0.0.1:5353";

@@ -42,6 +42,8 @@ mod edge;
 mod locality;
 mod values;
 
+pub(crate) use values::dns_label;
+
 use cluster::{clusters, named_files};
 use values::{dns_name, duration, ip, required, socket_addr, Cx};
 

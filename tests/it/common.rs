@@ -153,15 +153,20 @@ pub fn rcode(m: &Message) -> ResponseCode {
 /// `GET http://addr/path` → (status, body).
 pub async fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
     let url = format!("http://{addr}{path}");
-    tokio::task::spawn_blocking(move || {
-        let get = ureq::get(&url).config().timeout_global(Some(Duration::from_secs(5))).http_status_as_error(false);
-        match get.build().call() {
-            Ok(mut r) => (r.status().as_u16(), r.body_mut().read_to_string().unwrap()),
-            Err(e) => panic!("GET {url}: {e}"),
+    tokio::task::spawn_blocking(move || http_get_blocking(&url).unwrap_or_else(|e| panic!("{e}"))).await.unwrap()
+}
+
+/// `GET url` from blocking code → (status, body), or the error (connection refused...);
+/// a status other than 200 is not an error.
+pub fn http_get_blocking(url: &str) -> Result<(u16, String), String> {
+    let get = ureq::get(url).config().timeout_global(Some(Duration::from_secs(5))).http_status_as_error(false);
+    match get.build().call() {
+        Ok(mut r) => {
+            let body = r.body_mut().read_to_string().map_err(|e| format!("GET {url}: reading the body: {e}"))?;
+            Ok((r.status().as_u16(), body))
         }
-    })
-    .await
-    .unwrap()
+        Err(e) => Err(format!("GET {url}: {e}")),
+    }
 }
 
 /// Polls `check` every 50 ms until it returns `Some`, or panics after `within` with

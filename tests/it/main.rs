@@ -37,6 +37,9 @@
 //!   (`promtool check/test rules`, metric names exported), Kubernetes manifests
 //!   (`kubernetes-validate`, `lagdns check` on their config), the Dockerfile (`hadolint`,
 //!   its HEALTHCHECK against a live HTTP listener, labels, cache mounts).
+//! - `patroni`: a real Patroni cluster (etcd + three members): `GET /cluster` from every
+//!   member parsed by `lagdns::patroni` through a switchover and a member stopped and
+//!   started; the ignored `capture_fixtures` writes `tests/fixtures/patroni/`.
 //! - `probe_pg`: the probe task against real PostgreSQL: samples, timeouts, cleanup.
 //! - `probe_password`: where the probe's password comes from (DSN, `password_file`,
 //!   `PGPASSWORD`) against real PostgreSQL with password authentication.
@@ -65,6 +68,7 @@ mod locality_dns;
 mod locality_pg;
 mod locality_unbound;
 mod ops_examples;
+mod patroni;
 mod probe_password;
 mod probe_pg;
 mod probe_tls;

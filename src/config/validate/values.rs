@@ -143,7 +143,7 @@ pub(super) fn socket_addr(cx: &Cx, v: &Spanned<String>, key: &str) -> Result<Soc
 }
 
 /// A single DNS label, lower-cased: letters, digits and inner hyphens, at most 63.
-pub(super) fn dns_label(text: &str) -> std::result::Result<String, String> {
+pub(crate) fn dns_label(text: &str) -> std::result::Result<String, String> {
     let label = text.to_ascii_lowercase();
     let ok_chars = label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
     if label.is_empty() || label.len() > 63 || !ok_chars || label.starts_with('-') || label.ends_with('-') {
