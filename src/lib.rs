@@ -3,7 +3,9 @@
 //! Data flows one way:
 //!
 //! ```text
-//!  Config ──(SIGHUP: Config::load, parse + validate; on error keep the old one)──────┐
+//!  Config ──(SIGHUP: Config::load, parse + validate; on error keep the old one)──┐
+//!    │           discovery (Patroni GET /cluster): loaded config + members ◄──────┘
+//!    │           = the effective config, sent on as a reload; Patroni's view ─────┐
 //!    │                                                                                ▼
 //!  probe::supervisor ─ probe::task per node (IO) ──Observation──► publisher (the one writer)
 //!                                        mpsc                        │ state: fold into ClusterState
@@ -37,7 +39,8 @@
 //! | `check` | load-balancer checks (HTTP `/check`, HAProxy agent replies) decided over a snapshot; the per-request `max_lag` bound `maxlag-` names share |
 //! | `state` | the fold: observations → `ClusterState` → a cluster's view |
 //! | `store` | the published generation (snapshot + what the front ends derive), one atomic swap |
-//! | `publisher` | the one writer: observations and reloads in, snapshots out to the store |
+//! | `discovery` | Patroni discovery's IO: `GET /cluster` every `discovery_interval`, the membership folded, the effective config (`merge`: loaded config + discovered members, pure) sent on as a reload, Patroni's view sent to the publisher as reports |
+//! | `publisher` | the one writer: observations, reloads and discovery reports in, snapshots out to the store |
 //! | `net` | CIDR networks and `Allow`, the lists `[dns] allow` and `[http] allow` match |
 //! | `dns` | `query` (QueryKind/Qtype/Rcode, counters), `edge` (the edge's counters), `name` (qname → target: endpoint, node and SRV names, empty non-terminals), `answer` (the SPEC §5, §8 and §9 tables), `ecs` (the client-subnet option), `txt` (TXT lines), `records` (wire form, derived per snapshot), `respond` (the answer path: message in, response out), `wire` (the encoder), `rrl` (rate limiting), `hold` (queries held until the first round), `udp`/`tcp` (the sockets), `server` (binds and runs them) |
 //! | `metrics` | every metric name; Prometheus text of a snapshot and the query counters |
@@ -46,7 +49,7 @@
 //! | `testkit` | hand-built snapshots for tests of the renderings (not used by the server) |
 //!
 //! Decision modules (`config` validation, `wal`, `health`, `lag`, `locality`, `topology`,
-//! `select`, `patroni`, `snapshot`, `check`, `state`, `net`, `dns::name`, `dns::answer`,
+//! `select`, `patroni`, `discovery::merge`, `snapshot`, `check`, `state`, `net`, `dns::name`, `dns::answer`,
 //! `dns::ecs`, `dns::txt`, `dns::wire`, `dns::rrl`) are plain functions over
 //! plain data: no clock, no sockets, no files. IO lives in `config::files`,
 //! `probe::task`, `probe::supervisor`, `publisher`, `dns::udp`, `dns::tcp`, `dns::server`,
@@ -61,6 +64,7 @@ pub mod check;
 pub mod cli;
 pub mod cmd;
 pub mod config;
+pub mod discovery;
 pub mod dns;
 pub mod health;
 pub mod http;

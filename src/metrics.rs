@@ -33,6 +33,9 @@ pub const TCP_ACCEPT_ERRORS: &str = "lagdns_dns_tcp_accept_errors_total";
 pub const HTTP_DENIED: &str = "lagdns_http_denied_total";
 pub const AGENT_CHECKS: &str = "lagdns_agent_checks_total";
 pub const SPLIT_BRAIN: &str = "lagdns_split_brain";
+pub const DISCOVERY_FAILED_ROUNDS: &str = "lagdns_discovery_failed_rounds";
+pub const DISCOVERY_FAILURES: &str = "lagdns_discovery_failures_total";
+pub const DISCOVERED_NODES: &str = "lagdns_discovered_nodes";
 pub const SPLIT_BRAIN_EVENTS: &str = "lagdns_split_brain_events_total";
 pub const SPLIT_BRAIN_RIVALS: &str = "lagdns_split_brain_rivals";
 pub const WRITE_STALE: &str = "lagdns_write_stale";
@@ -165,7 +168,19 @@ fn render_edge(out: &mut Out, edge: &EdgeStats) {
 /// A per-cluster or per-node metric family: name, help, type and the value (if any).
 type Family<T> = (&'static str, &'static str, &'static str, fn(&T) -> Option<f64>);
 
-const CLUSTER_METRICS: [Family<ClusterView>; 6] = [
+const CLUSTER_METRICS: [Family<ClusterView>; 9] = [
+    (
+        DISCOVERY_FAILED_ROUNDS,
+        "Consecutive Patroni discovery rounds in which no member answered (clusters with `patroni`).",
+        "gauge",
+        |c| c.discovery.as_ref().map(|d| f64::from(d.failed_rounds)),
+    ),
+    (DISCOVERY_FAILURES, "Patroni discovery rounds in which no member answered.", "counter", |c| {
+        c.discovery.as_ref().map(|d| d.failures as f64)
+    }),
+    (DISCOVERED_NODES, "Nodes discovered from Patroni and probed.", "gauge", |c| {
+        c.discovery.as_ref().map(|_| c.nodes.iter().filter(|n| n.patroni.is_some()).count() as f64)
+    }),
     (SPLIT_BRAIN, "1 while several nodes claim to be primary and write answers SERVFAIL.", "gauge", |c| {
         Some(bool_f(matches!(c.write, WriteTarget::Conflict(_))))
     }),

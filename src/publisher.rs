@@ -2,6 +2,7 @@
 //! the next snapshot from it and publishes it to the [`Store`]. The store (`store`) is
 //! the value readers load; this is the only code that writes it.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::SystemTime;
 
@@ -9,8 +10,9 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
+use crate::discovery::Report;
 use crate::probe::Observation;
-use crate::snapshot::Snapshot;
+use crate::snapshot::{ClusterView, DiscoveryView, Snapshot};
 use crate::state::{ClusterState, Event};
 use crate::store::Store;
 
@@ -22,13 +24,15 @@ pub struct Publisher<D> {
     /// Sticky: once every node has been probed, a reload adding nodes does not make
     /// the endpoints SERVFAIL again.
     ready: bool,
+    /// The last Patroni discovery report of each cluster with `patroni`, by name.
+    reports: HashMap<String, Report>,
 }
 
 impl<D: Send + Sync + 'static> Publisher<D> {
     pub fn new(config: Arc<Config>, store: Arc<Store<D>>) -> Publisher<D> {
         let h = crate::lag::evidence_window(&config);
         let clusters = config.clusters.iter().map(|c| ClusterState::new(c, &config.probe, h)).collect();
-        Publisher { config, clusters, store, ready: false }
+        Publisher { config, clusters, store, ready: false, reports: HashMap::new() }
     }
 
     /// Folds one observation and publishes the result. Observations of nodes no longer
@@ -58,9 +62,39 @@ impl<D: Send + Sync + 'static> Publisher<D> {
         self.publish(now);
     }
 
+    /// Takes a Patroni discovery report (what Patroni says of each member, how the
+    /// rounds go) and publishes it; it changes no decision.
+    pub fn report(&mut self, report: Report, now: SystemTime) {
+        self.reports.insert(report.cluster.clone(), report);
+        self.publish(now);
+    }
+
+    /// A cluster's view with what the last discovery report says.
+    fn with_report(&self, mut view: ClusterView) -> ClusterView {
+        let has_patroni = self.config.clusters.iter().any(|c| c.name == view.name && c.patroni.is_some());
+        if !has_patroni {
+            return view;
+        }
+        let Some(r) = self.reports.get(&view.name) else {
+            view.discovery = Some(DiscoveryView::default());
+            return view;
+        };
+        for node in &mut view.nodes {
+            node.patroni = r.members.iter().find(|(name, _)| *name == node.name).map(|(_, v)| v.clone());
+        }
+        view.discovery = Some(DiscoveryView {
+            failed_rounds: r.failed_rounds,
+            failures: r.failures,
+            last_error: r.last_error.clone(),
+            last_listed: r.last_listed,
+            left_out: r.left_out.clone(),
+        });
+        view
+    }
+
     fn publish(&mut self, now: SystemTime) {
         self.ready = self.ready || self.clusters.iter().all(ClusterState::probed_all);
-        let views = self.clusters.iter().map(ClusterState::view).collect();
+        let views = self.clusters.iter().map(|c| self.with_report(c.view())).collect();
         let prev = self.store.load();
         let next = Snapshot::next(&prev.snapshot, self.config.clone(), views, self.ready, now);
         if next.serial != prev.snapshot.serial {
@@ -69,13 +103,14 @@ impl<D: Send + Sync + 'static> Publisher<D> {
         self.store.publish(next);
     }
 
-    /// Folds observations and config reloads until `cancel`. Each reload is applied
+    /// Folds observations, config reloads and discovery reports until `cancel`. Each reload is applied
     /// here first and then passed on to `forward` (the probe supervisor), so a new
     /// node's state exists before its first observation arrives.
     pub async fn run(
         mut self,
         mut observations: mpsc::Receiver<Observation>,
         mut reloads: mpsc::Receiver<Arc<Config>>,
+        mut reports: mpsc::Receiver<Report>,
         forward: Option<mpsc::Sender<Arc<Config>>>,
         cancel: CancellationToken,
     ) {
@@ -83,6 +118,7 @@ impl<D: Send + Sync + 'static> Publisher<D> {
             tokio::select! {
                 _ = cancel.cancelled() => return,
                 Some(obs) = observations.recv() => self.observe(&obs),
+                Some(report) = reports.recv() => self.report(report, SystemTime::now()),
                 Some(config) = reloads.recv() => {
                     self.reload(config.clone(), SystemTime::now());
                     if let Some(forward) = &forward {

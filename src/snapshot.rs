@@ -12,6 +12,7 @@ use std::time::{Duration, SystemTime};
 use crate::config::{Config, Policy};
 use crate::health::NodeState;
 use crate::locality::LocationId;
+use crate::patroni::PatroniView;
 use crate::topology::{Conflict, Eligibility, NodeFacts, Role};
 use crate::wal::{Lsn, SystemId, Timeline};
 
@@ -47,6 +48,22 @@ pub struct ClusterView {
     pub nodes: Vec<NodeView>,
     /// Index-aligned with the cluster's config `endpoints` (`[0]` is `read`).
     pub endpoints: Vec<EndpointView>,
+    /// How Patroni discovery goes, for a cluster with `patroni` (SPEC §11).
+    pub discovery: Option<DiscoveryView>,
+}
+
+/// The state of a cluster's Patroni discovery.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct DiscoveryView {
+    /// Consecutive rounds in which no member answered (the last list is kept).
+    pub failed_rounds: u32,
+    /// Such rounds since start.
+    pub failures: u64,
+    pub last_error: Option<String>,
+    /// When a member last answered.
+    pub last_listed: Option<SystemTime>,
+    /// Listed members that are not nodes: (name, why).
+    pub left_out: Vec<(String, String)>,
 }
 
 /// What `write.<zone>` answers.
@@ -88,6 +105,8 @@ pub struct NodeView {
     pub weight: u32,
     /// Where the node is (SPEC §8).
     pub location: Option<LocationId>,
+    /// What Patroni says of it, for a discovered node (shown, never decided on).
+    pub patroni: Option<PatroniView>,
     pub role: Role,
     pub state: NodeState,
     /// Time lag (SPEC §4); `None` on a primary or when it cannot be measured.
@@ -188,6 +207,7 @@ impl ClusterView {
             split_brain_events: 0,
             nodes,
             endpoints,
+            discovery: None,
         }
     }
 }
@@ -206,6 +226,7 @@ impl NodeView {
             port: cfg.port,
             weight: cfg.weight,
             location: cfg.location,
+            patroni: None,
             role: Role::Unknown,
             state: NodeState::Unknown,
             lag: None,

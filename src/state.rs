@@ -296,6 +296,7 @@ impl ClusterState {
             split_brain_events: self.split_brain_events,
             nodes,
             endpoints,
+            discovery: None,
         }
     }
 

@@ -32,14 +32,16 @@ fn cluster() -> ClusterConfig {
         name: "main".into(),
         write: "write".into(),
         endpoints: vec![
-            EndpointConfig { label: "read".into(), nodes: all, policy },
+            EndpointConfig { label: "read".into(), nodes: all, listed: false, policy },
             EndpointConfig {
                 label: "analytics".into(),
                 nodes: vec!["pg3".into()],
+                listed: true,
                 policy: Policy { max_lag: Duration::from_secs(60), ..policy },
             },
         ],
         nodes: vec![node("pg1", 1), node("pg2", 2), node("pg3", 3)],
+        patroni: None,
     }
 }
 

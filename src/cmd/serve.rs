@@ -13,6 +13,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::{Config, DnsConfig, HttpConfig};
+use crate::discovery::Discovery;
 use crate::dns::query::QueryStats;
 use crate::dns::records::Zone;
 use crate::dns::server::DnsServer;
@@ -46,7 +47,12 @@ pub struct Server {
 impl Server {
     /// Binds every socket and starts every task; returns once the server answers.
     pub async fn start(config: Config) -> anyhow::Result<Server> {
-        let config = Arc::new(config);
+        let loaded = Arc::new(config);
+        // Clusters with `patroni` start from one discovery round (each member tried
+        // once), so their nodes are probed in the first round like static ones.
+        let mut discovery = Discovery::new(loaded.clone());
+        discovery.round_all().await;
+        let (config, _) = discovery.effective();
         // Every key is named: one that is not wired here, or consumed by the part named
         // beside it, fails to compile.
         let Config { dns, http, probe: _, clusters, locations: _, locality: _ } = &*config; // probe, clusters: supervisor and publisher; locations, locality: dns::respond per query
@@ -85,12 +91,19 @@ impl Server {
         let agent_addr = agent_listener.as_ref().map(|l| l.local_addr()).transpose()?;
 
         let (obs_tx, obs_rx) = mpsc::channel::<Observation>(1024);
-        let (reload_tx, reload_rx) = mpsc::channel::<Arc<Config>>(4);
+        // loaded configs → discovery → effective configs → publisher → probe supervisor
+        let (reload_tx, loaded_rx) = mpsc::channel::<Arc<Config>>(4);
+        let (effective_tx, effective_rx) = mpsc::channel::<Arc<Config>>(4);
+        let (report_tx, report_rx) = mpsc::channel(64);
         let (probe_reload_tx, probe_reload_rx) = mpsc::channel::<Arc<Config>>(4);
-        let publisher = Publisher::new(config.clone(), store.clone());
+        let mut publisher = Publisher::new(config.clone(), store.clone());
+        for report in discovery.reports() {
+            publisher.report(report, SystemTime::now());
+        }
 
         let tasks = TaskTracker::new();
-        tasks.spawn(publisher.run(obs_rx, reload_rx, Some(probe_reload_tx), back.clone()));
+        tasks.spawn(crate::discovery::run(discovery, loaded_rx, effective_tx, report_tx, back.clone()));
+        tasks.spawn(publisher.run(obs_rx, effective_rx, report_rx, Some(probe_reload_tx), back.clone()));
         tasks.spawn(crate::probe::supervisor::run(config.clone(), probe_reload_rx, obs_tx, back.clone()));
         let front_dns = front.clone();
         tasks.spawn(async move {

@@ -115,6 +115,14 @@ fn render_cluster(out: &mut String, c: &ClusterDoc, zone: &str) {
             let _ = writeln!(out, "  {}: last error: {err}", n.name);
         }
     }
+    if let Some(d) = c.discovery.as_ref().filter(|d| d.failed_rounds > 0) {
+        let err = d.last_error.as_deref().unwrap_or("?");
+        let _ = writeln!(
+            out,
+            "  Patroni discovery: no member answered {} round(s) in a row (last list kept): {err}",
+            d.failed_rounds
+        );
+    }
 }
 
 fn write_line(c: &ClusterDoc, zone: &str) -> String {
@@ -192,6 +200,7 @@ mod tests {
             address: format!("10.0.0.1{}", &name[2..]),
             port: 5432,
             location: None,
+            patroni: None,
             role: role.into(),
             state: state.into(),
             lag_ms,
@@ -240,6 +249,7 @@ mod tests {
                 conflict: None,
                 rivals: vec![],
                 split_brain_events: 0,
+                discovery: None,
                 primary_lsn: Some("0/3000".into()),
                 endpoints: vec![endpoint("read", &["pg2"]), endpoint("analytics", &[])],
                 nodes: vec![

@@ -135,7 +135,22 @@ pub struct ClusterConfig {
     /// Read endpoints; `endpoints[0]` is always the cluster's `read` name, the rest are
     /// the `[[cluster.endpoint]]` tables in file order.
     pub endpoints: Vec<EndpointConfig>,
+    /// The static `[[cluster.node]]` tables, then (in a config built by `discovery`)
+    /// the nodes discovered from Patroni.
     pub nodes: Vec<NodeConfig>,
+    /// `patroni`: where the cluster's nodes are discovered from (SPEC §11).
+    pub patroni: Option<PatroniSource>,
+}
+
+/// A cluster's Patroni REST API and how its members become nodes (SPEC §11).
+#[derive(Debug, Clone, PartialEq)]
+pub struct PatroniSource {
+    /// Base URLs of the members' REST APIs (`http://10.0.0.11:8008`), tried in turn.
+    pub members: Vec<String>,
+    /// The DSN a discovered member is probed with.
+    pub node_dsn: DsnTemplate,
+    /// How often `GET /cluster` is asked.
+    pub interval: Duration,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -144,6 +159,8 @@ pub struct EndpointConfig {
     pub label: String,
     /// Names of the nodes this endpoint may answer (every node when not configured).
     pub nodes: Vec<String>,
+    /// Whether `nodes` was listed in the config (else discovered nodes join it too).
+    pub listed: bool,
     pub policy: Policy,
 }
 

@@ -101,6 +101,9 @@ pub struct RawCluster {
     pub answers: S<Scalar>,
     pub fallback: S<String>,
     pub locality: S<String>,
+    pub patroni: S<Vec<Spanned<String>>>,
+    pub node_dsn: S<String>,
+    pub discovery_interval: S<Scalar>,
     pub read_nodes: S<Vec<Spanned<String>>>,
     #[serde(default)]
     pub endpoint: Vec<Spanned<RawEndpoint>>,

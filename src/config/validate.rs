@@ -40,6 +40,7 @@ const RESERVED_PREFIXES: [&str; 2] = ["maxlag-", "lsn-"];
 mod cluster;
 mod edge;
 mod locality;
+mod patroni;
 mod values;
 
 pub(crate) use values::dns_label;

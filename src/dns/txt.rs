@@ -4,7 +4,8 @@
 //! When any node of the cluster has a `port` other than 5432, every line of the cluster
 //! shows `port=<port>` after the address, and when any has a `location`, every line
 //! shows `location=<label>` (`-` for none) after that (SPEC §8), so a config without
-//! either keeps its lines.
+//! either keeps its lines. A node discovered from Patroni also shows Patroni's own role
+//! and lag after its weight: `patroni=replica patroni_lag=0` (SPEC §11).
 
 use std::fmt;
 use std::time::SystemTime;
@@ -44,6 +45,12 @@ impl fmt::Display for NodeLine<'_> {
             write!(f, "location={} ", n.location.map_or("-", |l| names.name(l)))?;
         }
         write!(f, "role={} state={} lag={} lag_bytes={} weight={} ", n.role, n.state, lag, bytes, n.weight)?;
+        if let Some(p) = &n.patroni {
+            // Patroni's own view of a discovered node, beside lagdns's (SPEC §11)
+            let role = p.role.to_string();
+            let lag = p.lag.map_or("-".to_string(), |l| l.to_string());
+            write!(f, "patroni={} patroni_lag={lag} ", if role.is_empty() { "-" } else { &role })?;
+        }
         match &self.verdict {
             Verdict::Read(e) => write!(f, "{e}"),
             Verdict::Write { target, rivals, me, now } => write_verdict(f, target, rivals, *me, *now),

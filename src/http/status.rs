@@ -64,6 +64,39 @@ pub struct ClusterDoc {
     pub primary_lsn: Option<String>,
     pub endpoints: Vec<EndpointDoc>,
     pub nodes: Vec<NodeDoc>,
+    /// Patroni discovery, for a cluster with `patroni` (SPEC §11).
+    #[serde(default)]
+    pub discovery: Option<DiscoveryDoc>,
+}
+
+/// How a cluster's Patroni discovery goes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DiscoveryDoc {
+    /// Consecutive rounds in which no Patroni member answered (the last list is kept).
+    pub failed_rounds: u32,
+    /// Such rounds since start.
+    pub failures: u64,
+    pub last_error: Option<String>,
+    /// When a member last answered (RFC 3339).
+    pub last_listed: Option<String>,
+    /// Listed members that are not nodes, with why.
+    pub left_out: Vec<LeftOutDoc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LeftOutDoc {
+    pub name: String,
+    pub reason: String,
+}
+
+/// What Patroni says of a discovered node.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PatroniDoc {
+    pub role: String,
+    pub state: String,
+    /// Bytes, `"unknown"`, or null (the leader).
+    pub lag: Option<String>,
+    pub timeline: Option<u64>,
 }
 
 /// What `write.<zone>` answers.
@@ -135,6 +168,9 @@ pub struct NodeDoc {
     /// Where the node is (SPEC §8), if configured.
     #[serde(default)]
     pub location: Option<String>,
+    /// Patroni's own view, for a node discovered from Patroni (SPEC §11).
+    #[serde(default)]
+    pub patroni: Option<PatroniDoc>,
     /// `primary`, `replica` or `unknown`.
     pub role: String,
     /// `up`, `down` or `unknown`.
@@ -221,6 +257,17 @@ fn cluster_doc(c: &ClusterView, write: String, built: SystemTime, locations: &Lo
         primary_lsn: c.primary_lsn.map(|l| l.to_string()),
         endpoints: c.endpoints.iter().map(|e| endpoint_doc(c, e)).collect(),
         nodes: c.nodes.iter().enumerate().map(|(i, n)| node_doc(n, i, &c.endpoints, locations)).collect(),
+        discovery: c.discovery.as_ref().map(|d| DiscoveryDoc {
+            failed_rounds: d.failed_rounds,
+            failures: d.failures,
+            last_error: d.last_error.clone(),
+            last_listed: d.last_listed.map(rfc3339),
+            left_out: d
+                .left_out
+                .iter()
+                .map(|(name, reason)| LeftOutDoc { name: name.clone(), reason: reason.clone() })
+                .collect(),
+        }),
     }
 }
 
@@ -248,6 +295,12 @@ fn node_doc(n: &NodeView, index: usize, endpoints: &[EndpointView], locations: &
         address: n.address.to_string(),
         port: n.port,
         location: n.location.map(|l| locations.name(l).to_owned()),
+        patroni: n.patroni.as_ref().map(|p| PatroniDoc {
+            role: p.role.to_string(),
+            state: p.state.to_string(),
+            lag: p.lag.map(|l| l.to_string()),
+            timeline: p.timeline,
+        }),
         role: n.role.to_string(),
         state: n.state.to_string(),
         lag_ms: n.lag.map(millis),

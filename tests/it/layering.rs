@@ -66,6 +66,7 @@ fn decision_modules_use_no_clock_socket_database_or_runtime() {
         "config/validate/edge.rs",
         "config/validate/locality.rs",
         "config/validate/values.rs",
+        "discovery/merge.rs",
         "dns/answer.rs",
         "dns/ecs.rs",
         "dns/name.rs",

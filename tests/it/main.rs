@@ -57,6 +57,7 @@ mod checks;
 mod cli;
 mod common;
 mod config_examples;
+mod discovery;
 mod dns_protocol;
 mod e2e_pg;
 mod edge;

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use toml::Spanned;
 
 use super::values::{answers, dns_label, duration, fallback, int_in, ip, name_label, required, size, Cx};
-use super::{locality, Result, DEFAULT_POLICY, DEFAULT_WEIGHT, MAX_NAME_LEN, RESERVED_PREFIXES};
+use super::{locality, patroni, Result, DEFAULT_POLICY, DEFAULT_WEIGHT, MAX_NAME_LEN, RESERVED_PREFIXES};
 use crate::config::dsn::Dsn;
 use crate::config::files::NamedFile;
 use crate::config::raw::{RawCluster, RawEndpoint, RawNode, RawPolicy, S};
@@ -93,9 +93,13 @@ fn cluster(
 ) -> Result<ClusterConfig> {
     let c = raw.get_ref();
     let key = format!("cluster[{name}]");
-    if c.node.is_empty() {
-        return Err(cx.err(raw.span(), &format!("{key}.node"), "a cluster needs at least one [[cluster.node]]"));
+    let patroni = patroni::source(cx, c, &key)?;
+    if c.node.is_empty() && patroni.is_none() {
+        let why = "a cluster needs at least one [[cluster.node]], or `patroni` to discover them";
+        return Err(cx.err(raw.span(), &format!("{key}.node"), why));
     }
+    // With Patroni, node lists may name members not discovered yet.
+    let open = patroni.is_some();
     let parent = format!("{}.{}", name.to_ascii_lowercase(), zone.zone);
     let nodes = nodes(cx, &key, &parent, &c.node, locations)?;
     let labels = &mut zone.labels;
@@ -103,12 +107,13 @@ fn cluster(
     let write = label(cx, &c.write, ("write", &name_span), &format!("{key}.write"), labels)?;
     let read = label(cx, &c.read, ("read", &name_span), &format!("{key}.read"), labels)?;
     let policy = policy(cx, c.policy(), DEFAULT_POLICY, &key)?;
-    let read_nodes = node_list(cx, &c.read_nodes, &node_names, &format!("{key}.read_nodes"))?;
-    let mut endpoints = vec![EndpointConfig { label: read, nodes: read_nodes, policy }];
+    let read_nodes = node_list(cx, &c.read_nodes, &node_names, &format!("{key}.read_nodes"), open)?;
+    let listed = c.read_nodes.is_some();
+    let mut endpoints = vec![EndpointConfig { label: read, nodes: read_nodes, listed, policy }];
     for (j, e) in c.endpoint.iter().enumerate() {
-        endpoints.push(endpoint(cx, &key, j, e, &node_names, policy, labels)?);
+        endpoints.push(endpoint(cx, &key, j, e, (&node_names, open), policy, labels)?);
     }
-    Ok(ClusterConfig { name, write, endpoints, nodes })
+    Ok(ClusterConfig { name, write, endpoints, nodes, patroni })
 }
 
 fn endpoint(
@@ -116,7 +121,7 @@ fn endpoint(
     cluster_key: &str,
     j: usize,
     raw: &Spanned<RawEndpoint>,
-    node_names: &[String],
+    (node_names, open): (&[String], bool),
     base: Policy,
     labels: &mut Vec<LabelSite>,
 ) -> Result<EndpointConfig> {
@@ -125,8 +130,8 @@ fn endpoint(
     let key = format!("{cluster_key}.endpoint[{}]", name.get_ref().to_ascii_lowercase());
     let label = label(cx, &e.name, ("", &raw.span()), &format!("{key}.name"), labels)?;
     let policy = policy(cx, e.policy(), base, &key)?;
-    let nodes = node_list(cx, &e.nodes, node_names, &format!("{key}.nodes"))?;
-    Ok(EndpointConfig { label, nodes, policy })
+    let nodes = node_list(cx, &e.nodes, node_names, &format!("{key}.nodes"), open)?;
+    Ok(EndpointConfig { label, nodes, listed: e.nodes.is_some(), policy })
 }
 
 /// A label (`read`, `write`, endpoint name), or its default (reported at the given
@@ -289,8 +294,9 @@ pub(super) fn named_files(cx: &Cx, raw: &[Spanned<RawCluster>], clusters: &[Clus
     files
 }
 
-/// `read_nodes` / endpoint `nodes`: existing node names, each once; all nodes if absent.
-fn node_list(cx: &Cx, raw: &S<Vec<Spanned<String>>>, known: &[String], key: &str) -> Result<Vec<String>> {
+/// `read_nodes` / endpoint `nodes`: existing node names (any name when `open`: members
+/// to be discovered), each once; all nodes if absent.
+fn node_list(cx: &Cx, raw: &S<Vec<Spanned<String>>>, known: &[String], key: &str, open: bool) -> Result<Vec<String>> {
     let Some(list) = raw else {
         return Ok(known.to_vec());
     };
@@ -300,7 +306,7 @@ fn node_list(cx: &Cx, raw: &S<Vec<Spanned<String>>>, known: &[String], key: &str
     let mut seen = HashSet::new();
     for item in list.get_ref() {
         let name = item.get_ref();
-        if !known.contains(name) {
+        if !open && !known.contains(name) {
             return Err(cx.err(item.span(), key, format!("no node named {name:?} in this cluster")));
         }
         if !seen.insert(name) {

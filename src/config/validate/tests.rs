@@ -66,6 +66,7 @@ fn minimal_config_gets_every_default() {
             endpoints: vec![EndpointConfig {
                 label: "read".into(),
                 nodes: vec!["pg1".into()],
+                listed: false,
                 policy: Policy {
                     max_lag: ms(1000),
                     max_lag_bytes: None,
@@ -83,6 +84,7 @@ fn minimal_config_gets_every_default() {
                 password_file: None,
                 location: None,
             }],
+            patroni: None,
         }],
         locations: Locations::default(),
         locality: None,
@@ -240,11 +242,11 @@ const ERRORS: &[(&str, &str)] = &[
     // clusters
     (
         "# main\n\n[[cluster]] # primary site\nname = \"main\"\n",
-        "t.toml:3: cluster[main].node: a cluster needs at least one [[cluster.node]]",
+        "t.toml:3: cluster[main].node: a cluster needs at least one [[cluster.node]], or `patroni` to discover them",
     ),
     ("[dns]\nzone = \"db.internal\"\n", "t.toml:1: cluster: at least one [[cluster]] is required"),
     ("[[cluster]]\nread = \"read\"\n", "t.toml:1: cluster[0].name: is required"),
-    ("[[cluster]]\nname = \"main\"\n", "t.toml:1: cluster[main].node: a cluster needs at least one [[cluster.node]]"),
+    ("[[cluster]]\nname = \"main\"\n", "t.toml:1: cluster[main].node: a cluster needs at least one [[cluster.node]], or `patroni` to discover them"),
 ];
 
 /// Errors in a config built from [`MIN`] by replacing one line (MIN's line numbers:
@@ -551,4 +553,31 @@ fn locality_keys_are_read() {
     let plain = ok(MIN);
     assert_eq!((plain.locality, plain.clusters[0].endpoints[0].policy.locality), (None, LocalityPolicy::Prefer));
     assert!(!ok(&format!("{MIN}[locality]\necs = false\n")).locality.unwrap().ecs);
+}
+
+#[test]
+fn patroni_keys_are_read_and_checked() {
+    let text = "[[cluster]]\nname = \"main\"\npatroni = [\"http://10.0.0.11:8008/\", \"http://10.0.0.12:8008\"]\n\
+                node_dsn = \"host={host} port={port} user=mon dbname=postgres\"\ndiscovery_interval = \"500ms\"\n\
+                read_nodes = [\"pg7\"]\n";
+    let cfg = ok(text);
+    let p = cfg.clusters[0].patroni.as_ref().unwrap();
+    assert_eq!(p.members, ["http://10.0.0.11:8008", "http://10.0.0.12:8008"]);
+    assert_eq!(p.interval, ms(500));
+    assert!(cfg.clusters[0].nodes.is_empty());
+    // a member to be discovered may be listed
+    assert_eq!(
+        (cfg.clusters[0].endpoints[0].nodes.clone(), cfg.clusters[0].endpoints[0].listed),
+        (vec!["pg7".to_string()], true)
+    );
+    let base = "[[cluster]]\nname = \"main\"\n";
+    let cases = [
+        ("patroni = []\n", "t.toml:3: cluster[main].patroni: needs at least one member's REST API URL"),
+        ("patroni = [\"10.0.0.1:8008\"]\n", "t.toml:3: cluster[main].patroni[0]: \"10.0.0.1:8008\" is not a REST API URL like \"http://10.0.0.11:8008\""),
+        ("patroni = [\"http://h:8008\"]\ndiscovery_interval = \"10ms\"\n", "t.toml:4: cluster[main].discovery_interval: must be at least 100ms"),
+        ("node_dsn = \"host={host}\"\n[[cluster.node]]\nname = \"pg1\"\naddress = \"10.0.0.1\"\ndsn = \"host=a\"\n", "t.toml:3: cluster[main].node_dsn: needs `patroni` (the members to discover nodes from)"),
+    ];
+    for (tail, want) in cases {
+        assert_eq!(err(&format!("{base}{tail}")), want, "{tail}");
+    }
 }
