@@ -148,6 +148,6 @@ fn a_broken_readme_block_is_reported_with_its_place() {
     let err = Config::parse(&block.text, &file).unwrap_err().to_string();
     assert_eq!(
         err,
-        "README.md (```toml block from line 3):1: cluster[main].node: a cluster needs at least one [[cluster.node]]"
+        "README.md (```toml block from line 3):1: cluster[main].node: a cluster needs at least one [[cluster.node]], or `patroni` to discover them"
     );
 }
