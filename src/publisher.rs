@@ -72,11 +72,8 @@ impl<D: Send + Sync + 'static> Publisher<D> {
     /// A cluster's view with what the last discovery report says.
     fn with_report(&self, mut view: ClusterView) -> ClusterView {
         let has_patroni = self.config.clusters.iter().any(|c| c.name == view.name && c.patroni.is_some());
-        if !has_patroni {
-            return view;
-        }
         let Some(r) = self.reports.get(&view.name) else {
-            view.discovery = Some(DiscoveryView::default());
+            view.discovery = has_patroni.then(DiscoveryView::default);
             return view;
         };
         for node in &mut view.nodes {
@@ -88,6 +85,7 @@ impl<D: Send + Sync + 'static> Publisher<D> {
             last_error: r.last_error.clone(),
             last_listed: r.last_listed,
             left_out: r.left_out.clone(),
+            unresolved: r.unresolved.clone(),
         });
         view
     }

@@ -52,7 +52,7 @@ pub struct ClusterView {
     pub discovery: Option<DiscoveryView>,
 }
 
-/// The state of a cluster's Patroni discovery.
+/// The state of a cluster's Patroni discovery and host-name resolution.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct DiscoveryView {
     /// Consecutive rounds in which no member answered (the last list is kept).
@@ -64,6 +64,9 @@ pub struct DiscoveryView {
     pub last_listed: Option<SystemTime>,
     /// Listed members that are not nodes: (name, why).
     pub left_out: Vec<(String, String)>,
+    /// Host names of nodes whose last resolution failed (their last addresses are
+    /// kept): (host, why).
+    pub unresolved: Vec<(String, String)>,
 }
 
 /// What `write.<zone>` answers.
@@ -99,8 +102,11 @@ impl WriteTarget {
 #[derive(Debug, Clone, PartialEq)]
 pub struct NodeView {
     pub name: String,
-    pub address: IpAddr,
-    /// The port applications use at `address` (SRV).
+    /// What DNS answers for the node: its address, or what its host name resolved to.
+    pub addresses: Vec<IpAddr>,
+    /// The host name its address was written as (SPEC §11).
+    pub host: Option<String>,
+    /// The port applications use at its addresses (SRV).
     pub port: u16,
     pub weight: u32,
     /// Where the node is (SPEC §8).
@@ -213,6 +219,11 @@ impl ClusterView {
 }
 
 impl NodeView {
+    /// The address as TXT and `/status` show it (see `NodeConfig::address_text`).
+    pub fn address_text(&self) -> String {
+        crate::config::address_text(self.host.as_deref(), &self.addresses)
+    }
+
     /// What eligibility is judged on.
     pub fn facts(&self) -> NodeFacts {
         let NodeView { state, role, weight, timeline, lag, lag_bytes, .. } = *self;
@@ -222,7 +233,8 @@ impl NodeView {
     pub fn unprobed(cfg: &crate::config::NodeConfig) -> NodeView {
         NodeView {
             name: cfg.name.clone(),
-            address: cfg.address,
+            addresses: cfg.addresses.clone(),
+            host: cfg.host.clone(),
             port: cfg.port,
             weight: cfg.weight,
             location: cfg.location,
@@ -256,7 +268,7 @@ struct AnswerKey {
     up_replicas: Vec<usize>,
     /// Addresses, ports, weights and locations (a reload can change them; SRV carries
     /// the first three, and locality orders by the last).
-    nodes: Vec<(IpAddr, u16, u32, Option<LocationId>)>,
+    nodes: Vec<(Vec<IpAddr>, u16, u32, Option<LocationId>)>,
 }
 
 impl ClusterView {
@@ -268,7 +280,7 @@ impl ClusterView {
             up_replicas: (0..self.nodes.len())
                 .filter(|i| self.nodes[*i].state == NodeState::Up && self.nodes[*i].role == Role::Replica)
                 .collect(),
-            nodes: self.nodes.iter().map(|n| (n.address, n.port, n.weight, n.location)).collect(),
+            nodes: self.nodes.iter().map(|n| (n.addresses.clone(), n.port, n.weight, n.location)).collect(),
         }
     }
 }

@@ -13,7 +13,8 @@ const SYS: SystemId = SystemId(42);
 fn cluster() -> ClusterConfig {
     let node = |name: &str, last: u8| NodeConfig {
         name: name.into(),
-        address: format!("10.0.0.{last}").parse().unwrap(),
+        addresses: vec![format!("10.0.0.{last}").parse().unwrap()],
+        host: None,
         port: 5432,
         dsn: format!("host=10.0.0.{last}").parse().unwrap(),
         weight: 100,

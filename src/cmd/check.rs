@@ -82,7 +82,7 @@ pub fn describe(config: &Config, file: &str) -> String {
                 out,
                 "  {:<20} {:<24} port {:<5} weight {:<4} {}probe {}",
                 format!("{}/{}", c.name, n.name),
-                n.address,
+                n.address_text(),
                 n.port,
                 n.weight,
                 n.location.map(|l| format!("location {}  ", config.locations.name(l))).unwrap_or_default(),

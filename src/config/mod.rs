@@ -218,8 +218,11 @@ pub enum Fallback {
 pub struct NodeConfig {
     /// A DNS label (`<node>.<cluster>.<zone>`), as written.
     pub name: String,
-    /// What DNS answers (A for IPv4, AAAA for IPv6).
-    pub address: IpAddr,
+    /// What DNS answers (A for IPv4, AAAA for IPv6): the configured address, or the
+    /// addresses `host` resolved to (none before it first resolves).
+    pub addresses: Vec<IpAddr>,
+    /// The host name `address` was written as (SPEC §11), resolved by `discovery`.
+    pub host: Option<String>,
     /// The port applications use at `address` (what SRV records carry); the probe uses
     /// the DSN's.
     pub port: u16,
@@ -231,6 +234,25 @@ pub struct NodeConfig {
     pub password_file: Option<PathBuf>,
     /// Where the node is (SPEC §8).
     pub location: Option<LocationId>,
+}
+
+impl NodeConfig {
+    /// The address as TXT, `/status` and `lagdns check` show it: `10.0.0.11`, or for a
+    /// host name `db-1.internal=10.0.0.11` (`=?` before it resolves; several addresses
+    /// joined by commas).
+    pub fn address_text(&self) -> String {
+        address_text(self.host.as_deref(), &self.addresses)
+    }
+}
+
+/// See [`NodeConfig::address_text`].
+pub fn address_text(host: Option<&str>, addresses: &[IpAddr]) -> String {
+    let ips = addresses.iter().map(|a| a.to_string()).collect::<Vec<_>>().join(",");
+    match host {
+        None => ips,
+        Some(h) if ips.is_empty() => format!("{h}=?"),
+        Some(h) => format!("{h}={ips}"),
+    }
 }
 
 impl Config {

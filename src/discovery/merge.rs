@@ -4,8 +4,11 @@
 //! A discovered member becomes a node after the static `[[cluster.node]]` tables; a
 //! static node wins a name clash (names compared case-insensitively). It joins every
 //! endpoint whose node list was not written out, and the ones that list its name. A
-//! member whose host is not an IP address is left out for now (host names: SPEC §11,
-//! not built yet), as is one whose node name would not fit a DNS name.
+//! member whose node name would not fit a DNS name is left out.
+//!
+//! Host names (a static node's `address`, a member's `host`) get the addresses they
+//! last resolved to (none before the first success: such a node is probed but answers
+//! nothing).
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -21,15 +24,17 @@ const MAX_NAME_LEN: usize = 253;
 pub enum Left {
     /// A static node has its name.
     StaticClash,
-    /// Its host is not an IP address.
-    HostName,
     /// `<member>.<cluster>.<zone>` would be longer than a DNS name.
     NameTooLong,
 }
 
 /// `base` with the discovered members of each cluster (by cluster name) added as nodes,
 /// and the members left out, with why.
-pub fn effective(base: &Config, found: &HashMap<String, Vec<DiscoveredNode>>) -> (Config, Vec<(String, String, Left)>) {
+pub fn effective(
+    base: &Config,
+    found: &HashMap<String, Vec<DiscoveredNode>>,
+    resolved: &HashMap<String, Vec<IpAddr>>,
+) -> (Config, Vec<(String, String, Left)>) {
     let mut config = base.clone();
     let mut left = Vec::new();
     let zone = config.dns.zone.clone();
@@ -38,8 +43,6 @@ pub fn effective(base: &Config, found: &HashMap<String, Vec<DiscoveredNode>>) ->
         for m in members {
             let why = if cluster.nodes.iter().any(|n| n.name.eq_ignore_ascii_case(&m.name)) {
                 Some(Left::StaticClash)
-            } else if m.host.parse::<IpAddr>().is_err() {
-                Some(Left::HostName)
             } else if m.name.len() + cluster.name.len() + zone.len() + 2 > MAX_NAME_LEN {
                 Some(Left::NameTooLong)
             } else {
@@ -49,10 +52,14 @@ pub fn effective(base: &Config, found: &HashMap<String, Vec<DiscoveredNode>>) ->
                 left.push((cluster.name.clone(), m.name.clone(), why));
                 continue;
             }
-            let address: IpAddr = m.host.parse().expect("checked above");
+            let (addresses, host) = match m.host.parse::<IpAddr>() {
+                Ok(ip) => (vec![ip], None),
+                Err(_) => (Vec::new(), Some(m.host.to_ascii_lowercase())),
+            };
             cluster.nodes.push(NodeConfig {
                 name: m.name.clone(),
-                address,
+                addresses,
+                host,
                 port: m.port,
                 dsn: m.dsn.clone(),
                 weight: m.weight,
@@ -64,7 +71,21 @@ pub fn effective(base: &Config, found: &HashMap<String, Vec<DiscoveredNode>>) ->
             }
         }
     }
+    for node in config.clusters.iter_mut().flat_map(|c| c.nodes.iter_mut()) {
+        if let Some(ips) = node.host.as_ref().and_then(|h| resolved.get(h)) {
+            node.addresses = ips.clone();
+        }
+    }
     (config, left)
+}
+
+/// Every host name the config's nodes are written with.
+pub fn host_names(config: &Config) -> Vec<String> {
+    let mut hosts: Vec<String> =
+        config.clusters.iter().flat_map(|c| c.nodes.iter()).filter_map(|n| n.host.clone()).collect();
+    hosts.sort();
+    hosts.dedup();
+    hosts
 }
 
 #[cfg(test)]
@@ -98,10 +119,10 @@ nodes = ["pg3"]
         let found = members(include_str!("../../tests/fixtures/patroni/tags_noloadbalance.json"));
         let names: Vec<&str> = found.iter().map(|n| n.name.as_str()).collect();
         assert_eq!(names, ["pg1", "pg2", "pg3"]);
-        let (config, left) = effective(&base, &HashMap::from([("main".to_string(), found.clone())]));
+        let (config, left) = effective(&base, &HashMap::from([("main".to_string(), found.clone())]), &HashMap::new());
         let c = &config.clusters[0];
         let nodes: Vec<(&str, String, u32)> =
-            c.nodes.iter().map(|n| (n.name.as_str(), n.address.to_string(), n.weight)).collect();
+            c.nodes.iter().map(|n| (n.name.as_str(), n.address_text(), n.weight)).collect();
         assert_eq!(nodes[0], ("pg2", "10.9.9.9".to_string(), 5), "the static node kept");
         assert_eq!(nodes.iter().map(|n| n.0).collect::<Vec<_>>(), ["pg2", "pg1", "pg3"]);
         assert_eq!(nodes[2].2, 0, "noloadbalance → weight 0");
@@ -113,18 +134,36 @@ nodes = ["pg3"]
         assert_eq!(c.nodes[1].dsn, pg1.dsn);
         assert_eq!(c.nodes[1].port, pg1.port);
         // nothing found yet: the loaded config as it is
-        assert_eq!(effective(&base, &HashMap::new()).0, base);
+        assert_eq!(effective(&base, &HashMap::new(), &HashMap::new()).0, base);
     }
 
     #[test]
-    fn host_names_and_overlong_names_are_left_out() {
-        let base = Config::parse(CONFIG, "t.toml").unwrap();
+    fn host_names_get_what_they_resolved_to_and_overlong_names_are_left_out() {
+        let text = CONFIG.replace("address = \"10.9.9.9\"", "address = \"Pooler.Example.Internal\"");
+        let base = Config::parse(&text, "t.toml").unwrap();
+        assert_eq!(host_names(&base), ["pooler.example.internal"]);
         let mut found = members(include_str!("../../tests/fixtures/patroni/all_running.json"));
         found[0].host = "db-1.example.internal".into();
         found[2].name = "n".repeat(250);
-        let (config, left) = effective(&base, &HashMap::from([("main".to_string(), found)]));
-        assert_eq!(config.clusters[0].nodes.len(), 1, "only the static pg2 remains");
+        let found = HashMap::from([("main".to_string(), found)]);
+        // nothing resolved yet: the nodes are there, with no address
+        let (config, left) = effective(&base, &found, &HashMap::new());
+        let nodes = &config.clusters[0].nodes;
+        assert_eq!(
+            nodes.iter().map(|n| n.address_text()).collect::<Vec<_>>(),
+            ["pooler.example.internal=?", "db-1.example.internal=?"]
+        );
         let why: Vec<&Left> = left.iter().map(|l| &l.2).collect();
-        assert_eq!(why, [&Left::HostName, &Left::StaticClash, &Left::NameTooLong]);
+        assert_eq!(why, [&Left::StaticClash, &Left::NameTooLong]);
+        let resolved = HashMap::from([
+            ("pooler.example.internal".to_string(), vec!["10.1.1.1".parse().unwrap(), "2001:db8::1".parse().unwrap()]),
+            ("db-1.example.internal".to_string(), vec!["10.2.2.2".parse().unwrap()]),
+        ]);
+        let (config, _) = effective(&base, &found, &resolved);
+        let nodes = &config.clusters[0].nodes;
+        assert_eq!(
+            nodes.iter().map(|n| n.address_text()).collect::<Vec<_>>(),
+            ["pooler.example.internal=10.1.1.1,2001:db8::1", "db-1.example.internal=10.2.2.2"]
+        );
     }
 }

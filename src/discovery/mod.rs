@@ -6,11 +6,16 @@
 //! Patroni says of each member (its role, state and lag) and how the rounds go are sent
 //! to the publisher as [`Report`]s every round; they never change the config.
 //!
+//! Host names (a node's `address`, a member's `host`) are resolved here too, with the
+//! system resolver, at most every `discovery_interval` (1 s for clusters without
+//! `patroni`); a failure keeps the last addresses and is reported.
+//!
 //! Configs loaded from the file (the first one and each SIGHUP) come in here first.
 
 pub mod merge;
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -38,12 +43,18 @@ pub struct Report {
     pub last_listed: Option<SystemTime>,
     /// Listed members that are not nodes, and why.
     pub left_out: Vec<(String, String)>,
+    /// Host names of the cluster's nodes whose last resolution failed, and why.
+    pub unresolved: Vec<(String, String)>,
 }
 
 /// The discovery state of every cluster with `patroni`.
 pub struct Discovery {
     base: Arc<Config>,
     clusters: HashMap<String, ClusterDiscovery>,
+    /// What each host name last resolved to.
+    resolved: HashMap<String, Vec<IpAddr>>,
+    /// Host names whose last resolution failed, and why.
+    unresolved: HashMap<String, String>,
 }
 
 #[derive(Default)]
@@ -55,7 +66,7 @@ struct ClusterDiscovery {
 
 impl Discovery {
     pub fn new(base: Arc<Config>) -> Discovery {
-        Discovery { base, clusters: HashMap::new() }
+        Discovery { base, clusters: HashMap::new(), resolved: HashMap::new(), unresolved: HashMap::new() }
     }
 
     /// The loaded config with the members discovered so far, and the members left out.
@@ -65,7 +76,7 @@ impl Discovery {
             .iter()
             .map(|(name, c)| (name.clone(), c.membership.nodes().cloned().collect::<Vec<_>>()))
             .collect();
-        let (config, left) = merge::effective(&self.base, &found);
+        let (config, left) = merge::effective(&self.base, &found, &self.resolved);
         (Arc::new(config), left)
     }
 
@@ -100,7 +111,57 @@ impl Discovery {
         !changes.is_empty()
     }
 
+    /// Resolves every host name of the effective config; true when an answer changed.
+    async fn resolve_all(&mut self) -> bool {
+        let (config, _) = self.effective();
+        let mut changed = false;
+        for host in merge::host_names(&config) {
+            let lookup = tokio::net::lookup_host((host.as_str(), 0));
+            let got = match tokio::time::timeout(REQUEST_TIMEOUT, lookup).await {
+                Ok(Ok(addrs)) => {
+                    let mut ips: Vec<IpAddr> = addrs.map(|a| a.ip()).collect();
+                    ips.sort();
+                    ips.dedup();
+                    if ips.is_empty() {
+                        Err("no addresses".to_string())
+                    } else {
+                        Ok(ips)
+                    }
+                }
+                Ok(Err(e)) => Err(e.to_string()),
+                Err(_) => Err(format!("no answer within {REQUEST_TIMEOUT:?}")),
+            };
+            match got {
+                Ok(ips) => {
+                    self.unresolved.remove(&host);
+                    if self.resolved.get(&host) != Some(&ips) {
+                        tracing::info!(%host, addresses = ?ips, "host name resolved");
+                        self.resolved.insert(host, ips);
+                        changed = true;
+                    }
+                }
+                Err(error) => {
+                    if self.unresolved.get(&host) != Some(&error) {
+                        tracing::warn!(%host, %error, "host name did not resolve; keeping its last addresses");
+                    }
+                    self.unresolved.insert(host, error);
+                }
+            }
+        }
+        changed
+    }
+
     fn report(&self, cluster: &str, left: &[(String, String, merge::Left)]) -> Report {
+        let hosts: Vec<&String> = self
+            .base
+            .clusters
+            .iter()
+            .filter(|c| c.name == cluster)
+            .flat_map(|c| c.nodes.iter().filter_map(|n| n.host.as_ref()))
+            .chain(self.clusters.get(cluster).into_iter().flat_map(|c| c.membership.nodes().map(|n| &n.host)))
+            .collect();
+        let unresolved =
+            hosts.iter().filter_map(|h| self.unresolved.get(*h).map(|e| ((*h).clone(), e.clone()))).collect();
         let c = self.clusters.get(cluster);
         let m = c.map(|c| &c.membership);
         Report {
@@ -115,21 +176,40 @@ impl Discovery {
                 .filter(|(c, ..)| c == cluster)
                 .map(|(_, name, why)| (name.clone(), format!("{why:?}")))
                 .collect(),
+            unresolved,
         }
     }
 
-    /// One round for every cluster with `patroni` (at start, before anything is probed).
+    /// How often host names are resolved: the shortest `discovery_interval`, else 1 s.
+    fn resolve_interval(&self) -> Duration {
+        self.sources().iter().map(|(_, s)| s.interval).min().unwrap_or(Duration::from_secs(1))
+    }
+
+    /// One round for every cluster with `patroni`, and the host names resolved (at
+    /// start, before anything is probed).
     pub async fn round_all(&mut self) {
         for (cluster, source) in self.sources() {
             let round = fetch(&source).await;
             self.fold(&cluster, round, SystemTime::now());
         }
+        self.resolve_all().await;
+    }
+
+    /// The clusters reports are made for: those with `patroni` or a host name.
+    fn reported(&self) -> Vec<String> {
+        let (config, _) = self.effective();
+        config
+            .clusters
+            .iter()
+            .filter(|c| c.patroni.is_some() || c.nodes.iter().any(|n| n.host.is_some()))
+            .map(|c| c.name.clone())
+            .collect()
     }
 
     /// Every cluster's report as of now.
     pub fn reports(&self) -> Vec<Report> {
         let (_, left) = self.effective();
-        self.sources().iter().map(|(cluster, _)| self.report(cluster, &left)).collect()
+        self.reported().iter().map(|cluster| self.report(cluster, &left)).collect()
     }
 }
 
@@ -143,6 +223,7 @@ pub async fn run(
     cancel: CancellationToken,
 ) {
     let mut due: HashMap<String, tokio::time::Instant> = HashMap::new();
+    let mut resolve_due = tokio::time::Instant::now() + discovery.resolve_interval();
     let mut tick = tokio::time::interval(Duration::from_millis(50));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -171,6 +252,17 @@ pub async fn run(
                         return;
                     }
                     let _ = reports.send(discovery.report(&cluster, &left)).await;
+                }
+                if now >= resolve_due {
+                    resolve_due = now + discovery.resolve_interval();
+                    let changed = discovery.resolve_all().await;
+                    let (config, _) = discovery.effective();
+                    if changed && out.send(config).await.is_err() {
+                        return;
+                    }
+                    for report in discovery.reports() {
+                        let _ = reports.send(report).await;
+                    }
                 }
             }
         }

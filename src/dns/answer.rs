@@ -27,7 +27,7 @@ use crate::dns::query::{Nearness, Qtype, QueryKind, Rcode};
 use crate::health::NodeState;
 use crate::locality::{LocationId, Placement};
 use crate::select;
-use crate::snapshot::{ClusterView, EndpointView, Snapshot};
+use crate::snapshot::{ClusterView, EndpointView, NodeView, Snapshot};
 use crate::topology::Role;
 use crate::wal::Lsn;
 
@@ -57,6 +57,16 @@ impl Family {
             Family::V6 => ip.is_ipv6(),
             Family::Both => true,
         }
+    }
+
+    /// A node's addresses of this family, as address records.
+    fn records(self, node: &NodeView) -> impl Iterator<Item = Rr> + '_ {
+        node.addresses.iter().copied().filter(move |ip| self.admits(*ip)).map(Rr::Addr)
+    }
+
+    /// Whether a node has an address of this family.
+    fn has(self, node: &NodeView) -> bool {
+        node.addresses.iter().any(|ip| self.admits(*ip))
     }
 }
 
@@ -317,11 +327,11 @@ fn node_name(snap: &Snapshot, cluster: usize, node: usize, qtype: Qtype, ttl: u3
         return Answer::nodata(QueryKind::Node);
     };
     let answers = match qtype.family() {
-        Some(fam) => Some(Rr::Addr(view.address)).filter(|_| fam.admits(view.address)),
-        None if qtype == Qtype::Txt => Some(Rr::Txt(TxtOf::Node { cluster, node })),
-        None => None,
+        Some(fam) => fam.records(view).collect(),
+        None if qtype == Qtype::Txt => vec![Rr::Txt(TxtOf::Node { cluster, node })],
+        None => Vec::new(),
     };
-    Answer::records(QueryKind::Node, answers.into_iter().collect(), ttl)
+    Answer::records(QueryKind::Node, answers, ttl)
 }
 
 fn apex(snap: &Snapshot, qtype: Qtype) -> Answer {
@@ -358,10 +368,7 @@ fn write(view: &ClusterView, cluster: usize, qtype: Qtype, ttl: u32) -> Answer {
     };
     match view.write.node().and_then(|i| view.nodes.get(i)) {
         None => Answer::new(QueryKind::Write, Rcode::ServFail),
-        Some(node) => {
-            let answers = Some(Rr::Addr(node.address)).filter(|_| fam.admits(node.address));
-            Answer::records(QueryKind::Write, answers.into_iter().collect(), ttl)
-        }
+        Some(node) => Answer::records(QueryKind::Write, fam.records(node).collect(), ttl),
     }
 }
 
@@ -446,9 +453,9 @@ impl<'a> EndpointQuery<'a> {
             },
             Choice::Nothing => Vec::new(),
         };
-        let nodes: Vec<usize> = nodes.into_iter().filter(|&i| fam.admits(self.view.nodes[i].address)).collect();
+        let nodes: Vec<usize> = nodes.into_iter().filter(|&i| fam.has(&self.view.nodes[i])).collect();
         let nearness = nodes.first().map(|&i| self.nearness(i));
-        let answers = nodes.iter().map(|&i| Rr::Addr(self.view.nodes[i].address)).collect();
+        let answers = nodes.iter().flat_map(|&i| fam.records(&self.view.nodes[i])).collect();
         Answer { by_location: self.by_location, nearness, ..Answer::records(self.kind, answers, self.ttl) }
     }
 
@@ -595,7 +602,7 @@ impl<'a> EndpointQuery<'a> {
             nodes
                 .iter()
                 .map(|&i| (i, &self.view.nodes[i]))
-                .filter(|(_, n)| fam.admits(n.address))
+                .filter(|(_, n)| fam.has(n))
                 .map(|(i, n)| (i, n.weight))
                 .collect()
         };

@@ -82,7 +82,7 @@ fn dig_with(snap: &Snapshot, qname: &str, qtype: Qtype, rng: &mut SmallRng) -> D
                         (format!("{}.", ns.name), ns.address)
                     }
                     Additional::Node { cluster, node } => {
-                        (node_name(snap, cluster, node), snap.clusters[cluster].nodes[node].address)
+                        (node_name(snap, cluster, node), snap.clusters[cluster].nodes[node].addresses[0])
                     }
                 };
                 rr_lines(snap, &owner, ttl, &Rr::Addr(address)).remove(0)

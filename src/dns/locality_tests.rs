@@ -92,7 +92,7 @@ fn names(snap: &Snapshot, a: &Answer) -> Vec<String> {
     a.answers
         .iter()
         .map(|rr| match rr {
-            Rr::Addr(ip) => snap.clusters[0].nodes.iter().find(|n| n.address == *ip).unwrap().name.clone(),
+            Rr::Addr(ip) => snap.clusters[0].nodes.iter().find(|n| n.addresses.contains(ip)).unwrap().name.clone(),
             Rr::Srv { node, priority, .. } => format!("{}@{}", snap.clusters[0].nodes[*node].name, priority.value()),
             other => format!("{other:?}"),
         })

@@ -42,8 +42,8 @@ struct NodeRecords {
     /// SRV data pointing at the node's name and port, one per [`Priority::ALL`], so
     /// indexed by `priority as usize`.
     srv: [RData; Priority::ALL.len()],
-    /// The node name's address record (owner: the node name).
-    address: Record,
+    /// The node name's address records (owner: the node name).
+    addresses: Vec<Record>,
 }
 
 /// The part of a zone that only the config decides.
@@ -159,9 +159,9 @@ impl Zone {
         let additional = answer
             .additional
             .iter()
-            .filter_map(|extra| match *extra {
-                Additional::Nameserver(i) => self.names.glue.get(i),
-                Additional::Node { cluster, node } => self.node(cluster, node).map(|n| &n.address),
+            .flat_map(|extra| match *extra {
+                Additional::Nameserver(i) => self.names.glue.get(i..=i).unwrap_or_default(),
+                Additional::Node { cluster, node } => self.node(cluster, node).map_or(&[][..], |n| &n.addresses[..]),
             })
             .collect();
         Body { answers, soa: answer.authority_soa.then_some(&self.soa), additional }
@@ -190,7 +190,8 @@ impl NodeRecords {
     fn new(node: &NodeView, target: &Name, ttl: u32) -> NodeRecords {
         let srv =
             Priority::ALL.map(|p| RData::SRV(SRV::new(p.value(), p.weight(node.weight), node.port, target.clone())));
-        NodeRecords { srv, address: Record::from_rdata(target.clone(), ttl, addr(node.address)) }
+        let addresses = node.addresses.iter().map(|ip| Record::from_rdata(target.clone(), ttl, addr(*ip))).collect();
+        NodeRecords { srv, addresses }
     }
 }
 

@@ -37,7 +37,7 @@ impl fmt::Display for NodeLine<'_> {
         let n = self.node;
         let lag = n.lag.map(format_duration).unwrap_or_else(|| "-".into());
         let bytes = n.lag_bytes.map(|b| b.to_string()).unwrap_or_else(|| "-".into());
-        write!(f, "{} {} ", n.name, n.address)?;
+        write!(f, "{} {} ", n.name, n.address_text())?;
         if self.show_port {
             write!(f, "port={} ", n.port)?;
         }

@@ -81,6 +81,9 @@ pub struct DiscoveryDoc {
     pub last_listed: Option<String>,
     /// Listed members that are not nodes, with why.
     pub left_out: Vec<LeftOutDoc>,
+    /// Host names whose last resolution failed (their last addresses are kept).
+    #[serde(default)]
+    pub unresolved: Vec<LeftOutDoc>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -262,11 +265,8 @@ fn cluster_doc(c: &ClusterView, write: String, built: SystemTime, locations: &Lo
             failures: d.failures,
             last_error: d.last_error.clone(),
             last_listed: d.last_listed.map(rfc3339),
-            left_out: d
-                .left_out
-                .iter()
-                .map(|(name, reason)| LeftOutDoc { name: name.clone(), reason: reason.clone() })
-                .collect(),
+            left_out: d.left_out.iter().map(left_out_doc).collect(),
+            unresolved: d.unresolved.iter().map(left_out_doc).collect(),
         }),
     }
 }
@@ -292,7 +292,7 @@ fn node_doc(n: &NodeView, index: usize, endpoints: &[EndpointView], locations: &
     let (eligible, reason) = verdicts.first().map(|v| (v.eligible, v.reason.clone())).unwrap_or((false, None));
     NodeDoc {
         name: n.name.clone(),
-        address: n.address.to_string(),
+        address: n.address_text(),
         port: n.port,
         location: n.location.map(|l| locations.name(l).to_owned()),
         patroni: n.patroni.as_ref().map(|p| PatroniDoc {
@@ -330,6 +330,10 @@ fn verdict_doc(e: &EndpointView, node: usize) -> VerdictDoc {
             None => Some("no verdict".into()),
         },
     }
+}
+
+fn left_out_doc((name, reason): &(String, String)) -> LeftOutDoc {
+    LeftOutDoc { name: name.clone(), reason: reason.clone() }
 }
 
 fn default_locality() -> String {

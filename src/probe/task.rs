@@ -403,7 +403,8 @@ mod tests {
         let dsn = format!("host=127.0.0.1 port={port} user=lagdns dbname=postgres sslmode=disable");
         let node = NodeConfig {
             name: "pg1".into(),
-            address: "127.0.0.1".parse().unwrap(),
+            addresses: vec!["127.0.0.1".parse().unwrap()],
+            host: None,
             port: 5432,
             dsn: dsn.parse().unwrap(),
             weight: 1,

@@ -156,3 +156,55 @@ async fn lagdns_discovers_patroni_members_and_follows_switchover_and_stopped_mem
     eprintln!("pg3 started: back in read after {:?}", t0.elapsed());
     server.shutdown().await;
 }
+
+/// SPEC §11 host names: a node's `address` may be a host name, resolved with the system
+/// resolver; what it resolves to is answered (TXT and `/status` show `name=ip`), and one
+/// that does not resolve is reported and answers nothing.
+#[tokio::test]
+async fn host_name_addresses_are_resolved_answered_and_reported() {
+    let dead = free_port(); // nothing listens: the probes fail, node names answer anyway
+    let text = format!(
+        r#"[dns]
+listen = ["127.0.0.1:{}"]
+zone = "db.internal"
+[http]
+listen = "127.0.0.1:{}"
+[probe]
+interval = "250ms"
+timeout = "500ms"
+[[cluster]]
+name = "main"
+[[cluster.node]]
+name = "pg1"
+address = "localhost"
+dsn = "host=127.0.0.1 port={dead} user=lagdns dbname=postgres connect_timeout=1"
+[[cluster.node]]
+name = "pg2"
+address = "nosuch.invalid"
+dsn = "host=127.0.0.1 port={dead} user=lagdns dbname=postgres connect_timeout=1"
+"#,
+        free_port(),
+        free_port(),
+    );
+    let server = Server::start(Config::parse(&text, "hosts.toml").unwrap()).await.unwrap();
+    let localhost: Vec<IpAddr> = tokio::net::lookup_host(("localhost", 0)).await.unwrap().map(|a| a.ip()).collect();
+    let v4: Vec<IpAddr> = localhost.iter().copied().filter(IpAddr::is_ipv4).collect();
+    assert!(!v4.is_empty(), "localhost resolves to an IPv4 address here: {localhost:?}");
+    let mut got = answer(&server, "pg1.main.db.internal.").await;
+    got.sort();
+    let mut want = v4.clone();
+    want.sort();
+    want.dedup();
+    assert_eq!(got, want, "pg1's node name answers what localhost resolves to");
+    assert!(answer(&server, "pg2.main.db.internal.").await.is_empty(), "an unresolved name answers nothing");
+    let doc = status(&server).await;
+    let c = &doc.clusters[0];
+    assert!(c.nodes[0].address.starts_with("localhost="), "{}", c.nodes[0].address);
+    assert_eq!(c.nodes[1].address, "nosuch.invalid=?");
+    let unresolved = &c.discovery.as_ref().expect("a discovery section for a cluster with host names").unresolved;
+    assert_eq!(unresolved.iter().map(|u| u.name.as_str()).collect::<Vec<_>>(), ["nosuch.invalid"], "{unresolved:?}");
+    let txt =
+        crate::common::txt(&query(server.dns_addrs[0], "pg1.main.db.internal.", RecordType::TXT, Proto::Udp).await);
+    assert!(txt[0].starts_with("pg1 localhost=127."), "{txt:?}");
+    server.shutdown().await;
+}

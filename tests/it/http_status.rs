@@ -158,7 +158,7 @@ async fn endpoints_render_the_published_snapshot() {
     for (i, node) in json["clusters"][0]["nodes"].as_array().unwrap().iter().enumerate() {
         let n = &view.nodes[i];
         assert_eq!(node["name"], n.name.as_str());
-        assert_eq!(node["address"], n.address.to_string());
+        assert_eq!(node["address"], n.address_text());
         assert_eq!(node["port"].as_u64(), Some(u64::from(n.port)));
         assert_eq!((node["role"].as_str(), node["state"].as_str()), (Some(n.role.as_str()), Some(n.state.as_str())));
         assert_eq!(node["lag_ms"].as_u64(), n.lag.map(|d| d.as_millis() as u64));

@@ -24,7 +24,8 @@ fn probe_config() -> ProbeConfig {
 fn node_config(node: &LocalNode) -> NodeConfig {
     NodeConfig {
         name: node.name.clone(),
-        address: node.address.into(),
+        addresses: vec![node.address.into()],
+        host: None,
         port: node.port,
         dsn: node.dsn().parse().unwrap(),
         weight: 1,

@@ -37,7 +37,8 @@ impl Probe {
         let cancel = CancellationToken::new();
         let config = NodeConfig {
             name: node.name.clone(),
-            address: node.address.into(),
+            addresses: vec![node.address.into()],
+            host: None,
             port: node.port,
             dsn: dsn.parse().unwrap(),
             weight: 1,

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 
 use toml::Spanned;
 
-use super::values::{answers, dns_label, duration, fallback, int_in, ip, name_label, required, size, Cx};
+use super::values::{answers, dns_label, dns_name, duration, fallback, int_in, name_label, required, size, Cx};
 use super::{locality, patroni, Result, DEFAULT_POLICY, DEFAULT_WEIGHT, MAX_NAME_LEN, RESERVED_PREFIXES};
 use crate::config::dsn::Dsn;
 use crate::config::files::NamedFile;
@@ -185,7 +185,8 @@ fn policy(cx: &Cx, raw: RawPolicy, base: Policy, key: &str) -> Result<Policy> {
 /// A node whose DSN is still text.
 struct Node<'a> {
     name: String,
-    address: IpAddr,
+    addresses: Vec<IpAddr>,
+    host: Option<String>,
     port: u16,
     dsn: &'a Spanned<String>,
     weight: u32,
@@ -214,10 +215,10 @@ fn nodes(
         out.push(node);
     }
     out.into_iter()
-        .map(|Node { name, address, port, dsn, weight, password_file, location }| {
+        .map(|Node { name, addresses, host, port, dsn, weight, password_file, location }| {
             let key = format!("{cluster_key}.node[{name}].dsn");
             let dsn = dsn.get_ref().parse::<Dsn>().map_err(|e| cx.err(dsn.span(), &key, e.to_string()))?;
-            Ok(NodeConfig { name, address, port, dsn, weight, password_file, location })
+            Ok(NodeConfig { name, addresses, host, port, dsn, weight, password_file, location })
         })
         .collect()
 }
@@ -239,11 +240,25 @@ fn node<'a>(
         return Err(cx.err(name_value.span(), &format!("{cluster_key}.node[{name}].name"), why));
     }
     let key = format!("{cluster_key}.node[{name}]");
-    let address = ip(cx, required(cx, &n.address, raw.span(), &format!("{key}.address"))?, &format!("{key}.address"))?;
-    if address.is_unspecified() || address.is_multicast() {
-        let span = n.address.as_ref().map_or(raw.span(), Spanned::span);
-        return Err(cx.err(span, &format!("{key}.address"), format!("{address} cannot be answered to clients")));
-    }
+    let written = required(cx, &n.address, raw.span(), &format!("{key}.address"))?;
+    let (addresses, host) = match written.get_ref().parse::<IpAddr>() {
+        Ok(address) if address.is_unspecified() || address.is_multicast() => {
+            let why = format!("{address} cannot be answered to clients");
+            return Err(cx.err(written.span(), &format!("{key}.address"), why));
+        }
+        Ok(address) => (vec![address], None),
+        // a host name, resolved at most every discovery_interval (SPEC §11)
+        // (a name whose last label is all digits is a mistyped address: RFC 3696 §2)
+        Err(_) => match dns_name(written.get_ref()) {
+            Ok(host) if !host.rsplit('.').next().is_some_and(|top| top.bytes().all(|b| b.is_ascii_digit())) => {
+                (Vec::new(), Some(host))
+            }
+            _ => {
+                let why = format!("{:?} is not an IPv4 or IPv6 address or a host name", written.get_ref());
+                return Err(cx.err(written.span(), &format!("{key}.address"), why));
+            }
+        },
+    };
     let port = match &n.port {
         Some(p) => int_in(cx, p, &format!("{key}.port"), 1..=i64::from(u16::MAX))? as u16,
         None => DEFAULT_PG_PORT,
@@ -268,7 +283,7 @@ fn node<'a>(
         Some(v) => Some(locality::location(cx, v, &format!("{key}.location"), locations)?),
         None => None,
     };
-    Ok(Node { name, address, port, dsn, weight, password_file, location })
+    Ok(Node { name, addresses, host, port, dsn, weight, password_file, location })
 }
 
 /// The files the validated `clusters` name (each node's DSN files, then its

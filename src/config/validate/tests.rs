@@ -77,7 +77,8 @@ fn minimal_config_gets_every_default() {
             }],
             nodes: vec![NodeConfig {
                 name: "pg1".into(),
-                address: "127.0.0.11".parse().unwrap(),
+                addresses: vec!["127.0.0.11".parse().unwrap()],
+                host: None,
                 port: 5432,
                 dsn: "host=127.0.0.11".parse().unwrap(),
                 weight: 100,
@@ -158,7 +159,7 @@ dsn = "host=b"
     );
     assert_eq!(c.nodes[0].weight, 0);
     assert_eq!(c.nodes[0].password_file, Some(PathBuf::from("/run/secrets/pg")));
-    assert_eq!(c.nodes[1].address, "::1".parse::<IpAddr>().unwrap());
+    assert_eq!(c.nodes[1].addresses, ["::1".parse::<IpAddr>().unwrap()]);
     assert_eq!(c.nodes[1].weight, 100);
 }
 
@@ -284,7 +285,8 @@ const MIN_ERRORS: &[(&str, &str, &str)] = &[
     ("address = \"127.0.0.11\"\n", "address = \"127.0.0.11\"\nport = 0\n", "t.toml:6: cluster[main].node[pg1].port: must be an integer from 1 to 65535, not 0"),
     ("address = \"127.0.0.11\"\n", "address = \"127.0.0.11\"\nport = 65536\n", "t.toml:6: cluster[main].node[pg1].port: must be an integer from 1 to 65535, not 65536"),
     ("address = \"127.0.0.11\"\n", "address = \"127.0.0.11\"\nport = \"5432\"\n", "t.toml:6: cluster[main].node[pg1].port: invalid type: string \"5432\", expected an integer"),
-    ("address = \"127.0.0.11\"\n", "address = \"10.0.0\"\n", "t.toml:5: cluster[main].node[pg1].address: \"10.0.0\" is not an IPv4 or IPv6 address"),
+    ("address = \"127.0.0.11\"\n", "address = \"10.0.0\"\n", "t.toml:5: cluster[main].node[pg1].address: \"10.0.0\" is not an IPv4 or IPv6 address or a host name"),
+    ("address = \"127.0.0.11\"\n", "address = \"db_1.internal\"\n", "t.toml:5: cluster[main].node[pg1].address: \"db_1.internal\" is not an IPv4 or IPv6 address or a host name"),
     ("address = \"127.0.0.11\"\n", "address = \"0.0.0.0\"\n", "t.toml:5: cluster[main].node[pg1].address: 0.0.0.0 cannot be answered to clients"),
     ("address = \"127.0.0.11\"\n", "", "t.toml:3: cluster[main].node[pg1].address: is required"),
     ("dsn = \"host=127.0.0.11\"\n", "", "t.toml:3: cluster[main].node[pg1].dsn: is required"),
