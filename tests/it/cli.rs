@@ -100,7 +100,7 @@ fn check_rejects_an_unknown_key_naming_file_line_and_key() {
 
 #[test]
 fn check_rejects_a_bad_value_naming_file_line_and_key() {
-    let text = VALID.replace("address = \"10.0.0.11\"", "address = \"not-an-ip\"");
+    let text = VALID.replace("address = \"10.0.0.11\"", "address = \"not an ip\"");
     let path = write_config("badaddr", &text);
     let out = lagdns().args(["check", "--config"]).arg(&*path).output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
