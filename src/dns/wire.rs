@@ -124,7 +124,7 @@ pub fn encode(
     out.extend_from_slice(question.bytes);
     let answers = if question.count == 1 { &body.answers[..] } else { &[] };
     let mut ends = Vec::with_capacity(answers.len() + 2);
-    let complete = emit_records(out, answers, body, &mut ends);
+    let complete = emit_records(out, question, answers, body, &mut ends);
     let (an, soa, ar) = (answers.len(), usize::from(body.soa.is_some()), body.additional.len());
     let total = ends.last().copied().unwrap_or(out.len());
     let (keep_an, keep_ns, keep_ar) = if complete && total <= budget {
@@ -155,10 +155,22 @@ fn end_of(ends: &[usize], records: usize, question: Question<'_>) -> usize {
 }
 
 /// Appends every record, noting where each ends; stops at the first that cannot be
-/// encoded (over 65,535 bytes). Returns whether all were written.
-fn emit_records(out: &mut Vec<u8>, answers: &[AnswerRr<'_>], body: &Body<'_>, ends: &mut Vec<usize>) -> bool {
+/// encoded (over 65,535 bytes). Returns whether all were written. Names in the records
+/// (the SOA's owner, NS targets, glue and SRV target owners) are compressed against the
+/// question name's suffixes too, as the peers do: the apex after an in-zone question
+/// is a 2-byte pointer.
+fn emit_records(
+    out: &mut Vec<u8>,
+    question: Question<'_>,
+    answers: &[AnswerRr<'_>],
+    body: &Body<'_>,
+    ends: &mut Vec<usize>,
+) -> bool {
     let start = out.len();
     let mut enc = BinEncoder::with_offset(out, start as u32);
+    if question.count >= 1 {
+        register_question_name(&mut enc, question.bytes);
+    }
     for rr in answers {
         if emit_answer(&mut enc, rr).is_err() {
             return false;
@@ -173,6 +185,30 @@ fn emit_records(out: &mut Vec<u8>, answers: &[AnswerRr<'_>], body: &Body<'_>, en
     }
     true
 }
+
+/// Offers every suffix of the first question name (at offset 12) to the encoder's
+/// compression table, as hickory-proto stores a name it wrote itself: each label's start
+/// and the name's end, root label excluded. A name holding a pointer is not offered.
+fn register_question_name(enc: &mut BinEncoder<'_>, section: &[u8]) {
+    let mut starts = Vec::with_capacity(8);
+    let mut at = 0usize;
+    loop {
+        match section.get(at) {
+            Some(0) => break,
+            Some(&len) if len & 0xC0 == 0 && at + 1 + usize::from(len) < section.len() => {
+                starts.push(at);
+                at += 1 + usize::from(len);
+            }
+            _ => return, // a pointer, or a truncated name: nothing offered
+        }
+    }
+    for label in starts {
+        enc.store_label_pointer(QUESTION_START + label, QUESTION_START + at);
+    }
+}
+
+/// Offset of the question section.
+const QUESTION_START: usize = 12;
 
 fn emit_answer(enc: &mut BinEncoder<'_>, rr: &AnswerRr<'_>) -> Result<(), hickory_proto::ProtoError> {
     enc.emit_u16(QUESTION_NAME)?;
@@ -257,17 +293,18 @@ mod tests {
         let answers: Vec<_> = (1..=40).map(a).collect();
         let body = Body { answers, soa: None, additional: vec![&g, &g2] };
         let mut out = Vec::new();
-        // Everything: 12 + 23 + 40 × 16 + 31 + 20 (ns2's owner points into ns1's) = 726 bytes.
-        encode(&mut out, head(), Question { bytes: &q, count: 1 }, &body, None, 726);
+        // Everything: 12 + 23 + 40 × 16 + 20 + 20 = 715 bytes (both owners end in a
+        // pointer to the question's db.internal).
+        encode(&mut out, head(), Question { bytes: &q, count: 1 }, &body, None, 715);
         let m = Message::from_vec(&out).unwrap();
         assert_eq!((m.answers.len(), m.additionals.len(), m.metadata.truncation), (40, 2, false));
         // One byte short: the second additional record goes, the first stays.
-        encode(&mut out, head(), Question { bytes: &q, count: 1 }, &body, None, 725);
+        encode(&mut out, head(), Question { bytes: &q, count: 1 }, &body, None, 714);
         let m = Message::from_vec(&out).unwrap();
         assert_eq!((m.answers.len(), m.additionals.len(), m.metadata.truncation), (40, 1, false));
         assert_eq!(lines(&m.additionals), ["ns1.db.internal. 1 IN A 127.0.0.1"]);
-        assert_eq!(out.len(), 706);
-        encode(&mut out, head(), Question { bytes: &q, count: 1 }, &body, None, 705);
+        assert_eq!(out.len(), 695);
+        encode(&mut out, head(), Question { bytes: &q, count: 1 }, &body, None, 694);
         let m = Message::from_vec(&out).unwrap();
         assert_eq!((m.answers.len(), m.additionals.len(), m.metadata.truncation), (40, 0, false));
         assert_eq!(out.len(), 675);
@@ -275,6 +312,40 @@ mod tests {
         let m = Message::from_vec(&out).unwrap();
         assert_eq!((m.answers.len(), m.additionals.len(), m.metadata.truncation), (29, 0, true));
         assert!(out.len() <= 512, "{}", out.len());
+    }
+
+    #[test]
+    fn record_names_point_into_the_question_name() {
+        // the SOA of an NXDOMAIN: its owner db.internal. is a pointer to the question's
+        // "db" label (offset 12 + 6), and its MNAME/RNAME end in pointers too
+        let q = question();
+        let soa = Record::from_rdata(
+            Name::from_ascii("db.internal.").unwrap(),
+            1,
+            RData::SOA(hickory_proto::rr::rdata::SOA::new(
+                Name::from_ascii("ns1.db.internal.").unwrap(),
+                Name::from_ascii("hostmaster.db.internal.").unwrap(),
+                7,
+                3600,
+                600,
+                86400,
+                1,
+            )),
+        );
+        let body = Body { answers: vec![], soa: Some(&soa), additional: vec![] };
+        let mut out = Vec::new();
+        encode(&mut out, head(), Question { bytes: &q, count: 1 }, &body, None, 512);
+        let at = 12 + q.len();
+        assert_eq!(&out[at..at + 2], &[0xC0, 18], "the owner is a pointer to db.internal in the question");
+        // owner 2 + fixed 10 + ns1 4 + 2 + hostmaster 11 + 2 + 20 = 51 bytes
+        assert_eq!(out.len(), at + 51);
+        let m = Message::from_vec(&out).unwrap();
+        assert_eq!(lines(&m.authorities), [soa.to_string()]);
+        // a question name holding a pointer is not offered (no pointer into a pointer)
+        let pointed = [vec![5], b"WrItE".to_vec(), vec![0xC0, 12, 0, 1, 0, 1]].concat();
+        encode(&mut out, head(), Question { bytes: &pointed, count: 1 }, &body, None, 512);
+        let at = 12 + pointed.len();
+        assert_eq!(out[at], 2, "db.internal. written in full");
     }
 
     #[test]
