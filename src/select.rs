@@ -24,16 +24,23 @@ pub fn pick<R: Rng + ?Sized>(candidates: &[(usize, u32)], count: Option<usize>, 
     keyed.into_iter().take(want).map(|(_, node)| node).collect()
 }
 
-/// The common `answers = 1` case without allocating for keys.
+/// The common `answers = 1` case: one draw over the summed weights (the same
+/// distribution as the largest key: node `i` with probability `w_i / Σw`), no
+/// allocation and no logarithm per candidate.
 fn pick_one<R: Rng + ?Sized>(candidates: &[(usize, u32)], rng: &mut R) -> Option<usize> {
-    let mut best: Option<(f64, usize)> = None;
-    for &(node, w) in candidates.iter().filter(|(_, w)| *w > 0) {
-        let k = key(w, rng);
-        if best.is_none_or(|(b, _)| k > b) {
-            best = Some((k, node));
-        }
+    let total: u64 = candidates.iter().map(|&(_, w)| u64::from(w)).sum();
+    if total == 0 {
+        return None;
     }
-    best.map(|(_, node)| node)
+    let mut r = rng.random_range(0..total);
+    for &(node, w) in candidates {
+        let w = u64::from(w);
+        if r < w {
+            return Some(node);
+        }
+        r -= w;
+    }
+    None
 }
 
 /// `ln(u) / w` for `u` in (0, 1]: larger is better, and ordering matches `u^(1/w)`.

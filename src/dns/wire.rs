@@ -124,7 +124,7 @@ pub fn encode(
     out.extend_from_slice(question.bytes);
     let answers = if question.count == 1 { &body.answers[..] } else { &[] };
     let mut ends = Vec::with_capacity(answers.len() + 2);
-    let complete = emit_records(out, question, answers, body, &mut ends);
+    let complete = emit_records(out, question, answers, body, budget, &mut ends);
     let (an, soa, ar) = (answers.len(), usize::from(body.soa.is_some()), body.additional.len());
     let total = ends.last().copied().unwrap_or(out.len());
     let (keep_an, keep_ns, keep_ar) = if complete && total <= budget {
@@ -154,8 +154,9 @@ fn end_of(ends: &[usize], records: usize, question: Question<'_>) -> usize {
     }
 }
 
-/// Appends every record, noting where each ends; stops at the first that cannot be
-/// encoded (over 65,535 bytes). Returns whether all were written. Names in the records
+/// Appends every record, noting where each ends; stops after the first that ends past
+/// `budget` (nothing after it can be kept) or cannot be encoded (over 65,535 bytes).
+/// Returns whether all were written. Names in the records
 /// (the SOA's owner, NS targets, glue and SRV target owners) are compressed against the
 /// question name's suffixes too, as the peers do: the apex after an in-zone question
 /// is a 2-byte pointer.
@@ -164,6 +165,7 @@ fn emit_records(
     question: Question<'_>,
     answers: &[AnswerRr<'_>],
     body: &Body<'_>,
+    budget: usize,
     ends: &mut Vec<usize>,
 ) -> bool {
     let start = out.len();
@@ -176,12 +178,18 @@ fn emit_records(
             return false;
         }
         ends.push(enc.offset());
+        if enc.offset() > budget {
+            return false;
+        }
     }
     for record in body.soa.into_iter().chain(body.additional.iter().copied()) {
         if record.emit(&mut enc).is_err() {
             return false;
         }
         ends.push(enc.offset());
+        if enc.offset() > budget {
+            return false;
+        }
     }
     true
 }
