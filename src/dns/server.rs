@@ -25,14 +25,12 @@ const UDP_RECV_BUFFER: usize = 4 << 20;
 const TCP_BACKLOG: i32 = 1024;
 /// How long shutdown waits for TCP connections answering a query.
 const DRAIN: Duration = Duration::from_secs(1);
-/// Most UDP sockets (one worker each) per address.
+/// Most UDP workers per socket.
 const MAX_UDP_WORKERS: usize = 4;
 
 /// A bound, not yet running DNS server.
 pub struct DnsServer {
-    /// Per address: its UDP sockets (`SO_REUSEPORT`, one worker each: the kernel spreads
-    /// datagrams over them) and its TCP listener.
-    sockets: Vec<(Vec<Arc<UdpSocket>>, TcpListener)>,
+    sockets: Vec<(Arc<UdpSocket>, TcpListener)>,
     responder: Arc<Responder>,
     shared: Arc<TcpShared>,
     addrs: Vec<SocketAddr>,
@@ -52,18 +50,12 @@ impl DnsServer {
         let conns = Arc::new(Conns::default());
         let hold = Arc::new(Hold::new());
         let shared = Arc::new(TcpShared { responder: responder.clone(), hold, stats, conns, fd_budget });
-        let workers = std::thread::available_parallelism().map_or(1, |n| n.get()).min(MAX_UDP_WORKERS);
         let mut sockets = Vec::with_capacity(listen.len());
         let mut addrs = Vec::with_capacity(listen.len());
         for addr in listen {
             let (udp, tcp) = bind_pair(*addr)?;
-            let bound = udp.local_addr()?;
-            let mut udps = vec![Arc::new(udp)];
-            for _ in 1..workers {
-                udps.push(Arc::new(bind_udp(bound)?));
-            }
-            addrs.push(bound);
-            sockets.push((udps, tcp));
+            addrs.push(udp.local_addr()?);
+            sockets.push((Arc::new(udp), tcp));
         }
         Ok(DnsServer { sockets, responder, shared, addrs })
     }
@@ -75,13 +67,14 @@ impl DnsServer {
 
     /// Serves until `cancel` fires, then lets queries being answered finish and returns.
     pub async fn run(self, cancel: CancellationToken) -> io::Result<()> {
+        let workers = std::thread::available_parallelism().map_or(1, |n| n.get()).min(MAX_UDP_WORKERS);
         let epoch = tokio::time::Instant::now();
         let tasks = TaskTracker::new();
         let connections = TaskTracker::new();
-        for (udps, tcp) in self.sockets {
-            for udp in udps {
+        for (udp, tcp) in self.sockets {
+            for _ in 0..workers {
                 let (responder, hold) = (self.responder.clone(), self.shared.hold.clone());
-                tasks.spawn(udp::serve(udp, responder, hold, epoch, cancel.clone()));
+                tasks.spawn(udp::serve(udp.clone(), responder, hold, epoch, cancel.clone()));
             }
             tasks.spawn(tcp::serve(tcp, self.shared.clone(), connections.clone(), cancel.clone()));
         }
@@ -114,10 +107,6 @@ fn bind_udp(addr: SocketAddr) -> io::Result<UdpSocket> {
     let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
     // Best effort: the kernel caps it at net.core.rmem_max.
     let _ = socket.set_recv_buffer_size(UDP_RECV_BUFFER);
-    // Several sockets on one address and port, one per worker (Linux: only processes of
-    // the same user may join them). A second lagdns on the same address still fails
-    // to start: its TCP listener (no SO_REUSEPORT) cannot bind.
-    socket.set_reuse_port(true)?;
     socket.set_nonblocking(true)?;
     socket.bind(&addr.into())?;
     UdpSocket::from_std(socket.into())

@@ -625,8 +625,7 @@ async fn binds_several_addresses_and_stops_cleanly() {
         assert_eq!(lines(&decode_exact(&reply).answers), ["write.db.internal. 1 IN A 10.0.0.11"]);
         // TCP on the same port
         TcpStream::connect(addr).await.expect("TCP on the UDP port");
-        // the UDP sockets share their port (SO_REUSEPORT, one per worker), yet a second
-        // server on the same address is refused, by its TCP listener
+        // a second server on the same address is refused
         let again = DnsServer::bind(
             &[*addr],
             Store::new(snapshot(7, true), Zone::derive),
@@ -636,7 +635,7 @@ async fn binds_several_addresses_and_stops_cleanly() {
         );
         assert_eq!(again.err().map(|e| e.kind()), Some(std::io::ErrorKind::AddrInUse), "{addr} bound twice");
     }
-    // every query is answered, whichever worker's socket the kernel hands it to
+    // every query is answered, whichever worker takes it
     for i in 0..64u16 {
         let mut q = query("write.db.internal.", RecordType::A);
         q.metadata.id = 1000 + i;
