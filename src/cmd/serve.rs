@@ -52,7 +52,7 @@ impl Server {
         // once), so their nodes are probed in the first round like static ones.
         let mut discovery = Discovery::new(loaded.clone());
         discovery.round_all().await;
-        let (config, _) = discovery.effective();
+        let config = discovery.effective();
         // Every key is named: one that is not wired here, or consumed by the part named
         // beside it, fails to compile.
         let Config { dns, http, probe: _, clusters, locations: _, locality: _ } = &*config; // probe, clusters: supervisor and publisher; locations, locality: dns::respond per query

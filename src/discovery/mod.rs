@@ -55,6 +55,10 @@ pub struct Discovery {
     resolved: HashMap<String, Vec<IpAddr>>,
     /// Host names whose last resolution failed, and why.
     unresolved: HashMap<String, String>,
+    /// The effective config and the members it leaves out, rebuilt (`refresh`) only
+    /// when the loaded config, a membership or a resolution changed.
+    current: Arc<Config>,
+    left: Vec<(String, String, merge::Left)>,
 }
 
 #[derive(Default)]
@@ -66,24 +70,39 @@ struct ClusterDiscovery {
 
 impl Discovery {
     pub fn new(base: Arc<Config>) -> Discovery {
-        Discovery { base, clusters: HashMap::new(), resolved: HashMap::new(), unresolved: HashMap::new() }
+        let mut d = Discovery {
+            current: base.clone(),
+            base,
+            clusters: HashMap::new(),
+            resolved: HashMap::new(),
+            unresolved: HashMap::new(),
+            left: Vec::new(),
+        };
+        d.refresh();
+        d
     }
 
-    /// The loaded config with the members discovered so far, and the members left out.
-    pub fn effective(&self) -> (Arc<Config>, Vec<(String, String, merge::Left)>) {
+    /// The loaded config with the members discovered so far.
+    pub fn effective(&self) -> Arc<Config> {
+        self.current.clone()
+    }
+
+    /// Rebuilds the effective config and the members it leaves out.
+    fn refresh(&mut self) {
         let found = self
             .clusters
             .iter()
             .map(|(name, c)| (name.clone(), c.membership.nodes().cloned().collect::<Vec<_>>()))
             .collect();
         let (config, left) = merge::effective(&self.base, &found, &self.resolved);
-        (Arc::new(config), left)
+        (self.current, self.left) = (Arc::new(config), left);
     }
 
     /// A config loaded from the file: clusters without `patroni` forget their members.
     fn rebase(&mut self, base: Arc<Config>) {
         self.clusters.retain(|name, _| base.clusters.iter().any(|c| c.name == *name && c.patroni.is_some()));
         self.base = base;
+        self.refresh();
     }
 
     fn sources(&self) -> Vec<(String, PatroniSource)> {
@@ -108,14 +127,17 @@ impl Discovery {
         for name in &changes.removed {
             tracing::info!(cluster, node = %name, "Patroni discovery: member removed (missing from 3 listings)");
         }
-        !changes.is_empty()
+        let changed = !changes.is_empty();
+        if changed {
+            self.refresh();
+        }
+        changed
     }
 
     /// Resolves every host name of the effective config; true when an answer changed.
     async fn resolve_all(&mut self) -> bool {
-        let (config, _) = self.effective();
         let mut changed = false;
-        for host in merge::host_names(&config) {
+        for host in merge::host_names(&self.current) {
             let lookup = tokio::net::lookup_host((host.as_str(), 0));
             let got = match tokio::time::timeout(REQUEST_TIMEOUT, lookup).await {
                 Ok(Ok(addrs)) => {
@@ -148,10 +170,13 @@ impl Discovery {
                 }
             }
         }
+        if changed {
+            self.refresh();
+        }
         changed
     }
 
-    fn report(&self, cluster: &str, left: &[(String, String, merge::Left)]) -> Report {
+    fn report(&self, cluster: &str) -> Report {
         let hosts: Vec<&String> = self
             .base
             .clusters
@@ -171,7 +196,8 @@ impl Discovery {
             failures: c.map_or(0, |c| c.failures),
             last_error: m.and_then(|m| m.last_error.clone()),
             last_listed: c.and_then(|c| c.last_listed),
-            left_out: left
+            left_out: self
+                .left
                 .iter()
                 .filter(|(c, ..)| c == cluster)
                 .map(|(_, name, why)| (name.clone(), format!("{why:?}")))
@@ -197,8 +223,7 @@ impl Discovery {
 
     /// The clusters reports are made for: those with `patroni` or a host name.
     fn reported(&self) -> Vec<String> {
-        let (config, _) = self.effective();
-        config
+        self.current
             .clusters
             .iter()
             .filter(|c| c.patroni.is_some() || c.nodes.iter().any(|n| n.host.is_some()))
@@ -208,8 +233,7 @@ impl Discovery {
 
     /// Every cluster's report as of now.
     pub fn reports(&self) -> Vec<Report> {
-        let (_, left) = self.effective();
-        self.reported().iter().map(|cluster| self.report(cluster, &left)).collect()
+        self.reported().iter().map(|cluster| self.report(cluster)).collect()
     }
 }
 
@@ -232,8 +256,7 @@ pub async fn run(
             base = loaded.recv() => {
                 let Some(base) = base else { return };
                 discovery.rebase(base);
-                let (config, _) = discovery.effective();
-                if out.send(config).await.is_err() {
+                if out.send(discovery.effective()).await.is_err() {
                     return;
                 }
             }
@@ -247,17 +270,15 @@ pub async fn run(
                     *next = now + source.interval;
                     let round = fetch(&source).await;
                     let changed = discovery.fold(&cluster, round, SystemTime::now());
-                    let (config, left) = discovery.effective();
-                    if changed && out.send(config).await.is_err() {
+                    if changed && out.send(discovery.effective()).await.is_err() {
                         return;
                     }
-                    let _ = reports.send(discovery.report(&cluster, &left)).await;
+                    let _ = reports.send(discovery.report(&cluster)).await;
                 }
                 if now >= resolve_due {
                     resolve_due = now + discovery.resolve_interval();
                     let changed = discovery.resolve_all().await;
-                    let (config, _) = discovery.effective();
-                    if changed && out.send(config).await.is_err() {
+                    if changed && out.send(discovery.effective()).await.is_err() {
                         return;
                     }
                     for report in discovery.reports() {
