@@ -39,6 +39,7 @@ use crate::config::DnsLimits;
 use crate::dns::answer::{answer, Answer};
 use crate::dns::ecs::{self, ClientSubnet, EcsError};
 use crate::dns::edge::Limited;
+use crate::dns::name::{Service, Target};
 use crate::dns::query::{Qtype, QueryKind, QueryStats, Rcode};
 use crate::dns::records::Zone;
 use crate::dns::rrl::{RateLimiter, Verdict};
@@ -205,7 +206,10 @@ impl Responder {
         qname.make_ascii_lowercase();
         let target = generation.derived.names.table.parse(&qname);
         let config = &generation.snapshot.config;
-        let placement = config.locality.as_ref().map(|l| place(l, client, ecs.map(|e| e.subnet())));
+        // Only read names (and their SRV names) depend on where the asker is.
+        let by_location = matches!(target, Target::Endpoint { .. } | Target::Srv(Service::Endpoint { .. }));
+        let placement =
+            config.locality.as_ref().filter(|_| by_location).map(|l| place(l, client, ecs.map(|e| e.subnet())));
         let decided = answer(&generation.snapshot, &target, qtype, placement.as_ref(), &mut rand::rng());
         if may_hold && !generation.snapshot.ready && decided.rcode == Rcode::ServFail {
             return Reply::Hold;
