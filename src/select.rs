@@ -28,15 +28,21 @@ pub fn pick<R: Rng + ?Sized>(candidates: &[(usize, u32)], count: Option<usize>, 
 /// distribution as the largest key: node `i` with probability `w_i / Σw`), no
 /// allocation and no logarithm per candidate.
 fn pick_one<R: Rng + ?Sized>(candidates: &[(usize, u32)], rng: &mut R) -> Option<usize> {
-    let total: u64 = candidates.iter().map(|&(_, w)| u64::from(w)).sum();
+    draw(candidates.iter().map(|&(_, w)| u64::from(w)), rng).map(|i| candidates[i].0)
+}
+
+/// The index of one weight drawn in proportion to it (`None` when they sum to 0, with
+/// nothing drawn). `pick` with `answers = 1` and the fast answer path (`dns::fast`)
+/// both draw with it, so one random number gives both the same node.
+pub fn draw<R: Rng + ?Sized>(weights: impl Iterator<Item = u64> + Clone, rng: &mut R) -> Option<usize> {
+    let total: u64 = weights.clone().sum();
     if total == 0 {
         return None;
     }
     let mut r = rng.random_range(0..total);
-    for &(node, w) in candidates {
-        let w = u64::from(w);
+    for (i, w) in weights.enumerate() {
         if r < w {
-            return Some(node);
+            return Some(i);
         }
         r -= w;
     }

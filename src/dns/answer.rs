@@ -43,6 +43,17 @@ impl Qtype {
     }
 }
 
+impl Variant {
+    /// How queries of this variant are counted.
+    fn kind(self) -> QueryKind {
+        match self {
+            Variant::Plain => QueryKind::Read,
+            Variant::MaxLag(_) => QueryKind::MaxLag,
+            Variant::Lsn(_) => QueryKind::Lsn,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Family {
     V4,
@@ -294,11 +305,7 @@ pub fn answer<R: Rng + ?Sized>(
             _ => Answer::new(QueryKind::Write, Rcode::ServFail),
         },
         Target::Endpoint { cluster, endpoint, variant } => {
-            let kind = match variant {
-                Variant::Plain => QueryKind::Read,
-                Variant::MaxLag(_) => QueryKind::MaxLag,
-                Variant::Lsn(_) => QueryKind::Lsn,
-            };
+            let kind = variant.kind();
             match EndpointQuery::new(snap, cluster, endpoint, variant, kind, client) {
                 Some(q) => q.answer(qtype, rng),
                 None => Answer::new(kind, Rcode::ServFail),
@@ -317,6 +324,54 @@ pub fn answer<R: Rng + ?Sized>(
                 None => Answer::new(QueryKind::Srv, Rcode::ServFail),
             }
         }
+    }
+}
+
+/// What one query's answer depends on beyond the snapshot, the name, the type and the
+/// asker's location: the fast path (`dns::fast`) precomputes the first two per snapshot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Plan {
+    /// This answer, whatever is drawn.
+    Fixed(Answer),
+    /// One draw over these weights ([`select::draw`], as `answers = 1` draws), and the
+    /// answer of the candidate drawn.
+    Draw(Vec<(u32, Answer)>),
+    /// Decided per query: several weighted answers, or a TXT naming the asker's address.
+    PerQuery,
+}
+
+/// [`answer`] as a [`Plan`]: with the same draw, `Fixed` and `Draw` give exactly what
+/// `answer` gives.
+pub fn plan(snap: &Snapshot, target: &Target, qtype: Qtype, client: Option<&Placement>) -> Plan {
+    match *target {
+        Target::Endpoint { cluster, endpoint, variant } => {
+            let kind = variant.kind();
+            match EndpointQuery::new(snap, cluster, endpoint, variant, kind, client) {
+                Some(q) => q.plan(qtype),
+                None => Plan::Fixed(Answer::new(kind, Rcode::ServFail)),
+            }
+        }
+        // nothing else draws
+        _ => Plan::Fixed(answer(snap, target, qtype, client, &mut NoDraw)),
+    }
+}
+
+/// The random source of answers that draw nothing (a draw from it is a bug: it panics).
+struct NoDraw;
+
+impl rand::TryRng for NoDraw {
+    type Error = std::convert::Infallible;
+
+    fn try_next_u32(&mut self) -> Result<u32, Self::Error> {
+        unreachable!("a fixed answer drew a random number")
+    }
+
+    fn try_next_u64(&mut self) -> Result<u64, Self::Error> {
+        unreachable!("a fixed answer drew a random number")
+    }
+
+    fn try_fill_bytes(&mut self, _: &mut [u8]) -> Result<(), Self::Error> {
+        unreachable!("a fixed answer drew a random number")
     }
 }
 
@@ -453,10 +508,46 @@ impl<'a> EndpointQuery<'a> {
             },
             Choice::Nothing => Vec::new(),
         };
+        self.addresses(nodes, fam)
+    }
+
+    /// The address answer naming `nodes` (those without an address of the family left
+    /// out).
+    fn addresses(&self, nodes: Vec<usize>, fam: Family) -> Answer {
         let nodes: Vec<usize> = nodes.into_iter().filter(|&i| fam.has(&self.view.nodes[i])).collect();
         let nearness = nodes.first().map(|&i| self.nearness(i));
         let answers = nodes.iter().flat_map(|&i| fam.records(&self.view.nodes[i])).collect();
         Answer { by_location: self.by_location, nearness, ..Answer::records(self.kind, answers, self.ttl) }
+    }
+
+    /// [`plan`] of this endpoint query.
+    fn plan(&self, qtype: Qtype) -> Plan {
+        match (qtype.family(), self.choice()) {
+            // the TXT names the asker's address: per query
+            (None, _) if qtype == Qtype::Txt && self.client.is_some() => Plan::PerQuery,
+            (Some(fam), Choice::Weighted(first, then)) => {
+                if self.ep().policy.answers != Answers::Count(1) {
+                    return Plan::PerQuery; // a weighted random order per query
+                }
+                // what `pick` draws from: the first set, or the second when the first
+                // has no weight of this family
+                let weighted = |nodes: &[usize]| -> Vec<(usize, u32)> {
+                    let nodes = nodes.iter().map(|&i| (i, self.view.nodes[i].weight));
+                    nodes.filter(|&(i, w)| w > 0 && fam.has(&self.view.nodes[i])).collect()
+                };
+                let mut candidates = weighted(&first);
+                if candidates.is_empty() {
+                    candidates = weighted(&then);
+                }
+                match candidates.is_empty() {
+                    true => Plan::Fixed(self.addresses(Vec::new(), fam)),
+                    false => {
+                        Plan::Draw(candidates.into_iter().map(|(i, w)| (w, self.addresses(vec![i], fam))).collect())
+                    }
+                }
+            }
+            _ => Plan::Fixed(self.answer(qtype, &mut NoDraw)),
+        }
     }
 
     /// Whether node `i` is in the client's location.

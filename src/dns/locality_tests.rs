@@ -11,72 +11,11 @@ use rand::SeedableRng;
 
 use super::*;
 use crate::dns::name::Names;
+use crate::dns::testdata::locality_snapshot as snapshot;
 use crate::dns::txt;
 use crate::locality::place;
-use crate::snapshot::WriteTarget;
-use crate::testkit::{reevaluate, SnapshotBuilder};
+use crate::testkit::reevaluate;
 use crate::wal::Lsn;
-
-/// pg1 primary in `a`; replicas pg2 (`a`), pg3 and pg4 (`b`, weight 300), pg5 (no
-/// location). Clients: 127.0.1.x in `a`, 127.0.2.x in `b`, 127.0.3.x in `c` (no nodes),
-/// anything else unknown.
-const CONFIG: &str = r#"
-[dns]
-zone = "db.internal"
-[[cluster]]
-name = "main"
-max_lag = "100ms"
-node = [
-    { name = "pg1", address = "10.0.0.11", dsn = "host=a", location = "a" },
-    { name = "pg2", address = "10.0.0.12", dsn = "host=b", location = "a" },
-    { name = "pg3", address = "10.0.0.13", dsn = "host=c", location = "b" },
-    { name = "pg4", address = "10.0.0.14", dsn = "host=d", location = "b", weight = 300 },
-    { name = "pg5", address = "10.0.0.15", dsn = "host=e" },
-]
-[[cluster.endpoint]]
-name = "every"
-answers = "all"
-[[cluster.endpoint]]
-name = "only"
-locality = "only"
-[[cluster.endpoint]]
-name = "ignore"
-locality = "ignore"
-[[cluster.endpoint]]
-name = "two"
-answers = 2
-locality = "only"
-fallback = "none"
-[locality]
-[[locality.network]]
-prefix = "127.0.1.0/24"
-location = "a"
-[[locality.network]]
-prefix = "127.0.2.0/24"
-location = "b"
-[[locality.network]]
-prefix = "127.0.3.0/24"
-location = "c"
-"#;
-
-/// Every replica 10 ms behind, replayed up to 0/3000000 (pg3 only to 0/2000000).
-fn snapshot() -> Snapshot {
-    SnapshotBuilder::new(CONFIG)
-        .cluster("main", |c| (c.write, c.primary_lsn) = (WriteTarget::Primary(0), Some(Lsn(0x3000000))))
-        .each_node("main", |i, n| {
-            n.state = NodeState::Up;
-            n.timeline = Some(crate::wal::Timeline(1));
-            if i == 0 {
-                n.role = Role::Primary;
-            } else {
-                n.role = Role::Replica;
-                n.lag = Some(Duration::from_millis(10));
-                n.lag_bytes = Some(0);
-                n.replay_lsn = Some(Lsn(if i == 2 { 0x2000000 } else { 0x3000000 }));
-            }
-        })
-        .build()
-}
 
 fn client(snap: &Snapshot, ip: &str) -> Placement {
     place(snap.config.locality.as_ref().unwrap(), ip.parse::<IpAddr>().unwrap(), None)

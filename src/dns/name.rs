@@ -126,6 +126,25 @@ impl Names {
         &self.zone
     }
 
+    /// Every name of the zone that exists by itself (not a `maxlag-`/`lsn-` variant),
+    /// fully qualified without the trailing dot, for the fast path's table; what each
+    /// one is stays [`Names::parse`]'s to say.
+    pub fn exact(&self) -> Vec<String> {
+        let mut names = vec![self.zone.clone()];
+        names.extend(self.nameservers.iter().map(|(name, _)| name.clone()));
+        let relative = self.labels.keys().chain(self.nodes.keys()).chain(&self.nameserver_parents);
+        names.extend(relative.map(|rel| format!("{rel}.{}", self.zone)));
+        for (label, kind) in &self.labels {
+            if !matches!(kind, Label::Cluster) {
+                names.push(format!("{SRV_PREFIX}{label}.{}", self.zone));
+                names.push(format!("{TCP_PREFIX}{label}.{}", self.zone));
+            }
+        }
+        names.sort_unstable();
+        names.dedup();
+        names
+    }
+
     /// Parses a lower-cased query name (with or without the trailing dot).
     pub fn parse(&self, qname: &str) -> Target {
         let qname = trim_dot(qname);

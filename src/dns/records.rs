@@ -18,6 +18,7 @@ use hickory_proto::rr::{Name, RData, Record};
 
 use crate::config::Config;
 use crate::dns::answer::{ttl_secs, Additional, Answer, Priority, Rr, Soa, TxtOf};
+use crate::dns::fast;
 use crate::dns::name::Names;
 use crate::dns::txt;
 use crate::dns::wire::{AnswerRr, Body};
@@ -35,6 +36,8 @@ pub struct Zone {
     endpoint_txt: Vec<Vec<Vec<RData>>>,
     /// Per cluster, per node.
     nodes: Vec<Vec<NodeRecords>>,
+    /// The fast path's precomputed responses.
+    pub fast: fast::Table,
 }
 
 /// A node's records as SRV answers and their additional section use them.
@@ -123,7 +126,9 @@ impl Zone {
                 c.nodes.iter().zip(targets).map(|(n, target)| NodeRecords::new(n, target, ttl)).collect()
             })
             .collect();
-        Zone { names, soa, write_txt, endpoint_txt, nodes }
+        let mut zone = Zone { names, soa, write_txt, endpoint_txt, nodes, fast: fast::Table::default() };
+        zone.fast = fast::Table::build(snap, &zone);
+        zone
     }
 
     /// The records for `answer` (answers are owned by the question name, which the

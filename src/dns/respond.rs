@@ -16,6 +16,9 @@
 //! | class other than IN | REFUSED |
 //! | otherwise | the answer (AA when in the zone) |
 //!
+//! The queries that dominate take the fast path first (`fast`: responses precomputed
+//! per snapshot, the same bytes); what it does not answer goes through the table above.
+//!
 //! With `[locality]`, the asker is placed (`locality::place`: ECS subnet, source
 //! address, `default`) before the answer is decided; a query with ECS gets it back with
 //! SCOPE 0, or the placement's scope when the answer depended on a location the ECS
@@ -34,11 +37,13 @@ use hickory_proto::op::{Edns, Header, Message, Query};
 use hickory_proto::rr::rdata::opt::EdnsCode;
 use hickory_proto::rr::DNSClass;
 use hickory_proto::serialize::binary::{BinDecodable, BinDecoder, BinEncodable, BinEncoder};
+use rand::Rng;
 
 use crate::config::DnsLimits;
 use crate::dns::answer::{answer, Answer};
 use crate::dns::ecs::{self, ClientSubnet, EcsError};
 use crate::dns::edge::Limited;
+use crate::dns::fast;
 use crate::dns::name::{Service, Target};
 use crate::dns::query::{Qtype, QueryKind, QueryStats, Rcode};
 use crate::dns::records::Zone;
@@ -50,7 +55,7 @@ use crate::store::Store;
 /// Largest UDP payload offered to EDNS clients (DNS flag day 2020).
 pub const MAX_UDP_PAYLOAD: u16 = 1232;
 /// UDP size of a client without EDNS (RFC 1035).
-const PLAIN_UDP: usize = 512;
+pub const PLAIN_UDP: usize = 512;
 const OPCODE_QUERY: u8 = 0;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -98,6 +103,8 @@ pub struct Responder {
     /// The NSID answered to clients that ask (empty: none).
     nsid: Vec<u8>,
     rrl: RateLimiter,
+    /// Whether queries the fast path knows take it (`dns::fast`).
+    fast: bool,
 }
 
 /// The part of a request the response is built from.
@@ -118,7 +125,7 @@ struct Request<'p> {
 
 impl Responder {
     pub fn new(store: Arc<Store<Zone>>, stats: Arc<QueryStats>, nsid: Vec<u8>) -> Responder {
-        Responder { store, stats, nsid, rrl: RateLimiter::new() }
+        Responder { store, stats, nsid, rrl: RateLimiter::new(), fast: true }
     }
 
     /// The limits of the current config.
@@ -131,8 +138,19 @@ impl Responder {
         &self.store
     }
 
+    /// The same responder without the fast path: every query takes the full path (to
+    /// compare both, in tests and benchmarks).
+    pub fn full_path_only(self) -> Responder {
+        Responder { fast: false, ..self }
+    }
+
     /// Answers `ask`, writing the response into `out`.
     pub fn respond(&self, ask: &Ask<'_>, out: &mut Vec<u8>) -> Reply {
+        self.respond_with(ask, out, &mut rand::rng())
+    }
+
+    /// [`Responder::respond`] drawing weighted answers from `rng`.
+    pub fn respond_with<R: Rng + ?Sized>(&self, ask: &Ask<'_>, out: &mut Vec<u8>, rng: &mut R) -> Reply {
         let Ask { packet, client, transport, now, may_hold, released } = *ask;
         out.clear();
         if packet.len() < 12 || packet[2] & 0x80 != 0 {
@@ -148,6 +166,19 @@ impl Responder {
         if verdict == Verdict::Drop {
             self.stats.edge.limited(Limited::Dropped);
             return Reply::Nothing;
+        }
+        if verdict == Verdict::Send && self.fast && dns.allow.admits(client) {
+            if let Some(query) = fast::Query::read(packet) {
+                let locality = generation.snapshot.config.locality.as_ref();
+                let cx = fast::Context { client, locality, nsid: &self.nsid, transport };
+                if let Some(done) = generation.derived.fast.answer(&query, &cx, out, rng) {
+                    self.stats.record(done.kind, done.qtype, done.rcode);
+                    if let Some(nearness) = done.nearness {
+                        self.stats.nearness(nearness);
+                    }
+                    return Reply::Send;
+                }
+            }
         }
         let request = parse(packet);
         let limit = match (&request, transport) {
@@ -210,7 +241,7 @@ impl Responder {
         let by_location = matches!(target, Target::Endpoint { .. } | Target::Srv(Service::Endpoint { .. }));
         let placement =
             config.locality.as_ref().filter(|_| by_location).map(|l| place(l, client, ecs.map(|e| e.subnet())));
-        let decided = answer(&generation.snapshot, &target, qtype, placement.as_ref(), &mut rand::rng());
+        let decided = answer(&generation.snapshot, &target, qtype, placement.as_ref(), rng);
         if may_hold && !generation.snapshot.ready && decided.rcode == Rcode::ServFail {
             return Reply::Hold;
         }

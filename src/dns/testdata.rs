@@ -1,5 +1,6 @@
 //! Test fixtures for the DNS unit tests: one config and a snapshot of it with every
-//! kind of node (primary, lagging, drained, IPv6, down) and a cluster in split brain.
+//! kind of node (primary, lagging, drained, IPv6, down) and a cluster in split brain,
+//! and one with locations ([`locality_snapshot`]).
 
 use std::time::Duration;
 
@@ -104,5 +105,66 @@ pub fn snapshot() -> Snapshot {
         })
         .cluster("billing", |c| (c.write, c.primary_lsn) = (WriteTarget::Conflict(conflict), Some(Lsn(0x3000000))))
         .each_node("billing", |_, view| (view.role, view.state) = (Role::Primary, NodeState::Up))
+        .build()
+}
+
+/// pg1 primary in `a`; replicas pg2 (`a`), pg3 and pg4 (`b`, weight 300), pg5 (no
+/// location). Clients: 127.0.1.x in `a`, 127.0.2.x in `b`, 127.0.3.x in `c` (no nodes),
+/// anything else unknown.
+const LOCALITY_CONFIG: &str = r#"
+[dns]
+zone = "db.internal"
+[[cluster]]
+name = "main"
+max_lag = "100ms"
+node = [
+    { name = "pg1", address = "10.0.0.11", dsn = "host=a", location = "a" },
+    { name = "pg2", address = "10.0.0.12", dsn = "host=b", location = "a" },
+    { name = "pg3", address = "10.0.0.13", dsn = "host=c", location = "b" },
+    { name = "pg4", address = "10.0.0.14", dsn = "host=d", location = "b", weight = 300 },
+    { name = "pg5", address = "10.0.0.15", dsn = "host=e" },
+]
+[[cluster.endpoint]]
+name = "every"
+answers = "all"
+[[cluster.endpoint]]
+name = "only"
+locality = "only"
+[[cluster.endpoint]]
+name = "ignore"
+locality = "ignore"
+[[cluster.endpoint]]
+name = "two"
+answers = 2
+locality = "only"
+fallback = "none"
+[locality]
+[[locality.network]]
+prefix = "127.0.1.0/24"
+location = "a"
+[[locality.network]]
+prefix = "127.0.2.0/24"
+location = "b"
+[[locality.network]]
+prefix = "127.0.3.0/24"
+location = "c"
+"#;
+
+/// Every replica 10 ms behind, replayed up to 0/3000000 (pg3 only to 0/2000000).
+pub fn locality_snapshot() -> Snapshot {
+    SnapshotBuilder::new(LOCALITY_CONFIG)
+        .cluster("main", |c| (c.write, c.primary_lsn) = (WriteTarget::Primary(0), Some(Lsn(0x3000000))))
+        .each_node("main", |i, n| {
+            n.state = NodeState::Up;
+            n.timeline = Some(crate::wal::Timeline(1));
+            if i == 0 {
+                n.role = Role::Primary;
+            } else {
+                n.role = Role::Replica;
+                n.lag = Some(Duration::from_millis(10));
+                n.lag_bytes = Some(0);
+                n.replay_lsn = Some(Lsn(if i == 2 { 0x2000000 } else { 0x3000000 }));
+            }
+        })
         .build()
 }

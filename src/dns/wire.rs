@@ -46,11 +46,13 @@ impl Opt<'_> {
         self.nsid.map_or(0, |n| 4 + n.len()) + self.ecs.map_or(0, |(e, _)| e.wire_len())
     }
 
-    fn len(&self) -> usize {
+    /// The record's length on the wire.
+    pub fn wire_len(&self) -> usize {
         11 + self.rdlen()
     }
 
-    fn write(&self, out: &mut Vec<u8>, rcode: u16) {
+    /// Appends the record; `rcode`'s high 8 bits are its extended rcode.
+    pub fn write(&self, out: &mut Vec<u8>, rcode: u16) {
         let rdlen = self.rdlen() as u16;
         out.push(0); // root owner
         out.extend_from_slice(&41u16.to_be_bytes());
@@ -113,7 +115,7 @@ pub fn encode(
     opt: Option<Opt<'_>>,
     limit: usize,
 ) {
-    let budget = limit.min(MAX_MESSAGE).saturating_sub(opt.map_or(0, |o| o.len()));
+    let budget = limit.min(MAX_MESSAGE).saturating_sub(opt.map_or(0, |o| o.wire_len()));
     if 12 + question.bytes.len() > budget {
         // Only a message of many questions gets here (one is at most 259 bytes): it is
         // answered without them, truncated.
@@ -124,7 +126,13 @@ pub fn encode(
     out.extend_from_slice(question.bytes);
     let answers = if question.count == 1 { &body.answers[..] } else { &[] };
     let mut ends = Vec::with_capacity(answers.len() + 2);
+    // Compression compares bytes: the records' names (lower case) are matched against
+    // the question lower-cased, then the client's case is put back, so the response is
+    // the same whatever case the question had (which the fast path relies on).
+    let asked = QUESTION_START..QUESTION_START + question.bytes.len();
+    out[asked.clone()].make_ascii_lowercase();
     let complete = emit_records(out, question, answers, body, budget, &mut ends);
+    out[asked].copy_from_slice(question.bytes);
     let (an, soa, ar) = (answers.len(), usize::from(body.soa.is_some()), body.additional.len());
     let total = ends.last().copied().unwrap_or(out.len());
     let (keep_an, keep_ns, keep_ar) = if complete && total <= budget {

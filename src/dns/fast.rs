@@ -1,0 +1,342 @@
+//! The fast answer path: the queries that dominate (one question, class IN, A, AAAA,
+//! SRV, TXT, SOA, NS or ANY on a name of the zone, with or without EDNS, NSID and ECS)
+//! answered from bytes precomputed per snapshot. A query is read without allocating
+//! ([`Query::read`]); its response is the header with the ID and RD/CD copied, the
+//! question echoed byte for byte (so its case), the precomputed records, and the OPT.
+//!
+//! The [`Table`] is built when the publisher derives a snapshot's zone, from the same
+//! functions the full path answers with ([`answer::plan`], [`Zone::sections`],
+//! [`wire::encode`]): per exact name (`Names::exact`), per query type and, with
+//! `[locality]`, per location the asker may be placed in, the records after the
+//! question. A weighted `answers = 1` name keeps one set of records per candidate and
+//! draws among them as `select::pick` would ([`select::draw`]). So the fast path gives
+//! byte for byte what the full path gives; `dns::fast_tests` compares them.
+//!
+//! Everything else goes to the full path (`respond`) unchanged: another opcode or class,
+//! a name with a compression pointer or not in the table (NXDOMAIN, `maxlag-`, `lsn-`),
+//! an EDNS version above 0, a malformed ECS option, an OPT that is not alone, a
+//! response larger than the client takes, a snapshot before the first probe round, a
+//! TXT naming the asker's address, and several weighted answers per query.
+
+use std::collections::HashMap;
+
+use rand::Rng;
+
+use crate::dns::answer::{self, Answer, Plan};
+use crate::dns::ecs::ClientSubnet;
+use crate::dns::name::{Service, Target};
+use crate::dns::query::{Nearness, Qtype, QueryKind, Rcode};
+use crate::dns::records::Zone;
+use crate::dns::respond::{Transport, MAX_UDP_PAYLOAD, PLAIN_UDP};
+use crate::dns::wire::{self, Head, Question, MAX_MESSAGE};
+use crate::locality::{place, ClientAddr, Locality, LocationId, Placement, Via};
+use crate::select;
+use crate::snapshot::Snapshot;
+
+/// The query types the table holds, in slot order.
+const TYPES: [u16; 7] = [1, 2, 6, 16, 28, 33, 255];
+/// Longest name on the wire (RFC 1035 §2.3.4).
+const MAX_NAME: usize = 255;
+const OPT_TYPE: u16 = 41;
+const NSID: u16 = 3;
+const ECS: u16 = 8;
+
+/// One snapshot's precomputed responses, by lower-case wire name.
+#[derive(Default)]
+pub struct Table {
+    names: HashMap<Box<[u8]>, Entry>,
+}
+
+/// The responses of one name: `slots[type * width + location]`, where `width` is 1, or
+/// one more than the number of locations when the answer depends on where the asker is
+/// (location 0: unknown).
+struct Entry {
+    width: usize,
+    slots: Box<[Slot]>,
+}
+
+enum Slot {
+    /// Answered by the full path.
+    Full,
+    Fixed(Records),
+    /// One draw over the weights picks the records.
+    Draw {
+        weights: Box<[u64]>,
+        records: Box<[Records]>,
+    },
+}
+
+/// What follows a response's question, and what the header and counters say of it.
+struct Records {
+    bytes: Box<[u8]>,
+    /// ANCOUNT, NSCOUNT, ARCOUNT (without our OPT).
+    counts: [u16; 3],
+    aa: bool,
+    rcode: Rcode,
+    kind: QueryKind,
+    nearness: Option<Nearness>,
+    /// Whether the records depend on the asker's location (the ECS SCOPE is then not 0).
+    by_location: bool,
+}
+
+impl Table {
+    /// The table of `snap`, whose wire form is `zone`; empty before the first probe
+    /// round (a query may then be held, which only the full path does).
+    pub fn build(snap: &Snapshot, zone: &Zone) -> Table {
+        if !snap.ready {
+            return Table::default();
+        }
+        let locations = snap.config.locality.as_ref().map(|_| snap.config.locations.len());
+        let mut names = HashMap::new();
+        for name in zone.names.table.exact() {
+            let Some(wire_name) = to_wire(&name) else { continue };
+            let target = zone.names.table.parse(&name);
+            let by_location = matches!(
+                (target, locations),
+                (Target::Endpoint { .. } | Target::Srv(Service::Endpoint { .. }), Some(_))
+            );
+            let width = if by_location { 1 + locations.unwrap_or(0) } else { 1 };
+            let mut slots = Vec::with_capacity(TYPES.len() * width);
+            for code in TYPES {
+                let question = [&wire_name[..], &code.to_be_bytes(), &1u16.to_be_bytes()].concat();
+                for location in 0..width {
+                    let placed = by_location.then(|| placement(location));
+                    let plan = answer::plan(snap, &target, Qtype::from_code(code), placed.as_ref());
+                    slots.push(slot(zone, &question, plan));
+                }
+            }
+            names.insert(wire_name.into_boxed_slice(), Entry { width, slots: slots.into_boxed_slice() });
+        }
+        Table { names }
+    }
+}
+
+/// A placement in location `index` (0: unknown) as the table is built for it: only the
+/// location matters to the answers it holds.
+fn placement(index: usize) -> Placement {
+    let location = index.checked_sub(1).map(|i| LocationId(i as u16));
+    let client = ClientAddr { ip: std::net::Ipv4Addr::UNSPECIFIED.into(), prefix: None };
+    Placement { client, location, via: Via::Source, scope: 0 }
+}
+
+fn slot(zone: &Zone, question: &[u8], plan: Plan) -> Slot {
+    let encode = |answer: &Answer| records(zone, question, answer);
+    match plan {
+        Plan::PerQuery => Slot::Full,
+        Plan::Fixed(answer) => encode(&answer).map_or(Slot::Full, Slot::Fixed),
+        Plan::Draw(candidates) => {
+            let records: Option<Vec<Records>> = candidates.iter().map(|(_, a)| encode(a)).collect();
+            match records {
+                Some(records) => Slot::Draw {
+                    weights: candidates.iter().map(|&(w, _)| u64::from(w)).collect(),
+                    records: records.into_boxed_slice(),
+                },
+                None => Slot::Full,
+            }
+        }
+    }
+}
+
+/// The records of `answer` as the full path encodes them after `question`; `None`
+/// when they do not fit a message (the full path truncates them).
+fn records(zone: &Zone, question: &[u8], answer: &Answer) -> Option<Records> {
+    let mut out = Vec::new();
+    let head = Head { aa: answer.authoritative, rcode: answer.rcode.code(), ..Head::default() };
+    let body = zone.sections(answer);
+    wire::encode(&mut out, head, Question { bytes: question, count: 1 }, &body, None, MAX_MESSAGE);
+    if out[2] & 0x02 != 0 {
+        return None;
+    }
+    let count = |at: usize| u16::from_be_bytes([out[at], out[at + 1]]);
+    Some(Records {
+        counts: [count(6), count(8), count(10)],
+        bytes: out[12 + question.len()..].into(),
+        aa: answer.authoritative,
+        rcode: answer.rcode,
+        kind: answer.kind,
+        nearness: answer.nearness,
+        by_location: answer.by_location,
+    })
+}
+
+/// `a.b.c` as wire labels (`1a1b1c0`); `None` for a name the wire cannot hold.
+fn to_wire(name: &str) -> Option<Vec<u8>> {
+    let mut out = Vec::with_capacity(name.len() + 2);
+    for label in name.split('.').filter(|l| !l.is_empty()) {
+        out.push(u8::try_from(label.len()).ok().filter(|&n| n <= 63)?);
+        out.extend_from_slice(label.as_bytes());
+    }
+    out.push(0);
+    (out.len() <= MAX_NAME).then_some(out)
+}
+
+/// The parts of a query the fast path answers from, read without allocating.
+pub struct Query<'p> {
+    packet: &'p [u8],
+    /// The question name lower-cased, as wire labels.
+    name: [u8; MAX_NAME],
+    name_len: usize,
+    /// Where the question section ends.
+    question_end: usize,
+    qtype: u16,
+    edns: Option<Edns>,
+}
+
+/// The OPT of a query, as far as the response needs it.
+#[derive(Clone, Copy)]
+struct Edns {
+    payload: u16,
+    nsid: bool,
+    ecs: Option<ClientSubnet>,
+}
+
+impl<'p> Query<'p> {
+    /// Reads a query the fast path can answer: QUERY, flags as any, one question of
+    /// class IN without compression, no answer or authority records, at most one
+    /// additional record, which is an OPT of version 0 whose options are well formed
+    /// and that ends the message. `None` for anything else.
+    pub fn read(packet: &'p [u8]) -> Option<Query<'p>> {
+        let header = packet.get(..12)?;
+        let count = |at: usize| u16::from_be_bytes([header[at], header[at + 1]]);
+        if header[2] & 0xF8 != 0 || count(4) != 1 || count(6) != 0 || count(8) != 0 || count(10) > 1 {
+            return None;
+        }
+        let mut name = [0u8; MAX_NAME];
+        let mut at = 12;
+        loop {
+            let len = usize::from(*packet.get(at)?);
+            let end = at - 12 + 1 + len;
+            if len & 0xC0 != 0 || end > MAX_NAME {
+                return None;
+            }
+            let label = packet.get(at..at + 1 + len)?;
+            name[at - 12..end].copy_from_slice(label);
+            name[at - 12 + 1..end].make_ascii_lowercase();
+            at += 1 + len;
+            if len == 0 {
+                break;
+            }
+        }
+        let name_len = at - 12;
+        let fixed = packet.get(at..at + 4)?;
+        let (qtype, class) = (u16::from_be_bytes([fixed[0], fixed[1]]), u16::from_be_bytes([fixed[2], fixed[3]]));
+        if class != 1 {
+            return None;
+        }
+        let question_end = at + 4;
+        let edns = match count(10) {
+            0 if packet.len() == question_end => None,
+            1 => Some(read_opt(&packet[question_end..])?),
+            _ => return None,
+        };
+        Some(Query { packet, name, name_len, question_end, qtype, edns })
+    }
+
+    fn name(&self) -> &[u8] {
+        &self.name[..self.name_len]
+    }
+}
+
+/// An OPT record that is all of `rest`.
+fn read_opt(rest: &[u8]) -> Option<Edns> {
+    let [0, t0, t1, p0, p1, _ext_rcode, 0, _flags0, _flags1, l0, l1, options @ ..] = rest else { return None };
+    if u16::from_be_bytes([*t0, *t1]) != OPT_TYPE || usize::from(u16::from_be_bytes([*l0, *l1])) != options.len() {
+        return None;
+    }
+    let mut edns = Edns { payload: u16::from_be_bytes([*p0, *p1]), nsid: false, ecs: None };
+    let mut options = options;
+    while !options.is_empty() {
+        let [c0, c1, l0, l1, data @ ..] = options else { return None };
+        let len = usize::from(u16::from_be_bytes([*l0, *l1]));
+        let data = data.get(..len)?;
+        match u16::from_be_bytes([*c0, *c1]) {
+            NSID if data.is_empty() => edns.nsid = true,
+            NSID => return None,
+            ECS if edns.ecs.is_some() => return None,
+            ECS => edns.ecs = Some(ClientSubnet::parse(data).ok()?),
+            _ => {}
+        }
+        options = &options[4 + len..];
+    }
+    Some(edns)
+}
+
+/// What the fast path decided, for the responder's counters.
+pub struct Answered {
+    pub kind: QueryKind,
+    pub qtype: Qtype,
+    pub rcode: Rcode,
+    pub nearness: Option<Nearness>,
+}
+
+/// The responder's part of a fast answer: the client's address, its placement (for
+/// names that need it), our NSID, the transport's size limit.
+pub struct Context<'a> {
+    pub client: std::net::IpAddr,
+    pub locality: Option<&'a Locality>,
+    pub nsid: &'a [u8],
+    pub transport: Transport,
+}
+
+impl Table {
+    /// Writes the response to `query` into `out` and says what it was, or `None` (with
+    /// `out` left in any state) when the full path must answer.
+    pub fn answer<R: Rng + ?Sized>(
+        &self,
+        query: &Query<'_>,
+        cx: &Context<'_>,
+        out: &mut Vec<u8>,
+        rng: &mut R,
+    ) -> Option<Answered> {
+        let entry = self.names.get(query.name())?;
+        let kind = TYPES.iter().position(|&t| t == query.qtype)?;
+        let ecs = query.edns.and_then(|e| e.ecs);
+        let placement = cx.locality.filter(|_| entry.width > 1).map(|l| place(l, cx.client, ecs.map(|e| e.subnet())));
+        let location = placement.and_then(|p| p.location).map_or(0, |l| 1 + l.index());
+        let slot = entry.slots.get(kind * entry.width + location.min(entry.width - 1))?;
+        let records = match slot {
+            Slot::Full => return None,
+            Slot::Fixed(records) => records,
+            Slot::Draw { weights, records } => &records[select::draw(weights.iter().copied(), rng)?],
+        };
+        let scope = match placement {
+            Some(p) if records.by_location && p.client.prefix.is_some() => p.scope,
+            _ => 0,
+        };
+        let opt = query.edns.map(|e| wire::Opt {
+            payload: e.payload.clamp(PLAIN_UDP as u16, MAX_UDP_PAYLOAD),
+            nsid: (e.nsid && !cx.nsid.is_empty()).then_some(cx.nsid),
+            ecs: e.ecs.map(|ecs| (ecs, scope)),
+        });
+        let limit = match (cx.transport, opt) {
+            (Transport::Tcp, _) => MAX_MESSAGE,
+            (Transport::Udp, Some(o)) => usize::from(o.payload),
+            (Transport::Udp, None) => PLAIN_UDP,
+        };
+        let packet = query.packet;
+        let len = query.question_end + records.bytes.len() + opt.map_or(0, |o| o.wire_len());
+        if len > limit {
+            return None;
+        }
+        let rcode = records.rcode.code();
+        out.clear();
+        out.extend_from_slice(&packet[..2]);
+        out.push(0x80 | u8::from(records.aa) << 2 | packet[2] & 0x01);
+        out.push(packet[3] & 0x10 | (rcode & 0x0F) as u8);
+        let [an, ns, ar] = records.counts;
+        for count in [1, an, ns, ar + u16::from(opt.is_some())] {
+            out.extend_from_slice(&count.to_be_bytes());
+        }
+        out.extend_from_slice(&packet[12..query.question_end]);
+        out.extend_from_slice(&records.bytes);
+        if let Some(opt) = opt {
+            opt.write(out, rcode);
+        }
+        let qtype = Qtype::from_code(query.qtype);
+        Some(Answered { kind: records.kind, qtype, rcode: records.rcode, nearness: records.nearness })
+    }
+}
+
+#[cfg(test)]
+#[path = "fast_tests.rs"]
+mod tests;
