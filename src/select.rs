@@ -11,17 +11,32 @@ use rand::{Rng, RngExt};
 /// to weight; `None` returns every candidate in weighted random order. Candidates with
 /// weight 0 are never picked.
 pub fn pick<R: Rng + ?Sized>(candidates: &[(usize, u32)], count: Option<usize>, rng: &mut R) -> Vec<usize> {
+    let mut picked = Vec::new();
+    pick_into(candidates, count, rng, &mut Vec::new(), &mut picked);
+    picked
+}
+
+/// [`pick`] appending to `picked`, with `keys` as scratch: the fast answer path
+/// (`dns::fast`) draws with it into buffers it keeps, allocating nothing per query.
+pub fn pick_into<R: Rng + ?Sized>(
+    candidates: &[(usize, u32)],
+    count: Option<usize>,
+    rng: &mut R,
+    keys: &mut Vec<(f64, usize)>,
+    picked: &mut Vec<usize>,
+) {
     let want = count.unwrap_or(usize::MAX);
     if want == 0 {
-        return Vec::new();
+        return;
     }
     if want == 1 {
-        return pick_one(candidates, rng).into_iter().collect();
+        picked.extend(pick_one(candidates, rng));
+        return;
     }
-    let mut keyed: Vec<(f64, usize)> =
-        candidates.iter().filter(|(_, w)| *w > 0).map(|&(node, w)| (key(w, rng), node)).collect();
-    keyed.sort_by(|a, b| b.0.total_cmp(&a.0));
-    keyed.into_iter().take(want).map(|(_, node)| node).collect()
+    keys.clear();
+    keys.extend(candidates.iter().filter(|(_, w)| *w > 0).map(|&(node, w)| (key(w, rng), node)));
+    keys.sort_by(|a, b| b.0.total_cmp(&a.0));
+    picked.extend(keys.iter().take(want).map(|&(_, node)| node));
 }
 
 /// The common `answers = 1` case: one draw over the summed weights (the same
@@ -32,9 +47,8 @@ fn pick_one<R: Rng + ?Sized>(candidates: &[(usize, u32)], rng: &mut R) -> Option
 }
 
 /// The index of one weight drawn in proportion to it (`None` when they sum to 0, with
-/// nothing drawn). `pick` with `answers = 1` and the fast answer path (`dns::fast`)
-/// both draw with it, so one random number gives both the same node.
-pub fn draw<R: Rng + ?Sized>(weights: impl Iterator<Item = u64> + Clone, rng: &mut R) -> Option<usize> {
+/// nothing drawn).
+fn draw<R: Rng + ?Sized>(weights: impl Iterator<Item = u64> + Clone, rng: &mut R) -> Option<usize> {
     let total: u64 = weights.clone().sum();
     if total == 0 {
         return None;

@@ -333,14 +333,16 @@ pub fn answer<R: Rng + ?Sized>(
 pub enum Plan {
     /// This answer, whatever is drawn.
     Fixed(Answer),
-    /// One draw over these weights ([`select::draw`], as `answers = 1` draws), and the
-    /// answer of the candidate drawn.
-    Draw(Vec<(u32, Answer)>),
-    /// Decided per query: several weighted answers, or a TXT naming the asker's address.
+    /// Weighted picks, as `select::pick` draws them for [`answer`]: up to `count` of
+    /// `first` (weight, the answer naming that candidate alone), then, when those were
+    /// fewer, of `then`; the answer is the picked candidates' records in the order
+    /// picked, or `none` when none is.
+    Pick { first: Vec<(u32, Answer)>, then: Vec<(u32, Answer)>, count: Option<usize>, none: Answer },
+    /// Decided per query: a TXT naming the asker's address.
     PerQuery,
 }
 
-/// [`answer`] as a [`Plan`]: with the same draw, `Fixed` and `Draw` give exactly what
+/// [`answer`] as a [`Plan`]: with the same draws, `Fixed` and `Pick` give exactly what
 /// `answer` gives.
 pub fn plan(snap: &Snapshot, target: &Target, qtype: Qtype, client: Option<&Placement>) -> Plan {
     match *target {
@@ -526,24 +528,20 @@ impl<'a> EndpointQuery<'a> {
             // the TXT names the asker's address: per query
             (None, _) if qtype == Qtype::Txt && self.client.is_some() => Plan::PerQuery,
             (Some(fam), Choice::Weighted(first, then)) => {
-                if self.ep().policy.answers != Answers::Count(1) {
-                    return Plan::PerQuery; // a weighted random order per query
-                }
-                // what `pick` draws from: the first set, or the second when the first
-                // has no weight of this family
-                let weighted = |nodes: &[usize]| -> Vec<(usize, u32)> {
-                    let nodes = nodes.iter().map(|&i| (i, self.view.nodes[i].weight));
-                    nodes.filter(|&(i, w)| w > 0 && fam.has(&self.view.nodes[i])).collect()
+                let count = match self.ep().policy.answers {
+                    Answers::Count(n) => Some(n as usize),
+                    Answers::All => None,
                 };
-                let mut candidates = weighted(&first);
-                if candidates.is_empty() {
-                    candidates = weighted(&then);
-                }
-                match candidates.is_empty() {
-                    true => Plan::Fixed(self.addresses(Vec::new(), fam)),
-                    false => {
-                        Plan::Draw(candidates.into_iter().map(|(i, w)| (w, self.addresses(vec![i], fam))).collect())
-                    }
+                // the candidates `pick` draws from, each with the answer naming it alone
+                let weighted = |nodes: &[usize]| -> Vec<(u32, Answer)> {
+                    let nodes = nodes.iter().filter(|&&i| fam.has(&self.view.nodes[i]));
+                    nodes.map(|&i| (self.view.nodes[i].weight, self.addresses(vec![i], fam))).collect()
+                };
+                Plan::Pick {
+                    first: weighted(&first),
+                    then: weighted(&then),
+                    count,
+                    none: self.addresses(Vec::new(), fam),
                 }
             }
             _ => Plan::Fixed(self.answer(qtype, &mut NoDraw)),

@@ -18,6 +18,7 @@
 //! response larger than the client takes, a snapshot before the first probe round, a
 //! TXT naming the asker's address, and several weighted answers per query.
 
+use std::cell::RefCell;
 use std::collections::HashMap;
 
 use rand::Rng;
@@ -31,6 +32,14 @@ use crate::dns::respond::{Transport, MAX_UDP_PAYLOAD, PLAIN_UDP};
 use crate::dns::wire::{self, Head, Question, MAX_MESSAGE};
 use crate::locality::{place, ClientAddr, Locality, LocationId, Placement, Via};
 use crate::select;
+
+/// The picks of one query, and the draw's keys (`select::pick_into`).
+type Picks = (Vec<usize>, Vec<(f64, usize)>);
+
+thread_local! {
+    /// Kept per thread: a query allocates nothing once they have grown.
+    static PICKS: RefCell<Picks> = const { RefCell::new((Vec::new(), Vec::new())) };
+}
 use crate::snapshot::Snapshot;
 
 /// The query types the table holds, in slot order.
@@ -59,10 +68,19 @@ enum Slot {
     /// Answered by the full path.
     Full,
     Fixed(Records),
-    /// One draw over the weights picks the records.
-    Draw {
-        weights: Box<[u64]>,
-        records: Box<[Records]>,
+    /// Weighted picks among candidates (`(index into parts, weight)`, `first` then
+    /// `then`, as `answer::Plan::Pick`): the answer is the picked parts' records one
+    /// after another, or `none`.
+    Pick {
+        first: Box<[(usize, u32)]>,
+        then: Box<[(usize, u32)]>,
+        count: Option<usize>,
+        parts: Box<[Records]>,
+        none: Records,
+        /// The longest the records can be (all parts): a response that could be too
+        /// long for the client is left to the full path before anything is drawn, so
+        /// that it draws what it would have drawn.
+        most: usize,
     },
 }
 
@@ -124,15 +142,16 @@ fn slot(zone: &Zone, question: &[u8], plan: Plan) -> Slot {
     match plan {
         Plan::PerQuery => Slot::Full,
         Plan::Fixed(answer) => encode(&answer).map_or(Slot::Full, Slot::Fixed),
-        Plan::Draw(candidates) => {
-            let records: Option<Vec<Records>> = candidates.iter().map(|(_, a)| encode(a)).collect();
-            match records {
-                Some(records) => Slot::Draw {
-                    weights: candidates.iter().map(|&(w, _)| u64::from(w)).collect(),
-                    records: records.into_boxed_slice(),
-                },
-                None => Slot::Full,
-            }
+        Plan::Pick { first, then, count, none } => {
+            let parts: Option<Box<[Records]>> = first.iter().chain(&then).map(|(_, a)| encode(a)).collect();
+            let (Some(none), Some(parts)) = (encode(&none), parts) else {
+                return Slot::Full;
+            };
+            let indexed = |list: &[(u32, Answer)], from: usize| -> Box<[(usize, u32)]> {
+                list.iter().enumerate().map(|(i, &(w, _))| (from + i, w)).collect()
+            };
+            let most = parts.iter().map(|p| p.bytes.len()).sum::<usize>().max(none.bytes.len());
+            Slot::Pick { first: indexed(&first, 0), then: indexed(&then, first.len()), count, parts, none, most }
         }
     }
 }
@@ -294,47 +313,99 @@ impl Table {
         let placement = cx.locality.filter(|_| entry.width > 1).map(|l| place(l, cx.client, ecs.map(|e| e.subnet())));
         let location = placement.and_then(|p| p.location).map_or(0, |l| 1 + l.index());
         let slot = entry.slots.get(kind * entry.width + location.min(entry.width - 1))?;
-        let records = match slot {
-            Slot::Full => return None,
-            Slot::Fixed(records) => records,
-            Slot::Draw { weights, records } => &records[select::draw(weights.iter().copied(), rng)?],
-        };
-        let scope = match placement {
-            Some(p) if records.by_location && p.client.prefix.is_some() => p.scope,
-            _ => 0,
-        };
-        let opt = query.edns.map(|e| wire::Opt {
-            payload: e.payload.clamp(PLAIN_UDP as u16, MAX_UDP_PAYLOAD),
-            nsid: (e.nsid && !cx.nsid.is_empty()).then_some(cx.nsid),
-            ecs: e.ecs.map(|ecs| (ecs, scope)),
-        });
-        let limit = match (cx.transport, opt) {
-            (Transport::Tcp, _) => MAX_MESSAGE,
-            (Transport::Udp, Some(o)) => usize::from(o.payload),
-            (Transport::Udp, None) => PLAIN_UDP,
-        };
-        let packet = query.packet;
-        let len = query.question_end + records.bytes.len() + opt.map_or(0, |o| o.wire_len());
-        if len > limit {
-            return None;
-        }
-        let rcode = records.rcode.code();
-        out.clear();
-        out.extend_from_slice(&packet[..2]);
-        out.push(0x80 | u8::from(records.aa) << 2 | packet[2] & 0x01);
-        out.push(packet[3] & 0x10 | (rcode & 0x0F) as u8);
-        let [an, ns, ar] = records.counts;
-        for count in [1, an, ns, ar + u16::from(opt.is_some())] {
-            out.extend_from_slice(&count.to_be_bytes());
-        }
-        out.extend_from_slice(&packet[12..query.question_end]);
-        out.extend_from_slice(&records.bytes);
-        if let Some(opt) = opt {
-            opt.write(out, rcode);
-        }
-        let qtype = Qtype::from_code(query.qtype);
-        Some(Answered { kind: records.kind, qtype, rcode: records.rcode, nearness: records.nearness })
+        PICKS.with_borrow_mut(|(picked, keys)| {
+            let (parts, chosen): (&[Records], &[usize]) = match slot {
+                Slot::Full => return None,
+                Slot::Fixed(records) => (std::slice::from_ref(records), &[0]),
+                Slot::Pick { first, then, count, parts, none, most } => {
+                    if !fits(query, cx, *most) {
+                        return None;
+                    }
+                    picked.clear();
+                    select::pick_into(first, *count, rng, keys, picked);
+                    let rest = count.map(|c| c.saturating_sub(picked.len()));
+                    if !then.is_empty() && rest != Some(0) {
+                        select::pick_into(then, rest, rng, keys, picked);
+                    }
+                    match picked.is_empty() {
+                        true => (std::slice::from_ref(none), &[0]),
+                        false => (parts, picked),
+                    }
+                }
+            };
+            write(query, cx, placement, parts, chosen, out)
+        })
     }
+}
+
+/// Whether a response with `body` bytes of records fits what the client takes (with
+/// our OPT, the same size whatever the answer).
+fn fits(query: &Query<'_>, cx: &Context<'_>, body: usize) -> bool {
+    let opt = query.edns.map(|e| wire::Opt {
+        payload: udp_payload(e.payload),
+        nsid: (e.nsid && !cx.nsid.is_empty()).then_some(cx.nsid),
+        ecs: e.ecs.map(|ecs| (ecs, 0)),
+    });
+    let limit = match (cx.transport, opt) {
+        (Transport::Tcp, _) => MAX_MESSAGE,
+        (Transport::Udp, Some(o)) => usize::from(o.payload),
+        (Transport::Udp, None) => PLAIN_UDP,
+    };
+    query.question_end + body + opt.map_or(0, |o| o.wire_len()) <= limit
+}
+
+/// The UDP size we answer an EDNS client with (as the full path does).
+fn udp_payload(asked: u16) -> u16 {
+    asked.clamp(PLAIN_UDP as u16, MAX_UDP_PAYLOAD)
+}
+
+/// Writes the response made of `parts[i]` for each `i` of `chosen` (at least one; the
+/// first decides the header and the counters).
+fn write(
+    query: &Query<'_>,
+    cx: &Context<'_>,
+    placement: Option<Placement>,
+    parts: &[Records],
+    chosen: &[usize],
+    out: &mut Vec<u8>,
+) -> Option<Answered> {
+    let records = &parts[*chosen.first()?];
+    let scope = match placement {
+        Some(p) if records.by_location && p.client.prefix.is_some() => p.scope,
+        _ => 0,
+    };
+    let opt = query.edns.map(|e| wire::Opt {
+        payload: udp_payload(e.payload),
+        nsid: (e.nsid && !cx.nsid.is_empty()).then_some(cx.nsid),
+        ecs: e.ecs.map(|ecs| (ecs, scope)),
+    });
+    let packet = query.packet;
+    if !fits(query, cx, chosen.iter().map(|&i| parts[i].bytes.len()).sum()) {
+        return None;
+    }
+    let mut counts = [1u16, 0, 0, u16::from(opt.is_some())];
+    for &i in chosen {
+        for (count, add) in counts[1..].iter_mut().zip(parts[i].counts) {
+            *count = count.checked_add(add)?;
+        }
+    }
+    let rcode = records.rcode.code();
+    out.clear();
+    out.extend_from_slice(&packet[..2]);
+    out.push(0x80 | u8::from(records.aa) << 2 | packet[2] & 0x01);
+    out.push(packet[3] & 0x10 | (rcode & 0x0F) as u8);
+    for count in counts {
+        out.extend_from_slice(&count.to_be_bytes());
+    }
+    out.extend_from_slice(&packet[12..query.question_end]);
+    for &i in chosen {
+        out.extend_from_slice(&parts[i].bytes);
+    }
+    if let Some(opt) = opt {
+        opt.write(out, rcode);
+    }
+    let qtype = Qtype::from_code(query.qtype);
+    Some(Answered { kind: records.kind, qtype, rcode: records.rcode, nearness: records.nearness })
 }
 
 #[cfg(test)]

@@ -4,13 +4,15 @@
 //! responses of the fast path), the answer path from message to response (`respond`,
 //! with `wire` the encoder and `rrl` the rate limiter), the
 //! edge's counters (`edge`), holding queries until the first probe round (`hold`),
-//! and the sockets (`udp`, `tcp`, bound by `server`).
+//! and the sockets (`udp` with `mmsg` its batched IO, `tcp`, bound by `server`).
 
 pub mod answer;
 pub mod ecs;
 pub mod edge;
 pub mod fast;
 pub mod hold;
+#[cfg(target_os = "linux")]
+pub mod mmsg;
 pub mod name;
 pub mod query;
 pub mod records;
