@@ -8,8 +8,10 @@
 //!   client location;
 //! * `encode`: the records' sections (`Zone::sections`) and their wire form
 //!   (`wire::encode`);
-//! * `respond`: the whole responder, packet in → packet out (`Responder::respond`);
-//! * `derive`: what the publisher builds per snapshot (`Zone::derive`).
+//! * `respond`: the whole responder, packet in → packet out (`Responder::respond`),
+//!   and `respond_full` the same without the fast path (`dns::fast`);
+//! * `derive`: what the publisher builds per snapshot (`Zone::derive`, the fast path's
+//!   table included).
 //!
 //! The fixture of N nodes: cluster `main`, `pg0` the primary, every other node a replica
 //! 10 ms behind that replayed up to 0/3000000, the nodes spread over locations a, b, c
@@ -62,6 +64,8 @@ struct Fixture {
     snap: Snapshot,
     zone: Zone,
     responder: Responder,
+    /// The same without the fast path.
+    full: Responder,
 }
 
 impl Fixture {
@@ -82,8 +86,9 @@ fn fixture(n: usize) -> &'static Fixture {
         let snap = snapshot(n);
         let zone = Zone::derive(&snap, None);
         let store = Store::new(snapshot(n), Zone::derive);
-        let responder = Responder::new(store, Arc::new(QueryStats::default()), Vec::new());
-        Fixture { snap, zone, responder }
+        let responder = Responder::new(store.clone(), Arc::new(QueryStats::default()), Vec::new());
+        let full = Responder::new(store, Arc::new(QueryStats::default()), Vec::new()).full_path_only();
+        Fixture { snap, zone, responder, full }
     })
 }
 
@@ -346,48 +351,73 @@ fn packet(qname: &str, qtype: RecordType, edns: bool, ecs: Option<&[u8]>) -> Vec
 }
 
 /// Packet in → packet out, over UDP from a client placed by its source address.
-mod respond {
-    use super::*;
-
-    fn bench(b: Bencher, n: usize, packet: Vec<u8>) {
-        let responder = &fixture(n).responder;
-        let client = ip(CLIENT_V4);
-        let mut out = Vec::with_capacity(MAX_MESSAGE);
-        assert_eq!(responder.respond(&Ask::new(&packet, client, Transport::Udp, 0), &mut out), Reply::Send);
-        assert_eq!(out[3] & 0x0f, 0, "NOERROR");
-        b.bench_local(|| {
-            let reply = responder.respond(&Ask::new(black_box(&packet), client, Transport::Udp, 0), &mut out);
-            black_box((reply, out.len()));
-        });
-    }
-
-    #[divan::bench(args = SIZES)]
-    fn read_a(b: Bencher, n: usize) {
-        bench(b, n, packet("read.db.internal.", RecordType::A, false, None));
-    }
-
-    #[divan::bench(args = SIZES)]
-    fn read_a_edns(b: Bencher, n: usize) {
-        bench(b, n, packet("read.db.internal.", RecordType::A, true, None));
-    }
-
-    /// ECS 172.16.1.0/24 (location b), which places the client instead of its source.
-    #[divan::bench(args = SIZES)]
-    fn read_a_ecs(b: Bencher, n: usize) {
-        bench(b, n, packet("read.db.internal.", RecordType::A, true, Some(&[0, 1, 24, 0, 172, 16, 1])));
-    }
-
-    #[divan::bench(args = SIZES)]
-    fn write_a(b: Bencher, n: usize) {
-        bench(b, n, packet("write.db.internal.", RecordType::A, false, None));
-    }
-
-    /// SRV with EDNS (1232 bytes: at 1,000 nodes the answer is truncated).
-    #[divan::bench(args = SIZES)]
-    fn read_srv(b: Bencher, n: usize) {
-        bench(b, n, packet("_postgresql._tcp.read.db.internal.", RecordType::SRV, true, None));
-    }
+fn respond_bench(b: Bencher, responder: &Responder, packet: Vec<u8>) {
+    let client = ip(CLIENT_V4);
+    let mut out = Vec::with_capacity(MAX_MESSAGE);
+    assert_eq!(responder.respond(&Ask::new(&packet, client, Transport::Udp, 0), &mut out), Reply::Send);
+    assert_eq!(out[3] & 0x0f, 0, "NOERROR");
+    b.bench_local(|| {
+        let reply = responder.respond(&Ask::new(black_box(&packet), client, Transport::Udp, 0), &mut out);
+        black_box((reply, out.len()));
+    });
 }
+
+/// The same rows for the responder (`respond`: the fast path first) and for the full
+/// path alone (`respond_full`).
+macro_rules! respond_rows {
+    ($module:ident, $responder:ident) => {
+        mod $module {
+            use super::*;
+
+            fn bench(b: Bencher, n: usize, packet: Vec<u8>) {
+                respond_bench(b, &fixture(n).$responder, packet);
+            }
+
+            #[divan::bench(args = SIZES)]
+            fn read_a(b: Bencher, n: usize) {
+                bench(b, n, packet("read.db.internal.", RecordType::A, false, None));
+            }
+
+            #[divan::bench(args = SIZES)]
+            fn read_a_edns(b: Bencher, n: usize) {
+                bench(b, n, packet("read.db.internal.", RecordType::A, true, None));
+            }
+
+            /// ECS 172.16.1.0/24 (location b), which places the client instead of its
+            /// source.
+            #[divan::bench(args = SIZES)]
+            fn read_a_ecs(b: Bencher, n: usize) {
+                bench(b, n, packet("read.db.internal.", RecordType::A, true, Some(&[0, 1, 24, 0, 172, 16, 1])));
+            }
+
+            /// `answers = "all"`: every replica in weighted random order (at 1,000
+            /// nodes past 1,232 bytes, truncated: the full path's).
+            #[divan::bench(args = SIZES)]
+            fn every_a_edns(b: Bencher, n: usize) {
+                bench(b, n, packet("every.db.internal.", RecordType::A, true, None));
+            }
+
+            #[divan::bench(args = SIZES)]
+            fn write_a(b: Bencher, n: usize) {
+                bench(b, n, packet("write.db.internal.", RecordType::A, false, None));
+            }
+
+            #[divan::bench(args = SIZES)]
+            fn soa(b: Bencher, n: usize) {
+                bench(b, n, packet("db.internal.", RecordType::SOA, false, None));
+            }
+
+            /// SRV with EDNS (1232 bytes: at 1,000 nodes the answer is truncated).
+            #[divan::bench(args = SIZES)]
+            fn read_srv(b: Bencher, n: usize) {
+                bench(b, n, packet("_postgresql._tcp.read.db.internal.", RecordType::SRV, true, None));
+            }
+        }
+    };
+}
+
+respond_rows!(respond, responder);
+respond_rows!(respond_full, full);
 
 /// The publisher's per-snapshot work: the zone of a new snapshot, the config's names
 /// reused from the previous zone (as `Store::publish` does).

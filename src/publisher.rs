@@ -38,11 +38,30 @@ impl<D: Send + Sync + 'static> Publisher<D> {
     /// Folds one observation and publishes the result. Observations of nodes no longer
     /// configured (in flight across a reload) are ignored.
     pub fn observe(&mut self, obs: &Observation) {
+        self.fold(obs);
+        self.publish(obs.wall);
+    }
+
+    /// Folds observations into the clusters' state without publishing.
+    fn fold(&mut self, obs: &Observation) {
         let Some(c) = self.clusters.iter().position(|c| c.config().name == *obs.node.cluster) else { return };
         let Some(n) = self.clusters[c].node_index(&obs.node.node) else { return };
         let events = self.clusters[c].observe(n, obs);
         log_events(&self.clusters[c].config().name, &events);
-        self.publish(obs.wall);
+    }
+
+    /// Folds `first` and every observation already waiting in `observations`, then
+    /// publishes once: with many nodes, observations arrive faster than snapshots (and
+    /// their zones) can be built one each, and none waits for the ones before it to be
+    /// published.
+    fn observe_waiting(&mut self, first: &Observation, observations: &mut mpsc::Receiver<Observation>) {
+        self.fold(first);
+        let mut wall = first.wall;
+        while let Ok(obs) = observations.try_recv() {
+            self.fold(&obs);
+            wall = wall.max(obs.wall);
+        }
+        self.publish(wall);
     }
 
     /// Switches to a new config, keeping what is known of clusters and nodes that keep
@@ -115,7 +134,7 @@ impl<D: Send + Sync + 'static> Publisher<D> {
         loop {
             tokio::select! {
                 _ = cancel.cancelled() => return,
-                Some(obs) = observations.recv() => self.observe(&obs),
+                Some(obs) = observations.recv() => self.observe_waiting(&obs, &mut observations),
                 Some(report) = reports.recv() => self.report(report, SystemTime::now()),
                 Some(config) = reloads.recv() => {
                     self.reload(config.clone(), SystemTime::now());
@@ -143,5 +162,49 @@ fn log_events(cluster: &str, events: &[Event]) {
                 tracing::info!(cluster, endpoint = %endpoint, node = %node, verdict = %verdict, "eligibility changed")
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use super::*;
+    use crate::probe::{NodeId, ProbeFailure};
+    use crate::testkit::SnapshotBuilder;
+
+    const CONFIG: &str = "[dns]\nzone = \"db.internal\"\n[[cluster]]\nname = \"main\"\n\
+        node = [{ name = \"pg1\", address = \"10.0.0.1\", dsn = \"host=a\" }, { name = \"pg2\", address = \"10.0.0.2\", dsn = \"host=b\" }]\n";
+
+    fn failed(node: &str, ms: u64) -> Observation {
+        #[allow(clippy::disallowed_methods)] // a base instant: the publisher takes time from the observation
+        let at = Instant::now() + Duration::from_millis(ms);
+        Observation {
+            node: NodeId::new("main", node),
+            at,
+            wall: SystemTime::UNIX_EPOCH + Duration::from_millis(ms),
+            duration: Duration::from_millis(1),
+            result: Err(ProbeFailure::Timeout(Duration::from_secs(1))),
+        }
+    }
+
+    #[test]
+    fn observations_waiting_together_are_published_as_one_snapshot() {
+        let snap = SnapshotBuilder::new(CONFIG).ready(false).build();
+        let config = snap.config.clone();
+        // the derived part counts the snapshots published
+        let store = Store::new(snap, |_, prev: Option<&usize>| prev.map_or(0, |n| n + 1));
+        let mut publisher = Publisher::new(config, store.clone());
+        let (tx, mut rx) = mpsc::channel(16);
+        for ms in 2..6 {
+            tx.try_send(failed(if ms % 2 == 0 { "pg1" } else { "pg2" }, ms)).unwrap();
+        }
+        publisher.observe_waiting(&failed("pg2", 1), &mut rx);
+        let generation = store.load();
+        assert_eq!(generation.derived, 1, "five observations, one snapshot");
+        assert!(generation.snapshot.ready, "every node's observation was folded");
+        assert_eq!(generation.snapshot.built, SystemTime::UNIX_EPOCH + Duration::from_millis(5), "at the latest");
+        publisher.observe_waiting(&failed("pg1", 9), &mut rx);
+        assert_eq!(store.load().derived, 2, "alone, at once");
     }
 }

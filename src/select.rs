@@ -63,6 +63,23 @@ fn draw<R: Rng + ?Sized>(weights: impl Iterator<Item = u64> + Clone, rng: &mut R
     None
 }
 
+/// [`pick`] with `answers = 1` over candidates given as their running weight sums
+/// (`cumulative[i]` = the weights of candidates `0..=i`): the same draw and the same
+/// candidate as `pick_one`, found by binary search instead of a walk.
+pub fn pick_one_cumulative<R: Rng + ?Sized>(cumulative: &[u64], rng: &mut R) -> Option<usize> {
+    let total = cumulative.last().copied().unwrap_or(0);
+    if total == 0 {
+        return None;
+    }
+    let r = rng.random_range(0..total);
+    Some(cumulative.partition_point(|&sum| sum <= r))
+}
+
+/// The running sums of the candidates' weights, for [`pick_one_cumulative`].
+pub fn cumulative(candidates: &[(usize, u32)]) -> Box<[u64]> {
+    candidates.iter().scan(0u64, |sum, &(_, w)| Some(*sum + u64::from(w)).inspect(|&s| *sum = s)).collect()
+}
+
 /// `ln(u) / w` for `u` in (0, 1]: larger is better, and ordering matches `u^(1/w)`.
 fn key<R: Rng + ?Sized>(weight: u32, rng: &mut R) -> f64 {
     let u = 1.0 - rng.random::<f64>();
@@ -144,6 +161,20 @@ mod tests {
         assert!(pick(&[], Some(1), &mut rng).is_empty());
         assert!(pick(&[(0, 0)], None, &mut rng).is_empty());
         assert!(pick(&[(0, 5)], Some(0), &mut rng).is_empty());
+    }
+
+    #[test]
+    fn the_cumulative_draw_is_the_walk() {
+        let candidates = [(0, 5), (1, 0), (2, 50), (3, 500), (4, 0), (5, 1)];
+        let sums = cumulative(&candidates);
+        assert_eq!(&sums[..], &[5, 5, 55, 555, 555, 556]);
+        for seed in 0..2000 {
+            let walked = pick_one(&candidates, &mut SmallRng::seed_from_u64(seed));
+            let searched = pick_one_cumulative(&sums, &mut SmallRng::seed_from_u64(seed)).map(|i| candidates[i].0);
+            assert_eq!(walked, searched, "seed {seed}");
+        }
+        assert_eq!(pick_one_cumulative(&cumulative(&[(0, 0)]), &mut SmallRng::seed_from_u64(1)), None);
+        assert_eq!(pick_one_cumulative(&[], &mut SmallRng::seed_from_u64(1)), None);
     }
 
     #[test]

@@ -20,10 +20,12 @@
 
 use std::cell::RefCell;
 use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::Arc;
 
 use rand::Rng;
 
-use crate::dns::answer::{self, Answer, Plan};
+use crate::dns::answer::{self, Answer, Plan, Rr};
 use crate::dns::ecs::ClientSubnet;
 use crate::dns::name::{Service, Target};
 use crate::dns::query::{Nearness, Qtype, QueryKind, Rcode};
@@ -77,7 +79,11 @@ enum Slot {
         count: Option<usize>,
         parts: Box<[Records]>,
         none: Records,
-        /// The longest the records can be (all parts): a response that could be too
+        /// With `answers = 1`: `first` and `then` as running weight sums, so the draw is
+        /// a binary search whatever the number of candidates.
+        sums: Option<(Box<[u64]>, Box<[u64]>)>,
+        /// The longest the records can be (`count` of the largest parts, or all): a
+        /// response that could be too
         /// long for the client is left to the full path before anything is drawn, so
         /// that it draws what it would have drawn.
         most: usize,
@@ -86,7 +92,8 @@ enum Slot {
 
 /// What follows a response's question, and what the header and counters say of it.
 struct Records {
-    bytes: Box<[u8]>,
+    /// Shared between the candidates' parts that carry the same addresses.
+    bytes: Arc<[u8]>,
     /// ANCOUNT, NSCOUNT, ARCOUNT (without our OPT).
     counts: [u16; 3],
     aa: bool,
@@ -106,6 +113,7 @@ impl Table {
         }
         let locations = snap.config.locality.as_ref().map(|_| snap.config.locations.len());
         let mut names = HashMap::new();
+        let mut builder = Builder { zone, addresses: HashMap::new() };
         for name in zone.names.table.exact() {
             let Some(wire_name) = to_wire(&name) else { continue };
             let target = zone.names.table.parse(&name);
@@ -117,16 +125,32 @@ impl Table {
             let mut slots = Vec::with_capacity(TYPES.len() * width);
             for code in TYPES {
                 let question = [&wire_name[..], &code.to_be_bytes(), &1u16.to_be_bytes()].concat();
+                // node names (a thousand of them in a large config) are asked for their
+                // addresses and TXT; the rest of their types go to the full path
+                let asked = !matches!(target, Target::Node { .. }) || matches!(code, 1 | 16 | 28);
                 for location in 0..width {
                     let placed = by_location.then(|| placement(location));
-                    let plan = answer::plan(snap, &target, Qtype::from_code(code), placed.as_ref());
-                    slots.push(slot(zone, &question, plan));
+                    let slot = match asked {
+                        true => builder
+                            .slot(&question, answer::plan(snap, &target, Qtype::from_code(code), placed.as_ref())),
+                        false => Slot::Full,
+                    };
+                    slots.push(slot);
                 }
             }
             names.insert(wire_name.into_boxed_slice(), Entry { width, slots: slots.into_boxed_slice() });
         }
         Table { names }
     }
+}
+
+/// Encodes a table's slots; an answer of addresses alone (each weighted candidate's)
+/// is encoded once per build, whatever name, type and location it serves: its bytes do
+/// not depend on the question (the owner is a pointer to it).
+struct Builder<'z> {
+    zone: &'z Zone,
+    /// (TTL, addresses) → records and ANCOUNT.
+    addresses: HashMap<(u32, Vec<IpAddr>), (Arc<[u8]>, u16)>,
 }
 
 /// A placement in location `index` (0: unknown) as the table is built for it: only the
@@ -137,45 +161,76 @@ fn placement(index: usize) -> Placement {
     Placement { client, location, via: Via::Source, scope: 0 }
 }
 
-fn slot(zone: &Zone, question: &[u8], plan: Plan) -> Slot {
-    let encode = |answer: &Answer| records(zone, question, answer);
-    match plan {
-        Plan::PerQuery => Slot::Full,
-        Plan::Fixed(answer) => encode(&answer).map_or(Slot::Full, Slot::Fixed),
-        Plan::Pick { first, then, count, none } => {
-            let parts: Option<Box<[Records]>> = first.iter().chain(&then).map(|(_, a)| encode(a)).collect();
-            let (Some(none), Some(parts)) = (encode(&none), parts) else {
-                return Slot::Full;
-            };
-            let indexed = |list: &[(u32, Answer)], from: usize| -> Box<[(usize, u32)]> {
-                list.iter().enumerate().map(|(i, &(w, _))| (from + i, w)).collect()
-            };
-            let most = parts.iter().map(|p| p.bytes.len()).sum::<usize>().max(none.bytes.len());
-            Slot::Pick { first: indexed(&first, 0), then: indexed(&then, first.len()), count, parts, none, most }
+impl Builder<'_> {
+    fn slot(&mut self, question: &[u8], plan: Plan) -> Slot {
+        match plan {
+            Plan::PerQuery => Slot::Full,
+            Plan::Fixed(answer) => self.records(question, &answer).map_or(Slot::Full, Slot::Fixed),
+            Plan::Pick { first, then, count, none } => {
+                let parts: Option<Box<[Records]>> =
+                    first.iter().chain(&then).map(|(_, a)| self.records(question, a)).collect();
+                let (Some(none), Some(parts)) = (self.records(question, &none), parts) else {
+                    return Slot::Full;
+                };
+                let indexed = |list: &[(u32, Answer)], from: usize| -> Box<[(usize, u32)]> {
+                    list.iter().enumerate().map(|(i, &(w, _))| (from + i, w)).collect()
+                };
+                // at most `count` parts (each at most the largest), at most all of them
+                let all = parts.iter().map(|p| p.bytes.len()).sum::<usize>();
+                let largest = parts.iter().map(|p| p.bytes.len()).max().unwrap_or(0);
+                let most = count.map_or(all, |n| all.min(largest.saturating_mul(n))).max(none.bytes.len());
+                let (first, then) = (indexed(&first, 0), indexed(&then, first.len()));
+                let sums = (count == Some(1)).then(|| (select::cumulative(&first), select::cumulative(&then)));
+                Slot::Pick { first, then, count, parts, none, sums, most }
+            }
         }
+    }
+
+    /// The records of `answer` as the full path encodes them after `question`; `None`
+    /// when they do not fit a message (the full path truncates them).
+    fn records(&mut self, question: &[u8], answer: &Answer) -> Option<Records> {
+        let addresses: Option<Vec<IpAddr>> = match answer.authority_soa || !answer.additional.is_empty() {
+            true => None,
+            false => answer.answers.iter().map(|rr| if let Rr::Addr(ip) = rr { Some(*ip) } else { None }).collect(),
+        };
+        let key = addresses.filter(|a| !a.is_empty()).map(|a| (answer.ttl, a));
+        let (bytes, counts) = match key.as_ref().and_then(|k| self.addresses.get(k)) {
+            Some((bytes, an)) => (bytes.clone(), [*an, 0, 0]),
+            None => {
+                let (bytes, counts) = encode(self.zone, question, answer)?;
+                if let Some(key) = key {
+                    self.addresses.insert(key, (bytes.clone(), counts[0]));
+                }
+                (bytes, counts)
+            }
+        };
+        Some(Records {
+            counts,
+            bytes,
+            aa: answer.authoritative,
+            rcode: answer.rcode,
+            kind: answer.kind,
+            nearness: answer.nearness,
+            by_location: answer.by_location,
+        })
     }
 }
 
-/// The records of `answer` as the full path encodes them after `question`; `None`
-/// when they do not fit a message (the full path truncates them).
-fn records(zone: &Zone, question: &[u8], answer: &Answer) -> Option<Records> {
+/// `answer`'s records as the full path encodes them after `question`, and their
+/// counts; `None` when the response would be longer than the largest UDP size we
+/// offer: the full path answers those (truncated over UDP, whole over TCP), so that
+/// building a table costs the same for a thousand nodes as for three.
+fn encode(zone: &Zone, question: &[u8], answer: &Answer) -> Option<(Arc<[u8]>, [u16; 3])> {
     let mut out = Vec::new();
     let head = Head { aa: answer.authoritative, rcode: answer.rcode.code(), ..Head::default() };
     let body = zone.sections(answer);
-    wire::encode(&mut out, head, Question { bytes: question, count: 1 }, &body, None, MAX_MESSAGE);
-    if out[2] & 0x02 != 0 {
-        return None;
-    }
+    let records = body.answers.len() + usize::from(body.soa.is_some()) + body.additional.len();
+    let limit = usize::from(MAX_UDP_PAYLOAD);
+    wire::encode(&mut out, head, Question { bytes: question, count: 1 }, &body, None, limit);
     let count = |at: usize| u16::from_be_bytes([out[at], out[at + 1]]);
-    Some(Records {
-        counts: [count(6), count(8), count(10)],
-        bytes: out[12 + question.len()..].into(),
-        aa: answer.authoritative,
-        rcode: answer.rcode,
-        kind: answer.kind,
-        nearness: answer.nearness,
-        by_location: answer.by_location,
-    })
+    let counts = [count(6), count(8), count(10)];
+    let whole = out[2] & 0x02 == 0 && counts.iter().map(|&c| usize::from(c)).sum::<usize>() == records;
+    whole.then(|| (out[12 + question.len()..].into(), counts))
 }
 
 /// `a.b.c` as wire labels (`1a1b1c0`); `None` for a name the wire cannot hold.
@@ -317,15 +372,23 @@ impl Table {
             let (parts, chosen): (&[Records], &[usize]) = match slot {
                 Slot::Full => return None,
                 Slot::Fixed(records) => (std::slice::from_ref(records), &[0]),
-                Slot::Pick { first, then, count, parts, none, most } => {
+                Slot::Pick { first, then, count, parts, none, sums, most } => {
                     if !fits(query, cx, *most) {
                         return None;
                     }
                     picked.clear();
-                    select::pick_into(first, *count, rng, keys, picked);
-                    let rest = count.map(|c| c.saturating_sub(picked.len()));
-                    if !then.is_empty() && rest != Some(0) {
-                        select::pick_into(then, rest, rng, keys, picked);
+                    if let Some((first_sums, then_sums)) = sums {
+                        // `answers = 1`: as `select::pick` draws it, in O(log n)
+                        let one = select::pick_one_cumulative(first_sums, rng)
+                            .map(|i| first[i].0)
+                            .or_else(|| select::pick_one_cumulative(then_sums, rng).map(|i| then[i].0));
+                        picked.extend(one);
+                    } else {
+                        select::pick_into(first, *count, rng, keys, picked);
+                        let rest = count.map(|c| c.saturating_sub(picked.len()));
+                        if !then.is_empty() && rest != Some(0) {
+                            select::pick_into(then, rest, rng, keys, picked);
+                        }
                     }
                     match picked.is_empty() {
                         true => (std::slice::from_ref(none), &[0]),

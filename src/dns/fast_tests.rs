@@ -253,7 +253,9 @@ fn the_fast_path_leaves_what_does_not_fit_to_the_full_path() {
     let client = ips(&["127.0.0.1"])[0];
     let srv = Q::new("_postgresql._tcp.read.db.internal", 33).wire();
     assert!(!fast_answers(&store, &srv, client, Transport::Udp), "over 512 bytes: the full path truncates");
-    assert!(fast_answers(&store, &srv, client, Transport::Tcp));
+    assert!(!fast_answers(&store, &srv, client, Transport::Tcp), "over 1,232 bytes: not in the table");
+    let write = Q::new("_postgresql._tcp.write.db.internal", 33).wire();
+    assert!(fast_answers(&store, &write, client, Transport::Tcp));
 }
 
 #[test]

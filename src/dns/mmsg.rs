@@ -43,8 +43,8 @@ impl Default for Batch {
 }
 
 impl Batch {
-    /// Reads the datagrams waiting on `fd` (at most [`BATCH`], without blocking:
-    /// `WouldBlock` when none is); returns how many.
+    /// Reads the datagrams waiting on `fd` (at most [`BATCH`]), waiting as a blocking
+    /// socket does for the first one only; returns how many.
     pub fn recv(&mut self, fd: RawFd) -> io::Result<usize> {
         self.received = 0;
         // SAFETY: all-zero iovec and mmsghdr are valid (null pointers, zero lengths).
@@ -60,7 +60,7 @@ impl Batch {
         // SAFETY: every header points at buffers of `self` (and `iov`) that outlive the
         // call, with their true lengths; the kernel writes at most that much.
         let n = unsafe {
-            libc::recvmmsg(fd, hdrs.as_mut_ptr(), BATCH as libc::c_uint, libc::MSG_DONTWAIT, std::ptr::null_mut())
+            libc::recvmmsg(fd, hdrs.as_mut_ptr(), BATCH as libc::c_uint, libc::MSG_WAITFORONE, std::ptr::null_mut())
         };
         if n < 0 {
             return Err(io::Error::last_os_error());
@@ -83,9 +83,8 @@ impl Batch {
     }
 
     /// Sends the non-empty responses of datagrams `from..` of the last read to their
-    /// sources, as many as `fd` takes without blocking; returns the index to go on
-    /// from (`WouldBlock` when it took none). A datagram the kernel refuses is
-    /// skipped, as a failed `send_to` would be.
+    /// sources, as many as `fd` takes in one call; returns the index to go on from. A
+    /// datagram the kernel refuses is skipped, as a failed `send_to` would be.
     pub fn send(&mut self, fd: RawFd, from: usize) -> io::Result<usize> {
         // SAFETY: as in `recv`.
         let mut iov: [libc::iovec; BATCH] = unsafe { zeroed() };
@@ -110,11 +109,11 @@ impl Batch {
         }
         // SAFETY: every header points at a response and an address of `self` that
         // outlive the call, with their true lengths; the kernel only reads them.
-        let sent = unsafe { libc::sendmmsg(fd, hdrs.as_mut_ptr(), count as libc::c_uint, libc::MSG_DONTWAIT) };
+        let sent = unsafe { libc::sendmmsg(fd, hdrs.as_mut_ptr(), count as libc::c_uint, 0) };
         if sent < 0 {
             let e = io::Error::last_os_error();
             return match e.kind() {
-                io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted => Err(e),
+                io::ErrorKind::Interrupted => Err(e),
                 _ => Ok(slots[0] + 1),
             };
         }
@@ -162,24 +161,10 @@ mod tests {
         }
         let big = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
         big.send_to(&vec![9; SLOT + 1], server.local_addr().unwrap()).unwrap();
+        server.set_read_timeout(Some(std::time::Duration::from_secs(5))).unwrap();
         let mut batch = Batch::default();
         let fd = server.as_raw_fd();
-        let mut got = 0;
-        for _ in 0..100 {
-            match batch.recv(fd) {
-                Ok(n) => {
-                    got = n;
-                    if n == 4 {
-                        break;
-                    }
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    std::thread::sleep(std::time::Duration::from_millis(5))
-                }
-                Err(e) => panic!("{e}"),
-            }
-        }
-        assert_eq!(got, 4, "all four read in one call");
+        assert_eq!(batch.recv(fd).unwrap(), 4, "all four read in one call");
         for i in 0..4 {
             let (packet, src, out) = batch.datagram(i);
             let src = src.unwrap();
@@ -192,6 +177,9 @@ mod tests {
             out.extend_from_slice(&[packet[0], 0xAA]);
         }
         assert_eq!(batch.send(fd, 0).unwrap(), 4);
+        server.set_read_timeout(Some(std::time::Duration::from_millis(50))).unwrap();
+        let idle = batch.recv(fd).unwrap_err();
+        assert_eq!(idle.kind(), io::ErrorKind::WouldBlock, "the read timeout ends a wait: {idle}");
         for (i, c) in clients.iter().enumerate() {
             let mut buf = [0; 16];
             let n = c.recv(&mut buf).unwrap();

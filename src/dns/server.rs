@@ -7,7 +7,9 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::net::{TcpListener, UdpSocket};
+use std::net::UdpSocket;
+
+use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -25,7 +27,7 @@ const UDP_RECV_BUFFER: usize = 4 << 20;
 const TCP_BACKLOG: i32 = 1024;
 /// How long shutdown waits for TCP connections answering a query.
 const DRAIN: Duration = Duration::from_secs(1);
-/// Most UDP workers per socket.
+/// Most UDP worker threads per socket.
 const MAX_UDP_WORKERS: usize = 4;
 
 /// A bound, not yet running DNS server.
@@ -71,10 +73,15 @@ impl DnsServer {
         let epoch = tokio::time::Instant::now();
         let tasks = TaskTracker::new();
         let connections = TaskTracker::new();
+        // The UDP threads stop when `cancel` fires, and also when this future is
+        // dropped unfinished (a runtime shutting down waits for them).
+        let cancel = cancel.child_token();
+        let _stop_threads = cancel.clone().drop_guard();
         for (udp, tcp) in self.sockets {
             for _ in 0..workers {
                 let (responder, hold) = (self.responder.clone(), self.shared.hold.clone());
-                tasks.spawn(udp::serve(udp.clone(), responder, hold, epoch, cancel.clone()));
+                let (udp, cancel) = (udp.clone(), cancel.clone());
+                tasks.spawn_blocking(move || udp::serve(udp, responder, hold, epoch, cancel));
             }
             tasks.spawn(tcp::serve(tcp, self.shared.clone(), connections.clone(), cancel.clone()));
         }
@@ -107,9 +114,9 @@ fn bind_udp(addr: SocketAddr) -> io::Result<UdpSocket> {
     let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
     // Best effort: the kernel caps it at net.core.rmem_max.
     let _ = socket.set_recv_buffer_size(UDP_RECV_BUFFER);
-    socket.set_nonblocking(true)?;
+    socket.set_read_timeout(Some(udp::WAKE))?;
     socket.bind(&addr.into())?;
-    UdpSocket::from_std(socket.into())
+    Ok(socket.into())
 }
 
 fn bind_tcp(addr: SocketAddr) -> io::Result<TcpListener> {
