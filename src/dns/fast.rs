@@ -35,6 +35,12 @@ use crate::dns::wire::{self, Head, Question, MAX_MESSAGE};
 use crate::locality::{place, ClientAddr, Locality, LocationId, Placement, Via};
 use crate::select;
 
+/// The running weight sums of a slot's `first` and `then` candidates.
+type Sums = (Box<[u64]>, Box<[u64]>);
+
+/// An answer of addresses alone: its TTL and addresses.
+type AddressKey = (u32, Vec<IpAddr>);
+
 /// The picks of one query, and the draw's keys (`select::pick_into`).
 type Picks = (Vec<usize>, Vec<(f64, usize)>);
 
@@ -81,7 +87,7 @@ enum Slot {
         none: Records,
         /// With `answers = 1`: `first` and `then` as running weight sums, so the draw is
         /// a binary search whatever the number of candidates.
-        sums: Option<(Box<[u64]>, Box<[u64]>)>,
+        sums: Option<Sums>,
         /// The longest the records can be (`count` of the largest parts, or all): a
         /// response that could be too
         /// long for the client is left to the full path before anything is drawn, so
@@ -150,7 +156,7 @@ impl Table {
 struct Builder<'z> {
     zone: &'z Zone,
     /// (TTL, addresses) → records and ANCOUNT.
-    addresses: HashMap<(u32, Vec<IpAddr>), (Arc<[u8]>, u16)>,
+    addresses: HashMap<AddressKey, (Arc<[u8]>, u16)>,
 }
 
 /// A placement in location `index` (0: unknown) as the table is built for it: only the
