@@ -15,8 +15,10 @@
 //! Everything else goes to the full path (`respond`) unchanged: another opcode or class,
 //! a name with a compression pointer or not in the table (NXDOMAIN, `maxlag-`, `lsn-`),
 //! an EDNS version above 0, a malformed ECS option, an OPT that is not alone, a
-//! response larger than the client takes, a snapshot before the first probe round, a
-//! TXT naming the asker's address, and several weighted answers per query.
+//! response larger than the client takes (for a weighted name, when the largest of its
+//! candidates' is: decided before drawing, since the full path then draws itself), a
+//! snapshot before the first probe round, a TXT naming the asker's address, and several
+//! weighted answers per query.
 
 use std::collections::HashMap;
 
@@ -63,6 +65,8 @@ enum Slot {
     Draw {
         weights: Box<[u64]>,
         records: Box<[Records]>,
+        /// The longest of `records`' bytes: the draw is made only when it fits.
+        longest: usize,
     },
 }
 
@@ -129,6 +133,7 @@ fn slot(zone: &Zone, question: &[u8], plan: Plan) -> Slot {
             match records {
                 Some(records) => Slot::Draw {
                     weights: candidates.iter().map(|&(w, _)| u64::from(w)).collect(),
+                    longest: records.iter().map(|r| r.bytes.len()).max().unwrap_or(0),
                     records: records.into_boxed_slice(),
                 },
                 None => Slot::Full,
@@ -294,30 +299,34 @@ impl Table {
         let placement = cx.locality.filter(|_| entry.width > 1).map(|l| place(l, cx.client, ecs.map(|e| e.subnet())));
         let location = placement.and_then(|p| p.location).map_or(0, |l| 1 + l.index());
         let slot = entry.slots.get(kind * entry.width + location.min(entry.width - 1))?;
-        let records = match slot {
-            Slot::Full => return None,
-            Slot::Fixed(records) => records,
-            Slot::Draw { weights, records } => &records[select::draw(weights.iter().copied(), rng)?],
-        };
-        let scope = match placement {
-            Some(p) if records.by_location && p.client.prefix.is_some() => p.scope,
-            _ => 0,
-        };
+        // the OPT's length does not depend on the ECS scope, set once the records are known
         let opt = query.edns.map(|e| wire::Opt {
             payload: e.payload.clamp(PLAIN_UDP as u16, MAX_UDP_PAYLOAD),
             nsid: (e.nsid && !cx.nsid.is_empty()).then_some(cx.nsid),
-            ecs: e.ecs.map(|ecs| (ecs, scope)),
+            ecs: e.ecs.map(|ecs| (ecs, 0)),
         });
         let limit = match (cx.transport, opt) {
             (Transport::Tcp, _) => MAX_MESSAGE,
             (Transport::Udp, Some(o)) => usize::from(o.payload),
             (Transport::Udp, None) => PLAIN_UDP,
         };
+        let fits = |records: usize| query.question_end + records + opt.map_or(0, |o| o.wire_len()) <= limit;
+        let records = match slot {
+            Slot::Full => return None,
+            Slot::Fixed(records) if fits(records.bytes.len()) => records,
+            Slot::Fixed(_) => return None,
+            // Left to the full path before drawing when a candidate might not fit: after a
+            // draw here the full path would draw again, from a generator one draw further
+            // on, and could answer another node than the full path alone.
+            Slot::Draw { longest, .. } if !fits(*longest) => return None,
+            Slot::Draw { weights, records, .. } => &records[select::draw(weights.iter().copied(), rng)?],
+        };
+        let scope = match placement {
+            Some(p) if records.by_location && p.client.prefix.is_some() => p.scope,
+            _ => 0,
+        };
+        let opt = opt.map(|o| wire::Opt { ecs: o.ecs.map(|(ecs, _)| (ecs, scope)), ..o });
         let packet = query.packet;
-        let len = query.question_end + records.bytes.len() + opt.map_or(0, |o| o.wire_len());
-        if len > limit {
-            return None;
-        }
         let rcode = records.rcode.code();
         out.clear();
         out.extend_from_slice(&packet[..2]);
