@@ -258,6 +258,56 @@ fn the_fast_path_leaves_what_does_not_fit_to_the_full_path() {
     assert!(fast_answers(&store, &write, client, Transport::Tcp));
 }
 
+/// `read` with one weighted answer among pg2 (one address) and pg3 (40: a host name
+/// that resolves to many), whose A answer does not fit 512 bytes.
+fn many_addresses_snapshot() -> Snapshot {
+    let toml = "[dns]\nzone = \"db.internal\"\n[[cluster]]\nname = \"main\"\nanswers = 1\nnode = [\n\
+        { name = \"pg1\", address = \"10.0.0.1\", dsn = \"host=a\" },\n\
+        { name = \"pg2\", address = \"10.0.0.2\", dsn = \"host=b\" },\n\
+        { name = \"pg3\", address = \"10.0.0.3\", dsn = \"host=c\" },\n]\n";
+    SnapshotBuilder::new(toml)
+        .cluster("main", |c| c.write = WriteTarget::Primary(0))
+        .each_node("main", |i, n| {
+            n.state = NodeState::Up;
+            n.role = if i == 0 { Role::Primary } else { Role::Replica };
+            n.lag = (i > 0).then_some(Duration::ZERO);
+            n.lag_bytes = n.lag.map(|_| 0);
+            if i == 2 {
+                n.addresses = (0..40).map(|j| IpAddr::from([10, 0, 3, j])).collect();
+            }
+        })
+        .build()
+}
+
+/// Found by the `dns` fuzz target (fuzz/regressions/dns/fast-draw-too-large-1): the fast
+/// path drew pg3, found its answer too large for the client, and left the query to the
+/// full path, which drew again from the same generator, one draw further on, and could
+/// send pg2's answer where the full path alone sends pg3's, truncated.
+#[test]
+fn a_weighted_answer_that_might_not_fit_is_left_to_the_full_path_before_drawing() {
+    let (fast, full, store) = responders(many_addresses_snapshot());
+    let client = ips(&["127.0.0.1"])[0];
+    let plain = Q::new("read.db.internal", 1);
+    let small_edns = Q { edns: Some(E { payload: 512, version: 0, options: vec![(3, vec![])] }), ..plain.clone() };
+    let big_edns = Q { edns: Some(E { payload: 1232, version: 0, options: vec![] }), ..plain.clone() };
+    let (mut truncated, mut whole) = (0, 0);
+    for seed in 0..200 {
+        for (q, transport) in [(&plain, Transport::Udp), (&small_edns, Transport::Udp), (&plain, Transport::Tcp)] {
+            let packet = q.wire();
+            let got = respond(&fast, &packet, client, transport, seed);
+            let want = respond(&full, &packet, client, transport, seed);
+            assert_eq!(got, want, "seed {seed}: {q:?} over {transport:?}");
+            let tc = want.as_ref().is_some_and(|out| out[2] & 0x02 != 0);
+            (truncated, whole) = (truncated + usize::from(tc), whole + usize::from(!tc));
+        }
+    }
+    assert!(truncated > 0 && whole > 0, "both candidates drawn: {truncated} truncated, {whole} whole");
+    assert!(!fast_answers(&store, &plain.wire(), client, Transport::Udp), "pg3 would not fit 512 bytes");
+    assert!(!fast_answers(&store, &small_edns.wire(), client, Transport::Udp));
+    assert!(fast_answers(&store, &big_edns.wire(), client, Transport::Udp), "both fit 1,232 bytes");
+    assert!(fast_answers(&store, &plain.wire(), client, Transport::Tcp));
+}
+
 #[test]
 fn before_the_first_round_everything_takes_the_full_path() {
     let mut snap = snapshot();

@@ -144,6 +144,13 @@ impl Responder {
         Responder { fast: false, ..self }
     }
 
+    /// The same responder with its rate-limit table keyed by `seed` instead of a random
+    /// key, so that two responders asked the same queries (the fuzz target, comparing
+    /// the fast path with [`Responder::full_path_only`]) count them alike.
+    pub fn rate_seed(self, seed: u64) -> Responder {
+        Responder { rrl: RateLimiter::with_seed(seed), ..self }
+    }
+
     /// Answers `ask`, writing the response into `out`.
     pub fn respond(&self, ask: &Ask<'_>, out: &mut Vec<u8>) -> Reply {
         self.respond_with(ask, out, &mut rand::rng())
