@@ -24,16 +24,58 @@ pub struct LocalCluster {
     slot: Option<Slot>,
 }
 
+/// How a [`LocalCluster`] is built, for the rare caller that needs more than
+/// [`LocalCluster::start`]: `LocalCluster::builder(2).max_connections(400).start()`.
+#[derive(Debug, Clone)]
+pub struct ClusterBuilder {
+    replicas: usize,
+    max_connections: u32,
+}
+
+/// `max_connections` of every node unless [`ClusterBuilder::max_connections`] says
+/// otherwise: small, so many clusters fit on one machine at once (the tests run several).
+pub const DEFAULT_MAX_CONNECTIONS: u32 = 40;
+
+impl ClusterBuilder {
+    /// PostgreSQL's `max_connections` on every node (replicas inherit the primary's
+    /// through pg_basebackup, which hot standby requires). At least 10: replication
+    /// and the harness's own psql sessions need a few.
+    pub fn max_connections(mut self, n: u32) -> ClusterBuilder {
+        self.max_connections = n.max(10);
+        self
+    }
+
+    /// Starts the cluster (see [`LocalCluster::start`]).
+    pub fn start(self) -> Result<LocalCluster, LocalPgError> {
+        self.start_reporting(|_| {})
+    }
+
+    /// [`ClusterBuilder::start`], telling `progress` as each node comes up.
+    pub fn start_reporting(self, progress: impl Fn(&str) + Sync) -> Result<LocalCluster, LocalPgError> {
+        LocalCluster::start_built(self, progress)
+    }
+}
+
 impl LocalCluster {
     /// Starts primary `pg1` and `replicas` replicas streaming from it; returns once all
     /// accept connections and every replica's WAL receiver is streaming.
     pub fn start(replicas: usize) -> Result<LocalCluster, LocalPgError> {
-        LocalCluster::start_reporting(replicas, |_| {})
+        LocalCluster::builder(replicas).start()
     }
 
     /// [`LocalCluster::start`], telling `progress` as each node comes up (the demo
     /// prints these lines while PostgreSQL starts).
     pub fn start_reporting(replicas: usize, progress: impl Fn(&str) + Sync) -> Result<LocalCluster, LocalPgError> {
+        LocalCluster::builder(replicas).start_reporting(progress)
+    }
+
+    /// A cluster of `replicas` replicas with settings other than the defaults.
+    pub fn builder(replicas: usize) -> ClusterBuilder {
+        ClusterBuilder { replicas, max_connections: DEFAULT_MAX_CONNECTIONS }
+    }
+
+    fn start_built(options: ClusterBuilder, progress: impl Fn(&str) + Sync) -> Result<LocalCluster, LocalPgError> {
+        let ClusterBuilder { replicas, max_connections } = options;
         if replicas > 200 {
             return Err(LocalPgError::Other(format!("{replicas} replicas: at most 200 per cluster")));
         }
@@ -54,14 +96,14 @@ impl LocalCluster {
             })
             .collect();
         cluster.slot = Some(slot);
-        cluster.build(&bin, &progress)?;
+        cluster.build(&bin, max_connections, &progress)?;
         Ok(cluster)
     }
 
-    fn build(&self, bin: &Path, progress: &(impl Fn(&str) + Sync)) -> Result<(), LocalPgError> {
+    fn build(&self, bin: &Path, max_connections: u32, progress: &(impl Fn(&str) + Sync)) -> Result<(), LocalPgError> {
         let (primary, replicas) = self.nodes.split_first().expect("pg1 always exists");
         progress(&format!("{}: initdb and start the primary on {}:{}", primary.name, primary.address, primary.port));
-        init_primary(primary, bin)?;
+        init_primary(primary, bin, max_connections)?;
         progress(&format!("{}: primary up", primary.name));
         std::thread::scope(|s| {
             let jobs: Vec<_> = replicas
@@ -175,7 +217,6 @@ fsync = off
 synchronous_commit = off
 full_page_writes = off
 shared_buffers = 16MB
-max_connections = 40
 wal_receiver_status_interval = 1s
 wal_retrieve_retry_interval = 200ms
 log_line_prefix = '%m [%p] %q%a '
@@ -200,13 +241,14 @@ fn node_conf(node: &LocalNode) -> String {
     )
 }
 
-fn init_primary(node: &LocalNode, bin: &Path) -> Result<(), LocalPgError> {
+fn init_primary(node: &LocalNode, bin: &Path, max_connections: u32) -> Result<(), LocalPgError> {
     make_dir(node.dir())?;
     let data = node.data_dir();
     let mut initdb = pg_tool(bin, "initdb")?;
     initdb.args(["-N", "--auth=trust", "-U", "postgres", "-E", "UTF8", "--locale=C", "-D"]).arg(&data);
     run(initdb, TOOL_TIMEOUT, None)?;
-    append(&data.join("postgresql.conf"), &format!("{CLUSTER_CONF}{}", node_conf(node)))?;
+    let conf = format!("{CLUSTER_CONF}max_connections = {max_connections}\n{}", node_conf(node));
+    append(&data.join("postgresql.conf"), &conf)?;
     std::fs::write(data.join("pg_hba.conf"), HBA).map_err(LocalPgError::io("write pg_hba.conf"))?;
     node.start()?;
     node.sql(&format!(

@@ -35,7 +35,7 @@ mod slot;
 mod wal;
 mod writer;
 
-pub use cluster::LocalCluster;
+pub use cluster::{ClusterBuilder, LocalCluster, DEFAULT_MAX_CONNECTIONS};
 pub use error::LocalPgError;
 pub use etcd::Etcd;
 pub use node::LocalNode;

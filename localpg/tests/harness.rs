@@ -363,3 +363,15 @@ fn a_failed_start_leaves_nothing_behind() {
     assert!(out.status.success() && text.contains("ERROR MESSAGE"), "{text}");
     eprintln!("{}", text.lines().find(|l| l.contains("ERROR MESSAGE")).unwrap_or(""));
 }
+
+#[test]
+fn max_connections_is_the_default_or_what_the_builder_says() {
+    let small = LocalCluster::start(0).unwrap();
+    let default = localpg::DEFAULT_MAX_CONNECTIONS.to_string();
+    assert_eq!(small.node("pg1").sql("SHOW max_connections").unwrap(), default);
+    drop(small);
+    let big = LocalCluster::builder(1).max_connections(120).start().unwrap();
+    for node in big.nodes() {
+        assert_eq!(node.sql("SHOW max_connections").unwrap(), "120", "{} (a replica inherits it)", node.name);
+    }
+}
