@@ -5,12 +5,22 @@
 //! One real local cluster (primary pg1, replicas pg2 and pg3; `max_connections` raised
 //! to fit), pg1 committing an INSERT every 10 ms with `synchronous_commit = on` (as in
 //! benches/reaction.rs). For each size (default 1 and 333 clusters;
-//! `LAGDNS_PROBE_COST_CLUSTERS=1,111,333` for others), the release `lagdns serve` binary
-//! runs as a child process with clusters `c0001`, `c0002`, ... of three nodes each, all
-//! pointing at the same three servers (a primary and two replicas per cluster;
-//! `read-c0001`, `write-c0001`, ...), probe interval 250ms, timeout 1s, fall 2, rise 2,
-//! max_lag 100ms, `answers = "all"`. Once every cluster's `read` names both replicas and
-//! a warm-up has passed, over a steady window (10 s, no DNS queries) it measures:
+//! `LAGDNS_PROBE_COST_CLUSTERS=1,111,333` for others), the optimized `lagdns serve`
+//! binary (cargo's bench profile: release without LTO) runs as a child process with
+//! clusters `c0001`, `c0002`, ... of three nodes each, all pointing at the same three
+//! servers (a primary and two replicas per cluster; `read-c0001`, `write-c0001`, ...),
+//! probe interval 250ms, timeout 1s, fall 2, rise 2, max_lag 100ms, `answers = "all"`.
+//!
+//! Start: lagdns is started with the whole config (a cold start, as after a restart) and
+//! given 30 s until every swept cluster's `read` names both replicas; printed: how long
+//! it took, how many probes failed meanwhile, and how many connections each server
+//! received (forked a backend for: `log_connections` lines "connection received") and
+//! authorized. If the cold start is not ready by then, that lagdns is stopped and, once
+//! the servers are quiet again, another is started with 37 clusters and grown by SIGHUP
+//! reloads of 37 clusters more each (each step waits until its clusters are ready), so
+//! the steady state can still be measured. Once every cluster's `read` names both
+//! replicas and a warm-up has passed, over a steady window (10 s, no DNS queries) it
+//! measures:
 //!
 //! * lagdns: CPU per second and per node per round, as the time its threads ran
 //!   (/proc/<pid>/task/*/schedstat, in ns: a 3-node lagdns uses less than the 10 ms
@@ -22,9 +32,11 @@
 //!   (`probe_cost`), so its rows count only lagdns: the statements it executes per
 //!   second (Δ Σ calls in pg_stat_statements, loaded for this run), its new sessions
 //!   per second (Δ pg_stat_database.sessions) and its client backends in
-//!   pg_stat_activity (beside all client backends); and the CPU of the server's
-//!   processes (postmaster and descendants present at both ends of the window, from
-//!   /proc), against a baseline window with the writer but no lagdns.
+//!   pg_stat_activity (beside all client backends); the connections it received and
+//!   authorized per second (its log); and the CPU of the server's processes (the live
+//!   postmaster tree's utime + stime plus the postmaster's cutime + cstime, which holds
+//!   its exited backends', from /proc), against a baseline window with the writer but no
+//!   lagdns.
 //!   pg_stat_database's xact_commit + xact_rollback is printed too, but PostgreSQL 15
 //!   does not count the probes there while they run: a backend flushes its database
 //!   counters only along with table (or function, WAL, SLRU) statistics, and the probe
@@ -39,13 +51,16 @@
 //! every 10 ms: the slowest of those per repetition. Repeated `reps` times (default 5);
 //! median and worst are printed per size, and the comparison with 3 nodes at the end.
 //! A reaction that does not come within 10 s is printed as `>10000` (and counted as
-//! 10 s), and a lagdns that is not ready within 60 s is measured anyway: the benchmark
-//! reports a slow server rather than stopping.
+//! 10 s); a repetition whose clusters are not all ready before the pause is skipped.
+//! The benchmark reports a slow server rather than stopping.
+//!
+//! `LAGDNS_BIN=path` measures another lagdns binary (an older build, say);
+//! `LAGDNS_PROBE_COST_KEEP=1` keeps each lagdns's config and log.
 
 // Measures real elapsed times of real processes (std Instant): no tokio clock here.
 #![allow(clippy::disallowed_methods)]
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::io::{Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpStream, UdpSocket};
 use std::os::unix::process::CommandExt;
@@ -73,7 +88,9 @@ const SPARE_CONNECTIONS: u32 = 40;
 const PROBE_DB: &str = "probe_cost";
 /// How long a reaction or readiness is waited for.
 const REACTION_LIMIT: Duration = Duration::from_secs(10);
-const READY_LIMIT: Duration = Duration::from_secs(60);
+const READY_LIMIT: Duration = Duration::from_secs(30);
+/// Clusters added per reload when a cold start is not ready within [`READY_LIMIT`].
+const RAMP_STEP: usize = 37;
 /// Linux's USER_HZ: /proc/<pid>/stat counts CPU in 1/100 s.
 const TICK_MS: f64 = 10.0;
 
@@ -142,27 +159,71 @@ struct Row {
 fn measure(cluster: &LocalCluster, clusters: usize, window: Duration, reps: usize, baseline: &[f64]) -> Row {
     let nodes = clusters * 3;
     println!("\n== {clusters} cluster(s), {nodes} nodes ==");
-    let t0 = Instant::now();
-    let lagdns = Lagdns::spawn(cluster, clusters);
+    let servers: Vec<&LocalNode> = cluster.nodes().iter().collect();
     let (pg2, pg3) = (cluster.node("pg2"), cluster.node("pg3"));
     let (a2, a3) = (IpAddr::V4(pg2.address), IpAddr::V4(pg3.address));
-    let sweep = Sweep::new(lagdns.dns, clusters);
     let both = |g: &[IpAddr]| g.contains(&a2) && g.contains(&a3);
-    let ready = sweep.until_all(READY_LIMIT, both);
+
+    let logged: Vec<(u64, u64)> = servers.iter().map(|s| connections_logged(s)).collect();
+    let t0 = Instant::now();
+    let mut lagdns = Lagdns::spawn(cluster, clusters, clusters);
+    let ready = Sweep::new(lagdns.dns, clusters).until_all(READY_LIMIT, both);
+    let took = t0.elapsed().as_secs_f64();
+    let metrics = lagdns.metrics();
     println!(
-        "lagdns pid {}: {} {:.1} s after spawn; RSS {}",
+        "cold start, lagdns pid {}: {} {took:.1} s after spawn; {} failed probes of {}; RSS {}",
         lagdns.pid(),
         match ready {
             Ok(()) => "every swept read-c* names pg2 and pg3".to_string(),
-            Err(bad) => format!("NOT READY: {bad} of {} swept read names do not name pg2 and pg3", sweep.names.len()),
+            Err(bad) => format!("NOT READY: {bad} swept read names do not name pg2 and pg3"),
         },
-        t0.elapsed().as_secs_f64(),
+        metric_sum(&metrics, "lagdns_probe_errors_total"),
+        metric_sum(&metrics, "lagdns_probes_total"),
         lagdns.rss_line()
     );
+    for (s, (received, authorized)) in servers.iter().zip(&logged) {
+        let (r, a) = connections_logged(s);
+        let (r, a) = (r - received, a - authorized);
+        println!(
+            "  {:<4} received {r} connections ({:.0}/s), authorized {a} ({:.0}/s)",
+            s.name,
+            r as f64 / took,
+            a as f64 / took
+        );
+    }
+    if ready.is_err() && clusters > RAMP_STEP {
+        drop(lagdns);
+        let quiet = wait_quiet(&servers, Duration::from_secs(60));
+        println!("stopped it; servers quiet (no backend of lagdns's) after {quiet:.1} s");
+        let t0 = Instant::now();
+        lagdns = Lagdns::spawn(cluster, clusters, RAMP_STEP);
+        let (mut n, mut steps_ready) = (RAMP_STEP, true);
+        loop {
+            if let Err(bad) = Sweep::new(lagdns.dns, n).until_all(READY_LIMIT, both) {
+                println!("  ramp: {bad} swept read names of the first {n} clusters not ready; going on");
+                steps_ready = false;
+            }
+            if n == clusters {
+                break;
+            }
+            n = (n + RAMP_STEP).min(clusters);
+            lagdns.reload(cluster, n);
+        }
+        let metrics = lagdns.metrics();
+        println!(
+            "ramped up, lagdns pid {}: {clusters} clusters by reloads of {RAMP_STEP}, {}, in {:.1} s; \
+             {} failed probes of {}",
+            lagdns.pid(),
+            if steps_ready { "every step ready" } else { "NOT every step ready" },
+            t0.elapsed().as_secs_f64(),
+            metric_sum(&metrics, "lagdns_probe_errors_total"),
+            metric_sum(&metrics, "lagdns_probes_total"),
+        );
+    }
+    let sweep = Sweep::new(lagdns.dns, clusters);
     std::thread::sleep(WARM_UP);
 
     // The steady window: no DNS queries, only probes (and the writer on pg1).
-    let servers: Vec<&LocalNode> = cluster.nodes().iter().collect();
     let before = Sample::take(&lagdns, &servers);
     std::thread::sleep(window);
     let after = Sample::take(&lagdns, &servers);
@@ -171,6 +232,7 @@ fn measure(cluster: &LocalCluster, clusters: usize, window: Duration, reps: usiz
     let cpu_ms_per_s = after.run_ns.saturating_sub(before.run_ns) as f64 / 1e6 / secs;
     let wait_ms_per_s = after.wait_ns.saturating_sub(before.wait_ns) as f64 / 1e6 / secs;
     let probes = after.probes - before.probes;
+    let errors = after.probe_errors - before.probe_errors;
     let probe_ms = if probes > 0.0 { (after.probe_seconds - before.probe_seconds) / probes * 1e3 } else { f64::NAN };
     let rounds_per_s = probes / nodes as f64 / secs;
     let per_round_us = cpu_ms_per_s * 1e3 / (nodes as f64 * 1e3 / INTERVAL_MS as f64);
@@ -183,18 +245,21 @@ fn measure(cluster: &LocalCluster, clusters: usize, window: Duration, reps: usiz
         lagdns.fds()
     );
     println!(
-        "probes: {:.2} per node per s (configured {:.2}), mean probe {probe_ms:.2} ms",
+        "probes: {:.2} per node per s (configured {:.2}), {errors} failed; mean probe {probe_ms:.2} ms; \
+         lagdns CPU per probe done {:.1} µs",
         rounds_per_s,
-        1e3 / INTERVAL_MS as f64
+        1e3 / INTERVAL_MS as f64,
+        if probes > 0.0 { cpu_ms_per_s * secs * 1e3 / probes } else { f64::NAN }
     );
     for (k, node) in servers.iter().enumerate() {
         let (b, a) = (&before.servers[k], &after.servers[k]);
         let dt = a.at.duration_since(b.at).as_secs_f64();
         let calls = (a.calls - b.calls) as f64 / dt;
-        let cpu = cpu_delta(&b.cpu, &a.cpu) as f64 * TICK_MS / dt;
+        let cpu = a.cpu.saturating_sub(b.cpu) as f64 * TICK_MS / dt;
         println!(
             "  {:<4} lagdns: {:>7.1} queries/s ({:.2} per connection), {:>4} connections (of {:>4} client backends), \
-             {:>5.2} new sessions/s, pg_stat_database {:>5.1} xacts/s; server CPU {:>6.1} ms/s (baseline {:.1})",
+             {:>5.2} new sessions/s, pg_stat_database {:>5.1} xacts/s; all clients: {:.1} connections received/s, \
+             {:.1} authorized/s; server CPU {:>6.1} ms/s (baseline {:.1})",
             node.name,
             calls,
             if a.lagdns > 0 { calls / a.lagdns as f64 } else { f64::NAN },
@@ -202,6 +267,8 @@ fn measure(cluster: &LocalCluster, clusters: usize, window: Duration, reps: usiz
             a.clients,
             (a.sessions - b.sessions) as f64 / dt,
             (a.xacts - b.xacts) as f64 / dt,
+            (a.received - b.received) as f64 / dt,
+            (a.authorized - b.authorized) as f64 / dt,
             cpu,
             baseline[k]
         );
@@ -213,11 +280,15 @@ fn measure(cluster: &LocalCluster, clusters: usize, window: Duration, reps: usiz
     let name = read_name(watched);
     let (mut reaction_one, mut reaction_sweep) = (Vec::new(), Vec::new());
     for rep in 0..reps {
-        if let Err(bad) = sweep.until_all(READY_LIMIT, both) {
-            println!("  repetition {rep}: {bad} swept read names still do not name both replicas; going on");
+        let mut ready = sweep.until_all(READY_LIMIT, both);
+        if ready.is_ok() {
+            std::thread::sleep(Duration::from_millis(300 + (rep as u64 * 37) % 250)); // vary the phase
+            ready = sweep.until_all(Duration::from_secs(5), both);
         }
-        std::thread::sleep(Duration::from_millis(300 + (rep as u64 * 37) % 250)); // vary the phase
-        let _ = sweep.until_all(Duration::from_secs(5), both);
+        if let Err(bad) = ready {
+            println!("  repetition {rep} skipped: {bad} swept read names do not name both replicas");
+            continue;
+        }
         let paused = Instant::now();
         let gone = |g: &[IpAddr]| !g.contains(&a2) && !g.is_empty();
         let (last_one, last_all) = std::thread::scope(|sc| {
@@ -303,6 +374,7 @@ fn db_exists() -> String {
 fn load_pg_stat_statements(servers: &[&LocalNode]) {
     for s in servers {
         s.sql("ALTER SYSTEM SET shared_preload_libraries = 'pg_stat_statements'").expect("preload");
+        s.sql("ALTER SYSTEM SET log_connections = on").expect("log_connections");
         s.stop().expect("stop");
         s.start().expect("start");
     }
@@ -314,17 +386,44 @@ fn load_pg_stat_statements(servers: &[&LocalNode]) {
 
 /// Each server's CPU in ms/s over `window` without lagdns (the writer runs).
 fn baseline(servers: &[&LocalNode], window: Duration) -> Vec<f64> {
-    let before: Vec<(Instant, HashMap<u32, u64>)> = servers.iter().map(|s| (Instant::now(), server_cpu(s))).collect();
+    let before: Vec<(Instant, u64)> = servers.iter().map(|s| (Instant::now(), server_cpu(s))).collect();
     std::thread::sleep(window);
     before
         .iter()
         .zip(servers)
-        .map(|((at, b), s)| cpu_delta(b, &server_cpu(s)) as f64 * TICK_MS / at.elapsed().as_secs_f64())
+        .map(|((at, b), s)| server_cpu(s).saturating_sub(*b) as f64 * TICK_MS / at.elapsed().as_secs_f64())
         .collect()
 }
 
-fn server_cpu(node: &LocalNode) -> HashMap<u32, u64> {
-    node.postmaster_pid().map(tree_ticks).unwrap_or_default()
+/// CPU ticks the server has used so far: its live processes' utime + stime, and the
+/// postmaster's cutime + cstime (what its reaped backends used).
+fn server_cpu(node: &LocalNode) -> u64 {
+    let Some(pid) = node.postmaster_pid() else { return 0 };
+    let procs = all_procs();
+    let mine = tree(&procs, pid);
+    let live: u64 = procs.iter().filter(|p| mine.contains(&p.0)).map(|p| p.2).sum();
+    live + procs.iter().find(|p| p.0 == pid).map_or(0, |p| p.3)
+}
+
+/// Lines "connection received" and "connection authorized" in the server's log so far.
+fn connections_logged(node: &LocalNode) -> (u64, u64) {
+    let text = std::fs::read(node.log_path()).unwrap_or_default();
+    let text = String::from_utf8_lossy(&text);
+    let count = |what: &str| text.lines().filter(|l| l.contains(what)).count() as u64;
+    (count("connection received: "), count("connection authorized: "))
+}
+
+/// Waits until no server has a backend in the probes' database; the seconds it took.
+fn wait_quiet(servers: &[&LocalNode], within: Duration) -> f64 {
+    let t0 = Instant::now();
+    let q = format!("SELECT count(*) FROM pg_stat_activity WHERE datname = '{PROBE_DB}'");
+    while t0.elapsed() < within {
+        if servers.iter().all(|s| s.sql(&q).is_ok_and(|n| n == "0")) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    t0.elapsed().as_secs_f64()
 }
 
 /// Everything read at one end of the window.
@@ -334,6 +433,7 @@ struct Sample {
     run_ns: u64,
     wait_ns: u64,
     probes: f64,
+    probe_errors: f64,
     probe_seconds: f64,
     servers: Vec<ServerSample>,
 }
@@ -350,6 +450,7 @@ impl Sample {
             run_ns,
             wait_ns,
             probes: metric_sum(&metrics, "lagdns_probes_total"),
+            probe_errors: metric_sum(&metrics, "lagdns_probe_errors_total"),
             probe_seconds: metric_sum(&metrics, "lagdns_probe_duration_seconds_total"),
             servers,
         }
@@ -366,8 +467,11 @@ struct ServerSample {
     sessions: i64,
     lagdns: i64,
     clients: i64,
-    /// CPU ticks of the postmaster and each of its descendants, by pid.
-    cpu: HashMap<u32, u64>,
+    /// From the log: connections received (a backend forked) and authorized, so far.
+    received: u64,
+    authorized: u64,
+    /// CPU ticks (see [`server_cpu`]).
+    cpu: u64,
 }
 
 /// Run from the `postgres` database: the probes' database counts only lagdns.
@@ -385,16 +489,28 @@ fn sample_sql() -> String {
 impl ServerSample {
     fn take(node: &LocalNode) -> ServerSample {
         let cpu = server_cpu(node);
+        let (received, authorized) = connections_logged(node);
         let at = Instant::now();
         let out = node.sql(&sample_sql()).expect("sample pg_stat_*");
         let f: Vec<i64> = out.split('|').map(|v| v.trim().parse().unwrap_or(0)).collect();
         assert_eq!(f.len(), 5, "{}: {out:?}", node.name);
-        ServerSample { at, calls: f[0], xacts: f[1], sessions: f[2], lagdns: f[3], clients: f[4], cpu }
+        ServerSample {
+            at,
+            calls: f[0],
+            xacts: f[1],
+            sessions: f[2],
+            lagdns: f[3],
+            clients: f[4],
+            received,
+            authorized,
+            cpu,
+        }
     }
 }
 
-/// utime + stime (fields 14, 15 of proc_pid_stat(5)) and ppid of every process.
-fn all_procs() -> Vec<(u32, u32, u64)> {
+/// Every process: pid, ppid, utime + stime, cutime + cstime (proc_pid_stat(5) fields
+/// 4, 14 + 15, 16 + 17).
+fn all_procs() -> Vec<(u32, u32, u64, u64)> {
     let Ok(dir) = std::fs::read_dir("/proc") else { return vec![] };
     dir.flatten()
         .filter_map(|e| {
@@ -403,36 +519,32 @@ fn all_procs() -> Vec<(u32, u32, u64)> {
             let rest = stat.rsplit_once(')')?.1;
             let f: Vec<&str> = rest.split_whitespace().collect(); // f[0] is field 3, the state
             let ppid = f.get(4 - 3)?.parse().ok()?;
-            let ticks = f.get(14 - 3)?.parse::<u64>().ok()? + f.get(15 - 3)?.parse::<u64>().ok()?;
-            Some((pid, ppid, ticks))
+            let field = |i: usize| f.get(i - 3).and_then(|v| v.parse::<u64>().ok());
+            Some((pid, ppid, field(14)? + field(15)?, field(16)? + field(17)?))
         })
         .collect()
 }
 
-/// CPU ticks of `root` and all its descendants.
-fn tree_ticks(root: u32) -> HashMap<u32, u64> {
-    let procs = all_procs();
+/// `root` and all its descendants among `procs`.
+fn tree(procs: &[(u32, u32, u64, u64)], root: u32) -> HashSet<u32> {
     let mut mine: HashSet<u32> = HashSet::from([root]);
     loop {
         let before = mine.len();
-        for (pid, ppid, _) in &procs {
+        for (pid, ppid, _, _) in procs {
             if mine.contains(ppid) {
                 mine.insert(*pid);
             }
         }
         if mine.len() == before {
-            break;
+            return mine;
         }
     }
-    procs.into_iter().filter(|(pid, _, _)| mine.contains(pid)).map(|(pid, _, t)| (pid, t)).collect()
 }
 
-/// CPU used over the window by the processes present at both ends.
-fn cpu_delta(before: &HashMap<u32, u64>, after: &HashMap<u32, u64>) -> u64 {
-    after.iter().filter_map(|(pid, t)| before.get(pid).map(|b| t.saturating_sub(*b))).sum()
-}
+/// lagdns processes started so far: names their directories.
+static SPAWNED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
-/// `lagdns serve` (the release binary) as a child process, on loopback ports it picks;
+/// `lagdns serve` (the optimized binary cargo bench builds) as a child process, on loopback ports it picks;
 /// SIGTERM (by pid) then SIGKILL on drop, and SIGTERM from the kernel if this process
 /// dies first (PR_SET_PDEATHSIG).
 struct Lagdns {
@@ -443,12 +555,17 @@ struct Lagdns {
 }
 
 impl Lagdns {
-    fn spawn(cluster: &LocalCluster, clusters: usize) -> Lagdns {
-        let dir = std::env::temp_dir().join(format!("lagdns-probe-cost-{}-{clusters}", std::process::id()));
+    /// Started with the first `first` clusters (`clusters` when they grow by reloads
+    /// names its directory).
+    fn spawn(cluster: &LocalCluster, clusters: usize, first: usize) -> Lagdns {
+        let k = SPAWNED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("lagdns-probe-cost-{}-{clusters}-{k}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let (config, log) = (dir.join("probe-cost.toml"), dir.join("lagdns.log"));
-        std::fs::write(&config, config_text(cluster, clusters)).unwrap();
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_lagdns"));
+        std::fs::write(&config, config_text(cluster, first)).unwrap();
+        let bin =
+            std::env::var_os("LAGDNS_BIN").map_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_lagdns")), PathBuf::from);
+        let mut cmd = Command::new(bin);
         cmd.args(["--log-format", "json", "--log-level", "info", "serve", "--config"])
             .arg(&config)
             .stdin(Stdio::null())
@@ -479,6 +596,13 @@ impl Lagdns {
 
     fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// Rewrites the config with the first `clusters` clusters and sends SIGHUP.
+    fn reload(&self, cluster: &LocalCluster, clusters: usize) {
+        std::fs::write(self.dir.join("probe-cost.toml"), config_text(cluster, clusters)).unwrap();
+        // SAFETY: kill(2) on the pid of our own child, which has not been reaped.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGHUP) };
     }
 
     fn alive(&mut self) -> bool {
@@ -557,7 +681,7 @@ impl Drop for Lagdns {
             }
             let _ = self.child.wait();
         }
-        if std::thread::panicking() {
+        if std::thread::panicking() || std::env::var_os("LAGDNS_PROBE_COST_KEEP").is_some() {
             eprintln!("lagdns's config and log kept in {}", self.dir.display());
         } else {
             let _ = std::fs::remove_dir_all(&self.dir);
@@ -742,7 +866,7 @@ impl Sweep {
     }
 }
 
-/// A timed-out reaction counts as [`REACTION_LIMIT`].
+/// A timed-out reaction counts as [`REACTION_LIMIT`]; NaN if there is none.
 fn values(ms: &[Option<f64>]) -> Vec<f64> {
     ms.iter().map(|v| v.unwrap_or(REACTION_LIMIT.as_secs_f64() * 1e3)).collect()
 }
@@ -764,6 +888,10 @@ fn worst(ms: &[Option<f64>]) -> f64 {
 fn summary(label: &str, ms: &[Option<f64>]) {
     let limit = REACTION_LIMIT.as_millis();
     let all: Vec<String> = ms.iter().map(|v| v.map_or(format!(">{limit}"), |v| format!("{v:.0}"))).collect();
+    if ms.is_empty() {
+        println!("{label:<52} n=0   (every repetition skipped)");
+        return;
+    }
     println!(
         "{label:<52} n={:<3} median {:>5.0} ms  worst {:>5.0} ms  [{}]",
         ms.len(),
