@@ -11,7 +11,10 @@
 //! * `respond`: the whole responder, packet in → packet out (`Responder::respond`),
 //!   and `respond_full` the same without the fast path (`dns::fast`);
 //! * `derive`: what the publisher builds per snapshot (`Zone::derive`, the fast path's
-//!   table included).
+//!   table included);
+//! * `publish`: one probe's observation folded and published (`Publisher::observe`:
+//!   the cluster's state, every cluster's view, the snapshot and its zone), with 1, 33
+//!   and 333 clusters of 3 nodes (a primary and two replicas), as bench/probe-cost runs.
 //!
 //! The fixture of N nodes: cluster `main`, `pg0` the primary, every other node a replica
 //! 10 ms behind that replayed up to 0/3000000, the nodes spread over locations a, b, c
@@ -22,7 +25,7 @@
 use std::fmt::Write as _;
 use std::net::IpAddr;
 use std::sync::{Arc, OnceLock};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use divan::{black_box, Bencher};
 use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query};
@@ -36,11 +39,13 @@ use lagdns::dns::respond::{Ask, Reply, Responder, Transport};
 use lagdns::dns::wire::{encode, Head, Question, MAX_MESSAGE};
 use lagdns::health::NodeState;
 use lagdns::locality::{place, Locality, Placement, Subnet};
+use lagdns::probe::{NodeId, Observation, Sample};
+use lagdns::publisher::Publisher;
 use lagdns::snapshot::{Snapshot, WriteTarget};
 use lagdns::store::Store;
 use lagdns::testkit::SnapshotBuilder;
 use lagdns::topology::Role;
-use lagdns::wal::{Lsn, Timeline};
+use lagdns::wal::{Lsn, SystemId, Timeline};
 use rand::rngs::SmallRng;
 use rand::SeedableRng;
 
@@ -425,4 +430,52 @@ respond_rows!(respond_full, full);
 fn derive(b: Bencher, n: usize) {
     let fx = fixture(n);
     b.bench(|| Zone::derive(black_box(&fx.snap), Some(&fx.zone)));
+}
+
+/// One observation through the publisher, with `clusters` clusters of 3 nodes: the cost
+/// of every probe, since the publisher publishes after each one it folds on its own.
+#[divan::bench(args = [1, 33, 333])]
+fn publish(b: Bencher, clusters: usize) {
+    let mut t = String::from("[dns]\nzone = \"db.internal\"\n");
+    for c in 0..clusters {
+        write!(t, "\n[[cluster]]\nname = \"c{c}\"\nread = \"read-c{c}\"\nwrite = \"write-c{c}\"\nnode = [\n").unwrap();
+        for i in 0..3 {
+            writeln!(t, "  {{ name = \"pg{i}\", address = \"10.0.0.{}\", dsn = \"host=h{i}\" }},", i + 1).unwrap();
+        }
+        t.push_str("]\n");
+    }
+    let config = Arc::new(Config::parse(&t, "micro.toml").unwrap_or_else(|e| panic!("bench config: {e}")));
+    let store = Store::new(Snapshot::initial(config.clone(), 1, SystemTime::now()), Zone::derive);
+    let mut publisher = Publisher::new(config.clone(), store);
+    for c in &config.clusters {
+        for i in 0..3 {
+            publisher.observe(&observation(&c.name, i));
+        }
+    }
+    let replica = observation("c0", 1);
+    b.bench_local(|| publisher.observe(black_box(&replica)));
+}
+
+/// A successful probe of node `pg<i>` of `cluster`: pg0 the primary at 0/3000000, the
+/// others replicas that replayed it.
+// An observation carries the std instant it was read at; no tokio clock here.
+#[allow(clippy::disallowed_methods)]
+fn observation(cluster: &str, i: usize) -> Observation {
+    let lsn = Some(Lsn(0x3000000));
+    let primary = i == 0;
+    Observation {
+        node: NodeId::new(cluster, &format!("pg{i}")),
+        at: std::time::Instant::now(),
+        wall: SystemTime::now(),
+        duration: Duration::from_micros(300),
+        result: Ok(Sample {
+            in_recovery: !primary,
+            system_id: SystemId(7),
+            timeline: Some(Timeline(1)),
+            current_lsn: if primary { lsn } else { None },
+            receive_lsn: if primary { None } else { lsn },
+            replay_lsn: if primary { None } else { lsn },
+            replay_paused: false,
+        }),
+    }
 }
