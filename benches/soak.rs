@@ -250,9 +250,12 @@ impl Lagdns {
     fn cpu_ticks(&self) -> u64 {
         let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid())).unwrap_or_default();
         let after_name = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
-        let f: Vec<u64> = after_name.split_whitespace().filter_map(|f| f.parse().ok()).collect();
-        // utime and stime: fields 14 and 15 of proc_pid_stat(5), counted from the state (3)
-        f.get(10).copied().unwrap_or(0) + f.get(11).copied().unwrap_or(0)
+        // Fields counted among all of them, from the state (field 3): some are not u64
+        // (the state letter; tpgid is -1 without a controlling terminal).
+        let f: Vec<&str> = after_name.split_whitespace().collect();
+        let field = |i: usize| f.get(i - 3).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+        // utime and stime: fields 14 and 15 of proc_pid_stat(5)
+        field(14) + field(15)
     }
 
     /// Time its threads spent runnable but waiting for a CPU (schedstat(5), field 2),
