@@ -410,17 +410,23 @@ impl Table {
 /// Whether a response with `body` bytes of records fits what the client takes (with
 /// our OPT, the same size whatever the answer).
 fn fits(query: &Query<'_>, cx: &Context<'_>, body: usize) -> bool {
-    let opt = query.edns.map(|e| wire::Opt {
-        payload: udp_payload(e.payload),
-        nsid: (e.nsid && !cx.nsid.is_empty()).then_some(cx.nsid),
-        ecs: e.ecs.map(|ecs| (ecs, 0)),
-    });
+    let opt = opt(query, cx, 0);
     let limit = match (cx.transport, opt) {
         (Transport::Tcp, _) => MAX_MESSAGE,
         (Transport::Udp, Some(o)) => usize::from(o.payload),
         (Transport::Udp, None) => PLAIN_UDP,
     };
     query.question_end + body + opt.map_or(0, |o| o.wire_len()) <= limit
+}
+
+/// Our OPT for an EDNS query (as the full path's `Responder::opt`), ECS echoed with
+/// `scope`.
+fn opt<'a>(query: &Query<'_>, cx: &Context<'a>, scope: u8) -> Option<wire::Opt<'a>> {
+    query.edns.map(|e| wire::Opt {
+        payload: udp_payload(e.payload),
+        nsid: (e.nsid && !cx.nsid.is_empty()).then_some(cx.nsid),
+        ecs: e.ecs.map(|ecs| (ecs, scope)),
+    })
 }
 
 /// The UDP size we answer an EDNS client with (as the full path does).
@@ -443,11 +449,7 @@ fn write(
         Some(p) if records.by_location && p.client.prefix.is_some() => p.scope,
         _ => 0,
     };
-    let opt = query.edns.map(|e| wire::Opt {
-        payload: udp_payload(e.payload),
-        nsid: (e.nsid && !cx.nsid.is_empty()).then_some(cx.nsid),
-        ecs: e.ecs.map(|ecs| (ecs, scope)),
-    });
+    let opt = opt(query, cx, scope);
     let packet = query.packet;
     if !fits(query, cx, chosen.iter().map(|&i| parts[i].bytes.len()).sum()) {
         return None;
