@@ -32,7 +32,7 @@ pub struct Snapshot {
     pub clusters: Vec<ClusterView>,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ClusterView {
     pub name: String,
     pub write: WriteTarget,

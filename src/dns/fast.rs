@@ -12,6 +12,11 @@
 //! draws among them as `select::pick` would ([`select::draw`]). So the fast path gives
 //! byte for byte what the full path gives; `dns::fast_tests` compares them.
 //!
+//! A table is built on the previous one: the names are indexed once per config, and a
+//! cluster's entries are kept while its view is unchanged, so a snapshot costs what its
+//! changed clusters cost (a probe changes one), whatever the number of clusters. The
+//! SOA serial, which any cluster's change moves, is written into each response.
+//!
 //! Everything else goes to the full path (`respond`) unchanged: another opcode or class,
 //! a name with a compression pointer or not in the table (NXDOMAIN, `maxlag-`, `lsn-`),
 //! an EDNS version above 0, a malformed ECS option, an OPT that is not alone, a
@@ -25,6 +30,7 @@ use std::sync::Arc;
 
 use rand::Rng;
 
+use crate::config::Config;
 use crate::dns::answer::{self, Answer, Plan, Rr};
 use crate::dns::ecs::ClientSubnet;
 use crate::dns::name::{Service, Target};
@@ -34,6 +40,7 @@ use crate::dns::respond::{Transport, MAX_UDP_PAYLOAD, PLAIN_UDP};
 use crate::dns::wire::{self, Head, Question, MAX_MESSAGE};
 use crate::locality::{place, ClientAddr, Locality, LocationId, Placement, Via};
 use crate::select;
+use crate::snapshot::{ClusterView, WriteTarget};
 
 /// The running weight sums of a slot's `first` and `then` candidates.
 type Sums = (Box<[u64]>, Box<[u64]>);
@@ -55,13 +62,40 @@ const TYPES: [u16; 7] = [1, 2, 6, 16, 28, 33, 255];
 /// Longest name on the wire (RFC 1035 §2.3.4).
 const MAX_NAME: usize = 255;
 const OPT_TYPE: u16 = 41;
+const SOA_TYPE: u16 = 6;
 const NSID: u16 = 3;
 const ECS: u16 = 8;
 
-/// One snapshot's precomputed responses, by lower-case wire name.
+/// One snapshot's precomputed responses. Most of it is the previous table's: a
+/// cluster's entries are built again only when its view changed (see [`Table::build`]).
 #[derive(Default)]
 pub struct Table {
-    names: HashMap<Box<[u8]>, Entry>,
+    index: Arc<Index>,
+    /// The SOA serial, written into the SOA records of the responses: the entries'
+    /// bytes may be an earlier table's, of an earlier serial.
+    serial: u32,
+    /// The entries of the names of no cluster (apex, nameservers, empty non-terminals).
+    shared: Arc<Group>,
+    /// Per cluster, the entries of its names.
+    clusters: Vec<Arc<Group>>,
+}
+
+/// The config's exact names, built once per config: where each one's entry is, and
+/// each group's names in entry order.
+#[derive(Default)]
+struct Index {
+    config: Option<Arc<Config>>,
+    /// Lower-case wire name → (group: 0 for no cluster, `1 + c` for cluster `c`, entry).
+    names: HashMap<Box<[u8]>, (usize, usize)>,
+    /// Per group, its names as wire labels and what they are.
+    groups: Vec<Vec<(Box<[u8]>, Target)>>,
+}
+
+/// The entries of one group of names, and the cluster view they were built from.
+#[derive(Default)]
+struct Group {
+    view: Option<ClusterView>,
+    entries: Box<[Entry]>,
 }
 
 /// The responses of one name: `slots[type * width + location]`, where `width` is 1, or
@@ -100,6 +134,9 @@ enum Slot {
 struct Records {
     /// Shared between the candidates' parts that carry the same addresses.
     bytes: Arc<[u8]>,
+    /// Where in `bytes` the serial of an SOA record is: the table's serial is written
+    /// there.
+    serial_at: Option<usize>,
     /// ANCOUNT, NSCOUNT, ARCOUNT (without our OPT).
     counts: [u16; 3],
     aa: bool,
@@ -113,40 +150,66 @@ struct Records {
 impl Table {
     /// The table of `snap`, whose wire form is `zone`; empty before the first probe
     /// round (a query may then be held, which only the full path does).
-    pub fn build(snap: &Snapshot, zone: &Zone) -> Table {
+    ///
+    /// `prev`'s entries are kept where nothing they were built from changed: the names
+    /// of no cluster while the config is the same (their only changing part, the SOA
+    /// serial, is written per response), a cluster's names while its view is equal and
+    /// its write target is not stale (the write name's TXT dates a stale primary by the
+    /// snapshot's time). With many clusters a snapshot then costs what the clusters
+    /// whose nodes were probed since the last one cost, not what all of them do.
+    pub fn build(snap: &Snapshot, zone: &Zone, prev: Option<&Table>) -> Table {
         if !snap.ready {
             return Table::default();
         }
-        let locations = snap.config.locality.as_ref().map(|_| snap.config.locations.len());
+        let prev = prev.filter(|t| t.index.config.as_ref().is_some_and(|c| Arc::ptr_eq(c, &snap.config)));
+        let index = prev.map_or_else(|| Arc::new(Index::new(snap, zone)), |t| t.index.clone());
+        let mut builder = Builder { snap, zone, addresses: HashMap::new() };
+        let shared = match prev {
+            Some(t) => t.shared.clone(),
+            None => Arc::new(Group { view: None, entries: builder.entries(&index.groups[0]) }),
+        };
+        let clusters = snap
+            .clusters
+            .iter()
+            .zip(&index.groups[1..])
+            .enumerate()
+            .map(|(c, (view, names))| {
+                let kept = prev
+                    .and_then(|t| t.clusters.get(c))
+                    .filter(|g| g.view.as_ref() == Some(view) && !matches!(view.write, WriteTarget::Stale { .. }));
+                match kept {
+                    Some(group) => group.clone(),
+                    None => Arc::new(Group { view: Some(view.clone()), entries: builder.entries(names) }),
+                }
+            })
+            .collect();
+        Table { index, serial: snap.serial, shared, clusters }
+    }
+
+    /// The entry of a lower-case wire name.
+    fn entry(&self, name: &[u8]) -> Option<&Entry> {
+        let &(group, entry) = self.index.names.get(name)?;
+        let group = match group.checked_sub(1) {
+            None => &self.shared,
+            Some(c) => self.clusters.get(c)?,
+        };
+        group.entries.get(entry)
+    }
+}
+
+impl Index {
+    fn new(snap: &Snapshot, zone: &Zone) -> Index {
         let mut names = HashMap::new();
-        let mut builder = Builder { zone, addresses: HashMap::new() };
+        let mut groups = vec![Vec::new(); 1 + snap.config.clusters.len()];
         for name in zone.names.table.exact() {
             let Some(wire_name) = to_wire(&name) else { continue };
             let target = zone.names.table.parse(&name);
-            let by_location = matches!(
-                (target, locations),
-                (Target::Endpoint { .. } | Target::Srv(Service::Endpoint { .. }), Some(_))
-            );
-            let width = if by_location { 1 + locations.unwrap_or(0) } else { 1 };
-            let mut slots = Vec::with_capacity(TYPES.len() * width);
-            for code in TYPES {
-                let question = [&wire_name[..], &code.to_be_bytes(), &1u16.to_be_bytes()].concat();
-                // node names (a thousand of them in a large config) are asked for their
-                // addresses and TXT; the rest of their types go to the full path
-                let asked = !matches!(target, Target::Node { .. }) || matches!(code, 1 | 16 | 28);
-                for location in 0..width {
-                    let placed = by_location.then(|| placement(location));
-                    let slot = match asked {
-                        true => builder
-                            .slot(&question, answer::plan(snap, &target, Qtype::from_code(code), placed.as_ref())),
-                        false => Slot::Full,
-                    };
-                    slots.push(slot);
-                }
-            }
-            names.insert(wire_name.into_boxed_slice(), Entry { width, slots: slots.into_boxed_slice() });
+            let group = target.cluster().map_or(0, |c| 1 + c);
+            let Some(list) = groups.get_mut(group) else { continue };
+            names.insert(wire_name.clone().into_boxed_slice(), (group, list.len()));
+            list.push((wire_name.into_boxed_slice(), target));
         }
-        Table { names }
+        Index { config: Some(snap.config.clone()), names, groups }
     }
 }
 
@@ -154,6 +217,7 @@ impl Table {
 /// is encoded once per build, whatever name, type and location it serves: its bytes do
 /// not depend on the question (the owner is a pointer to it).
 struct Builder<'z> {
+    snap: &'z Snapshot,
     zone: &'z Zone,
     /// (TTL, addresses) → records and ANCOUNT.
     addresses: HashMap<AddressKey, (Arc<[u8]>, u16)>,
@@ -168,6 +232,36 @@ fn placement(index: usize) -> Placement {
 }
 
 impl Builder<'_> {
+    /// The entries of `names`.
+    fn entries(&mut self, names: &[(Box<[u8]>, Target)]) -> Box<[Entry]> {
+        let locations = self.snap.config.locality.as_ref().map(|_| self.snap.config.locations.len());
+        names.iter().map(|(wire_name, target)| self.entry(wire_name, target, locations)).collect()
+    }
+
+    fn entry(&mut self, wire_name: &[u8], target: &Target, locations: Option<usize>) -> Entry {
+        let by_location =
+            matches!((target, locations), (Target::Endpoint { .. } | Target::Srv(Service::Endpoint { .. }), Some(_)));
+        let width = if by_location { 1 + locations.unwrap_or(0) } else { 1 };
+        let mut slots = Vec::with_capacity(TYPES.len() * width);
+        for code in TYPES {
+            let question = [wire_name, &code.to_be_bytes(), &1u16.to_be_bytes()].concat();
+            // node names (a thousand of them in a large config) are asked for their
+            // addresses and TXT; the rest of their types go to the full path
+            let asked = !matches!(target, Target::Node { .. }) || matches!(code, 1 | 16 | 28);
+            for location in 0..width {
+                let placed = by_location.then(|| placement(location));
+                let slot = match asked {
+                    true => {
+                        self.slot(&question, answer::plan(self.snap, target, Qtype::from_code(code), placed.as_ref()))
+                    }
+                    false => Slot::Full,
+                };
+                slots.push(slot);
+            }
+        }
+        Entry { width, slots: slots.into_boxed_slice() }
+    }
+
     fn slot(&mut self, question: &[u8], plan: Plan) -> Slot {
         match plan {
             Plan::PerQuery => Slot::Full,
@@ -200,19 +294,21 @@ impl Builder<'_> {
             false => answer.answers.iter().map(|rr| if let Rr::Addr(ip) = rr { Some(*ip) } else { None }).collect(),
         };
         let key = addresses.filter(|a| !a.is_empty()).map(|a| (answer.ttl, a));
-        let (bytes, counts) = match key.as_ref().and_then(|k| self.addresses.get(k)) {
-            Some((bytes, an)) => (bytes.clone(), [*an, 0, 0]),
+        let (bytes, counts, serial_at) = match key.as_ref().and_then(|k| self.addresses.get(k)) {
+            Some((bytes, an)) => (bytes.clone(), [*an, 0, 0], None),
             None => {
                 let (bytes, counts) = encode(self.zone, question, answer)?;
+                let serial_at = serial_at(&bytes, counts.iter().map(|&c| usize::from(c)).sum())?;
                 if let Some(key) = key {
                     self.addresses.insert(key, (bytes.clone(), counts[0]));
                 }
-                (bytes, counts)
+                (bytes, counts, serial_at)
             }
         };
         Some(Records {
             counts,
             bytes,
+            serial_at,
             aa: answer.authoritative,
             rcode: answer.rcode,
             kind: answer.kind,
@@ -237,6 +333,35 @@ fn encode(zone: &Zone, question: &[u8], answer: &Answer) -> Option<(Arc<[u8]>, [
     let counts = [count(6), count(8), count(10)];
     let whole = out[2] & 0x02 == 0 && counts.iter().map(|&c| usize::from(c)).sum::<usize>() == records;
     whole.then(|| (out[12 + question.len()..].into(), counts))
+}
+
+/// Where the serial of the one SOA record among the `records` records of `bytes` is
+/// (`Some(None)` when there is none); `None` when there are several or the records
+/// cannot be read.
+fn serial_at(bytes: &[u8], records: usize) -> Option<Option<usize>> {
+    let (mut at, mut found) = (0, None);
+    for _ in 0..records {
+        // the owner: labels, then a root label or a pointer
+        loop {
+            let len = usize::from(*bytes.get(at)?);
+            match len {
+                0 => break at += 1,
+                _ if len & 0xC0 == 0xC0 => break at += 2,
+                _ => at += 1 + len,
+            }
+        }
+        let fixed = bytes.get(at..at + 10)?;
+        let rdlength = usize::from(u16::from_be_bytes([fixed[8], fixed[9]]));
+        at += 10 + rdlength;
+        if u16::from_be_bytes([fixed[0], fixed[1]]) == SOA_TYPE {
+            // SERIAL, REFRESH, RETRY, EXPIRE, MINIMUM end the RDATA
+            if found.is_some() || rdlength < 20 {
+                return None;
+            }
+            found = Some(at - 20);
+        }
+    }
+    (at == bytes.len()).then_some(found)
 }
 
 /// `a.b.c` as wire labels (`1a1b1c0`); `None` for a name the wire cannot hold.
@@ -368,7 +493,7 @@ impl Table {
         out: &mut Vec<u8>,
         rng: &mut R,
     ) -> Option<Answered> {
-        let entry = self.names.get(query.name())?;
+        let entry = self.entry(query.name())?;
         let kind = TYPES.iter().position(|&t| t == query.qtype)?;
         let ecs = query.edns.and_then(|e| e.ecs);
         let placement = cx.locality.filter(|_| entry.width > 1).map(|l| place(l, cx.client, ecs.map(|e| e.subnet())));
@@ -402,7 +527,7 @@ impl Table {
                     }
                 }
             };
-            write(query, cx, placement, parts, chosen, out)
+            write(query, cx, placement, parts, chosen, self.serial, out)
         })
     }
 }
@@ -442,6 +567,7 @@ fn write(
     placement: Option<Placement>,
     parts: &[Records],
     chosen: &[usize],
+    serial: u32,
     out: &mut Vec<u8>,
 ) -> Option<Answered> {
     let records = &parts[*chosen.first()?];
@@ -470,7 +596,11 @@ fn write(
     }
     out.extend_from_slice(&packet[12..query.question_end]);
     for &i in chosen {
+        let start = out.len();
         out.extend_from_slice(&parts[i].bytes);
+        if let Some(at) = parts[i].serial_at {
+            out[start + at..start + at + 4].copy_from_slice(&serial.to_be_bytes());
+        }
     }
     if let Some(opt) = opt {
         opt.write(out, rcode);

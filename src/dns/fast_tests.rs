@@ -172,17 +172,27 @@ const TYPES: [u16; 10] = [1, 2, 6, 16, 28, 33, 255, 15, 257, 0];
 
 /// Asks both responders the same queries; returns (queries, answered by the fast path).
 fn compare(snap: Snapshot, clients: &[IpAddr], rounds: usize, seed: u64) -> (usize, usize) {
-    let names = names(&snap);
     let (fast, full, store) = responders(snap);
-    let mut rng = SmallRng::seed_from_u64(seed);
+    compare_in(&store, (&fast, &full), clients, rounds, &mut SmallRng::seed_from_u64(seed))
+}
+
+/// [`compare`] over the store's current generation.
+fn compare_in(
+    store: &Store<Zone>,
+    (fast, full): (&Responder, &Responder),
+    clients: &[IpAddr],
+    rounds: usize,
+    rng: &mut SmallRng,
+) -> (usize, usize) {
+    let names = names(&store.load().snapshot);
     let (mut asked, mut hits) = (0, 0);
     for name in &names {
         for qtype in TYPES {
             for _ in 0..rounds {
-                let mut q = Q::new(&random_case(name, &mut rng), qtype);
+                let mut q = Q::new(&random_case(name, rng), qtype);
                 q.id = rng.random();
                 q.flags = [rng.random::<u8>() & 0x07, rng.random::<u8>() & 0xF0];
-                q.edns = random_edns(&mut rng, clients);
+                q.edns = random_edns(rng, clients);
                 if rng.random_ratio(1, 50) {
                     q.class = 3;
                 }
@@ -190,11 +200,11 @@ fn compare(snap: Snapshot, clients: &[IpAddr], rounds: usize, seed: u64) -> (usi
                 let transport = if rng.random_ratio(1, 5) { Transport::Tcp } else { Transport::Udp };
                 let packet = q.wire();
                 let draw = rng.random();
-                let got = respond(&fast, &packet, client, transport, draw);
-                let want = respond(&full, &packet, client, transport, draw);
+                let got = respond(fast, &packet, client, transport, draw);
+                let want = respond(full, &packet, client, transport, draw);
                 assert_eq!(got, want, "{q:?} from {client} over {transport:?}");
                 asked += 1;
-                hits += usize::from(fast_answers(&store, &packet, client, transport));
+                hits += usize::from(fast_answers(store, &packet, client, transport));
             }
         }
     }
@@ -219,6 +229,60 @@ fn the_fast_path_gives_the_full_paths_bytes_with_locations_spec_8() {
     let (asked, hits) = compare(locality_snapshot(), &clients, 16, 2);
     eprintln!("{hits} of {asked} fast");
     assert!(hits * 3 > asked && hits * 10 < asked * 9, "{hits} of {asked} fast");
+}
+
+/// A snapshot change, and which clusters' entries it leaves as they were.
+type Change = (&'static str, fn(&mut Snapshot), &'static [usize]);
+
+/// A table built on the previous one keeps the entries nothing changed under (the
+/// names of no cluster, the clusters whose view is equal) and gives the full path's
+/// bytes after every kind of change a snapshot brings.
+#[test]
+fn a_table_built_on_the_previous_one_gives_the_full_paths_bytes() {
+    let changes: [Change; 8] = [
+        ("the serial alone", |s| s.serial += 1, &[0, 1]),
+        ("a replica's lag (its TXT)", |s| s.clusters[0].nodes[1].lag = Some(Duration::from_millis(1234)), &[1]),
+        (
+            "a replica leaves read",
+            |s| {
+                let read = &mut s.clusters[0].endpoints[0];
+                read.eligible.retain(|&i| i != 1);
+                read.verdicts[1] = crate::topology::Eligibility::Ineligible(crate::topology::Reason::Down);
+                s.serial += 1;
+            },
+            &[1],
+        ),
+        ("a weight", |s| s.clusters[0].nodes[2].weight = 7, &[1]),
+        ("an address", |s| s.clusters[0].nodes[1].addresses = ips(&["10.1.1.1", "fd00::9"]), &[1]),
+        ("billing's nodes", |s| s.clusters[1].nodes[0].lag_bytes = Some(99), &[0]),
+        (
+            "main's write stale",
+            |s| {
+                s.clusters[0].write = WriteTarget::Stale { node: 0, since: s.built };
+                s.built += Duration::from_secs(5);
+            },
+            &[1],
+        ),
+        // the stale primary's TXT dates it by the snapshot's time
+        ("time passes", |s| s.built += Duration::from_secs(3), &[1]),
+    ];
+    let (fast, full, store) = responders(snapshot());
+    let mut rng = SmallRng::seed_from_u64(3);
+    let clients = ips(&["127.0.0.1", "::1"]);
+    for (what, change, kept) in changes {
+        let before = store.load();
+        let mut next = (*before.snapshot).clone();
+        change(&mut next);
+        store.publish(next);
+        let (was, now) = (&before.derived.fast, &store.load().derived.fast);
+        assert!(Arc::ptr_eq(&was.index, &now.index) && Arc::ptr_eq(&was.shared, &now.shared), "{what}");
+        for c in 0..2 {
+            let same = Arc::ptr_eq(&was.clusters[c], &now.clusters[c]);
+            assert_eq!(same, kept.contains(&c), "{what}: cluster {c} kept");
+        }
+        let (asked, hits) = compare_in(&store, (&fast, &full), &clients, 3, &mut rng);
+        assert!(hits * 3 > asked, "{what}: {hits} of {asked} fast");
+    }
 }
 
 /// 40 replicas with long names: NS, SRV, TXT and `answers = "all"` answers past 512

@@ -49,6 +49,19 @@ pub enum Target {
     Unknown,
 }
 
+impl Target {
+    /// The cluster whose state the name's answers come from, if any.
+    pub fn cluster(&self) -> Option<usize> {
+        match *self {
+            Target::Write { cluster }
+            | Target::Endpoint { cluster, .. }
+            | Target::Node { cluster, .. }
+            | Target::Srv(Service::Write { cluster } | Service::Endpoint { cluster, .. }) => Some(cluster),
+            Target::OutOfZone | Target::Apex | Target::Nameserver(_) | Target::Empty | Target::Unknown => None,
+        }
+    }
+}
+
 /// The name an SRV name (`_postgresql._tcp.<name>`) is the service of.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Service {

@@ -127,7 +127,7 @@ impl Zone {
             })
             .collect();
         let mut zone = Zone { names, soa, write_txt, endpoint_txt, nodes, fast: fast::Table::default() };
-        zone.fast = fast::Table::build(snap, &zone);
+        zone.fast = fast::Table::build(snap, &zone, prev.map(|z| &z.fast));
         zone
     }
 
