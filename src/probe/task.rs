@@ -1,6 +1,12 @@
 //! The probe task for one node: a persistent connection, one query per tick, an
 //! [`Observation`] sent for every tick, reconnect with backoff.
 //!
+//! A connect runs as a task of its own, up to [`CONNECT_PATIENCE`]: a tick that times
+//! out while it is under way reports the timeout and the next tick waits on the same
+//! connect, rather than dropping it and dialling again. A server slow to take
+//! connections (a thousand nodes starting at once on a few servers) then finishes the
+//! ones it has, instead of receiving new ones faster than it authorizes them.
+//!
 //! Transport: plain TCP or TLS per the DSN's `sslmode` (see `tls`); the connector is
 //! built once per task and serves both connects and cancel requests. Time is tokio's
 //! (`tokio::time::Instant`), so tests can pause it; `Observation::at` gets the std
@@ -17,16 +23,20 @@ use tokio_postgres::config::Host;
 use tokio_postgres::{Client, Statement};
 use tokio_postgres_rustls::MakeRustlsConnect;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::AbortOnDropHandle;
 use tracing::{debug, info, warn, Instrument};
 
 use super::secret::{password_for, PasswordFileError};
 use super::sql::{sample_from_row, PROBE_SQL};
 use super::tls::{self, HandshakeError, TlsError};
 use super::{NodeId, Observation, ProbeFailure, Sample};
-use crate::config::{NodeConfig, ProbeConfig};
+use crate::config::{NodeConfig, ProbeConfig, TlsOptions};
 
 /// Longest wait between reconnect attempts after repeated connect failures.
 const MAX_BACKOFF: Duration = Duration::from_secs(1);
+/// How long a connect (TCP, TLS, authentication, preparing the statement) may take
+/// across ticks before it counts as failed (the probe timeout when that is longer).
+const CONNECT_PATIENCE: Duration = Duration::from_secs(10);
 /// TCP keepalive and `TCP_USER_TIMEOUT`: turn a silent partition into a connection
 /// error (a hung-but-reachable server is caught by the probe timeout instead).
 const KEEPALIVE_IDLE: Duration = Duration::from_secs(5);
@@ -46,7 +56,7 @@ pub async fn run(
 ) {
     let span = tracing::info_span!("probe", node = %id);
     let connector = tls::connector(node.dsn.tls()).map_err(Arc::new);
-    let prober = Prober { id, connector, node, probe, phase, conn: None, connect_failures: 0 };
+    let prober = Prober { id, connector, node, probe, phase, conn: None, connecting: None, connect_failures: 0 };
     prober.run(tx, cancel).instrument(span).await
 }
 
@@ -60,6 +70,8 @@ struct Prober {
     /// Offset of this node's ticks within the interval (see `run`).
     phase: Duration,
     conn: Option<Conn>,
+    /// A connect under way (aborted when dropped).
+    connecting: Option<AbortOnDropHandle<Result<Conn, ConnectError>>>,
     /// Consecutive failed connects (0 while connected).
     connect_failures: u32,
 }
@@ -108,6 +120,10 @@ enum ConnectError {
     Handshake(#[from] HandshakeError),
     #[error(transparent)]
     Postgres(#[from] PgError),
+    #[error("not connected after {0:?}")]
+    Patience(Duration),
+    #[error("connect task: {0}")]
+    Task(String),
 }
 
 /// How an attempt went wrong, before it becomes a [`ProbeFailure`] (same `Display`).
@@ -203,7 +219,14 @@ impl Prober {
             self.conn = None;
         }
         if self.conn.is_none() {
-            match self.connect().await {
+            if self.connecting.is_none() {
+                self.connecting = Some(self.start_connect());
+            }
+            let pending = self.connecting.as_mut().expect("started above");
+            // a timeout of this attempt leaves the connect running for the next one
+            let result = pending.await.unwrap_or_else(|e| Err(ConnectError::Task(e.to_string())));
+            self.connecting = None;
+            match result {
                 Ok(conn) => {
                     info!(dsn = %self.node.dsn, after_failures = self.connect_failures, "connected");
                     self.conn = Some(conn);
@@ -237,27 +260,17 @@ impl Prober {
         Err(failed)
     }
 
-    /// Opens a connection and prepares the probe statement.
-    async fn connect(&self) -> Result<Conn, ConnectError> {
-        let connector = self.connector.as_ref().map_err(|e| ConnectError::Tls(e.clone()))?;
-        let config = self.pg_config()?;
-        let (client, connection) = config.connect(connector.clone()).await.map_err(|e| {
-            match tls::explain(&e, self.node.dsn.tls(), &first_host(&config)) {
-                Some(handshake) => ConnectError::Handshake(handshake),
-                None => ConnectError::Postgres(PgError(e)),
+    /// Starts a connect, as a task bounded by [`CONNECT_PATIENCE`].
+    fn start_connect(&self) -> AbortOnDropHandle<Result<Conn, ConnectError>> {
+        let (connector, config, tls) = (self.connector.clone(), self.pg_config(), self.node.dsn.tls().clone());
+        let patience = CONNECT_PATIENCE.max(self.probe.timeout);
+        let connect = async move {
+            match timeout(patience, connect(connector, config?, tls)).await {
+                Ok(result) => result,
+                Err(_) => Err(ConnectError::Patience(patience)),
             }
-        })?;
-        // From here on, an error or a timeout drops `driver`, which closes the socket.
-        let driver = Driver(Some(tokio::spawn(
-            async move {
-                if let Err(e) = connection.await {
-                    debug!(error = %describe(&e), "connection ended");
-                }
-            }
-            .in_current_span(),
-        )));
-        let statement = client.prepare(PROBE_SQL).await.map_err(PgError)?;
-        Ok(Conn { client, statement, driver })
+        };
+        AbortOnDropHandle::new(tokio::spawn(connect.in_current_span()))
     }
 
     /// The DSN's connection settings, with the password (the DSN's own, else
@@ -316,10 +329,8 @@ impl Prober {
                     .in_current_span(),
                 );
             }
-            None => {
-                let limit = self.probe.timeout;
-                self.note_connect_failure(&format_args!("connect timed out after {limit:?}"))
-            }
+            // the connect goes on (see `CONNECT_PATIENCE`)
+            None => debug!(timeout = ?self.probe.timeout, "probe timed out while connecting"),
         }
     }
 
@@ -343,6 +354,31 @@ impl Prober {
             info!("stopped");
         }
     }
+}
+
+/// Opens a connection and prepares the probe statement.
+async fn connect(
+    connector: Result<MakeRustlsConnect, Arc<TlsError>>,
+    config: tokio_postgres::Config,
+    tls: TlsOptions,
+) -> Result<Conn, ConnectError> {
+    let connector = connector.map_err(ConnectError::Tls)?;
+    let (client, connection) =
+        config.connect(connector).await.map_err(|e| match tls::explain(&e, &tls, &first_host(&config)) {
+            Some(handshake) => ConnectError::Handshake(handshake),
+            None => ConnectError::Postgres(PgError(e)),
+        })?;
+    // From here on, an error or a timeout drops `driver`, which closes the socket.
+    let driver = Driver(Some(tokio::spawn(
+        async move {
+            if let Err(e) = connection.await {
+                debug!(error = %describe(&e), "connection ended");
+            }
+        }
+        .in_current_span(),
+    )));
+    let statement = client.prepare(PROBE_SQL).await.map_err(PgError)?;
+    Ok(Conn { client, statement, driver })
 }
 
 /// Wait before the next connect after `failures` consecutive failures:

@@ -343,3 +343,34 @@ async fn stopped_node_fails_fast_and_recovers_after_start() {
     probes.stop().await;
     eventually("cancel closed the connection", || lagdns_backends(primary, None).is_empty()).await;
 }
+
+/// A connect that outlasts the probe timeout goes on into the next ticks: a node frozen
+/// before its probe starts (the kernel accepts the TCP connection, the startup is never
+/// answered) times out tick after tick, yet the server receives one connection from the
+/// probe, on which it succeeds once the node thaws. (Dropping the connect at each
+/// timeout and dialling again made a thousand nodes starting at once on three servers
+/// never connect: the servers received connections faster than they authorized them.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connect_slower_than_the_timeout_is_waited_on_not_dialled_again() {
+    let cluster = LocalCluster::start(0).unwrap();
+    let primary = &cluster.nodes()[0];
+    primary.sql("ALTER SYSTEM SET log_connections = on").unwrap();
+    primary.sql("SELECT pg_reload_conf()").unwrap();
+    primary.wait_sql("log_connections", "SHOW log_connections", "on", DEADLINE).unwrap();
+    let log_from = std::fs::metadata(primary.log_path()).unwrap().len() as usize;
+
+    tokio::task::block_in_place(|| primary.freeze().unwrap());
+    let mut probes = Probes::start(&[primary]);
+    for _ in 0..3 {
+        let o = probes.until(&primary.name, "a timeout", |o| o.result.is_err()).await;
+        assert_eq!(o.result, Err(ProbeFailure::Timeout(TIMEOUT)), "{o:?}");
+    }
+    tokio::task::block_in_place(|| primary.thaw().unwrap());
+    probes.until(&primary.name, "a sample after the thaw", is_ok).await;
+    probes.stop().await;
+
+    let log = std::fs::read_to_string(primary.log_path()).unwrap();
+    // the probe connects over TCP; psql (the test's own queries) over the unix socket
+    let dialled = log[log_from..].lines().filter(|l| l.contains("connection received: host=127.")).count();
+    assert_eq!(dialled, 1, "connections the probe made over 3 timeouts:\n{}", &log[log_from..]);
+}
