@@ -56,9 +56,5 @@ pub enum Command {
         /// HTTP address.
         #[arg(long, default_value = config::DEFAULT_HTTP_LISTEN)]
         http: SocketAddr,
-        /// PostgreSQL's `max_connections` on the demo's servers (`bench/peers scale`
-        /// points a thousand nodes at them).
-        #[arg(long, default_value_t = localpg::DEFAULT_MAX_CONNECTIONS)]
-        max_connections: u32,
     },
 }

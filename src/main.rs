@@ -28,8 +28,6 @@ fn run(command: Command) -> anyhow::Result<u8> {
         Command::Serve { config } => cmd::runtime()?.block_on(cmd::serve::run(config)).map(|()| 0),
         Command::Status { http, json } => cmd::status::run(&http, json),
         #[cfg(feature = "demo")]
-        Command::Demo { dns, http, max_connections } => {
-            cmd::runtime()?.block_on(cmd::demo::run(dns, http, max_connections)).map(|()| 0)
-        }
+        Command::Demo { dns, http } => cmd::runtime()?.block_on(cmd::demo::run(dns, http)).map(|()| 0),
     }
 }

@@ -13,14 +13,12 @@ use crate::cmd::serve::Server;
 use crate::config::Config;
 use localpg::LocalCluster;
 
-pub async fn run(dns: SocketAddr, http: SocketAddr, max_connections: u32) -> anyhow::Result<()> {
+pub async fn run(dns: SocketAddr, http: SocketAddr) -> anyhow::Result<()> {
     let stop = stop_on_signal()?;
     eprintln!("lagdns demo: starting a local PostgreSQL primary and two streaming replicas…");
-    let cluster = tokio::task::spawn_blocking(move || {
-        LocalCluster::builder(2).max_connections(max_connections).start_reporting(|line| eprintln!("  {line}"))
-    })
-    .await?
-    .context("cannot start the demo PostgreSQL cluster")?;
+    let cluster = tokio::task::spawn_blocking(|| LocalCluster::start_reporting(2, |line| eprintln!("  {line}")))
+        .await?
+        .context("cannot start the demo PostgreSQL cluster")?;
     let result = serve(&cluster, dns, http, &stop).await;
     eprintln!("lagdns demo: stopping PostgreSQL and removing {}", cluster.dir().display());
     tokio::task::spawn_blocking(move || drop(cluster)).await?;
