@@ -44,6 +44,13 @@ impl<D: Send + Sync + 'static> Store<D> {
         self.current.load_full()
     }
 
+    /// The current generation for the moment of one query: no reference count is
+    /// taken (arc-swap's per-thread debt slots), so the UDP workers do not contend on
+    /// one counter; not to be kept.
+    pub fn peek(&self) -> arc_swap::Guard<Arc<Generation<D>>> {
+        self.current.load()
+    }
+
     /// Derives what the front ends need of `snapshot` and swaps both in as one value.
     /// Only the publisher calls this.
     pub fn publish(&self, snapshot: Snapshot) {

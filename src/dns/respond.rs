@@ -163,7 +163,7 @@ impl Responder {
         if packet.len() < 12 || packet[2] & 0x80 != 0 {
             return Reply::Nothing;
         }
-        let generation = self.store.load();
+        let generation = self.store.peek();
         let dns = &generation.snapshot.config.dns;
         // Rate first: a dropped response needs nothing parsed.
         let verdict = match transport == Transport::Udp && !released {

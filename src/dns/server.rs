@@ -1,6 +1,11 @@
 //! The DNS listeners: binds UDP and TCP on every address, runs the UDP workers
 //! (`udp`) and the TCP accept loops (`tcp`) over one shared [`Responder`], and on
 //! shutdown lets what is being answered finish.
+//!
+//! Each UDP worker has a socket of its own, all bound to the address with
+//! `SO_REUSEPORT` (the kernel spreads clients over them by address and port), as gdnsd,
+//! Knot and NSD do: workers sharing one socket contend for its queue and are woken for
+//! each other's datagrams.
 
 use std::io;
 use std::net::SocketAddr;
@@ -27,12 +32,13 @@ const UDP_RECV_BUFFER: usize = 4 << 20;
 const TCP_BACKLOG: i32 = 1024;
 /// How long shutdown waits for TCP connections answering a query.
 const DRAIN: Duration = Duration::from_secs(1);
-/// Most UDP worker threads per socket.
+/// Most UDP workers (each with its socket) per address.
 const MAX_UDP_WORKERS: usize = 4;
 
 /// A bound, not yet running DNS server.
 pub struct DnsServer {
-    sockets: Vec<(Arc<UdpSocket>, TcpListener)>,
+    /// Per address, one UDP socket per worker, and the TCP listener.
+    sockets: Vec<(Vec<Arc<UdpSocket>>, TcpListener)>,
     responder: Arc<Responder>,
     shared: Arc<TcpShared>,
     addrs: Vec<SocketAddr>,
@@ -54,10 +60,16 @@ impl DnsServer {
         let shared = Arc::new(TcpShared { responder: responder.clone(), hold, stats, conns, fd_budget });
         let mut sockets = Vec::with_capacity(listen.len());
         let mut addrs = Vec::with_capacity(listen.len());
+        let workers = std::thread::available_parallelism().map_or(1, |n| n.get()).min(MAX_UDP_WORKERS);
         for addr in listen {
             let (udp, tcp) = bind_pair(*addr)?;
-            addrs.push(udp.local_addr()?);
-            sockets.push((Arc::new(udp), tcp));
+            let bound = udp.local_addr()?;
+            let mut udp = vec![Arc::new(udp)];
+            for _ in 1..workers {
+                udp.push(Arc::new(bind_udp(bound)?));
+            }
+            addrs.push(bound);
+            sockets.push((udp, tcp));
         }
         Ok(DnsServer { sockets, responder, shared, addrs })
     }
@@ -69,7 +81,6 @@ impl DnsServer {
 
     /// Serves until `cancel` fires, then lets queries being answered finish and returns.
     pub async fn run(self, cancel: CancellationToken) -> io::Result<()> {
-        let workers = std::thread::available_parallelism().map_or(1, |n| n.get()).min(MAX_UDP_WORKERS);
         let epoch = tokio::time::Instant::now();
         let tasks = TaskTracker::new();
         let connections = TaskTracker::new();
@@ -78,9 +89,9 @@ impl DnsServer {
         let cancel = cancel.child_token();
         let _stop_threads = cancel.clone().drop_guard();
         for (udp, tcp) in self.sockets {
-            for _ in 0..workers {
+            for udp in udp {
                 let (responder, hold) = (self.responder.clone(), self.shared.hold.clone());
-                let (udp, cancel) = (udp.clone(), cancel.clone());
+                let cancel = cancel.clone();
                 tasks.spawn_blocking(move || udp::serve(udp, responder, hold, epoch, cancel));
             }
             tasks.spawn(tcp::serve(tcp, self.shared.clone(), connections.clone(), cancel.clone()));
@@ -114,6 +125,8 @@ fn bind_udp(addr: SocketAddr) -> io::Result<UdpSocket> {
     let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
     // Best effort: the kernel caps it at net.core.rmem_max.
     let _ = socket.set_recv_buffer_size(UDP_RECV_BUFFER);
+    #[cfg(unix)]
+    socket.set_reuse_port(true)?;
     socket.set_read_timeout(Some(udp::WAKE))?;
     socket.bind(&addr.into())?;
     Ok(socket.into())
