@@ -6,14 +6,18 @@
 //! folded for `PACE × d` before the next one, so building snapshots takes at most
 //! about a quarter of a core however large the config (with three nodes a publish takes
 //! tens of microseconds, and the wait with it; with a thousand nodes in one cluster,
-//! milliseconds).
+//! milliseconds). Observations that change only probe bookkeeping (a node probed again
+//! and found as it was: its counters and probe times move, nothing an answer, TXT line
+//! or verdict shows) wait `ROUTINE_PACE × d`, so that budget is a twentieth of a core:
+//! a thousand nodes down, each failing the same way every interval, no longer keep the
+//! publisher at its limit, and every other change is published as soon as before.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::SystemTime;
 
 use tokio::sync::mpsc;
-use tokio::time::{Duration, Instant};
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
@@ -35,19 +39,36 @@ pub struct Publisher<D> {
     reports: HashMap<String, Report>,
     /// Not before this may the next publish start (see the module's header).
     next: Instant,
+    /// Not before this may a publish of bookkeeping alone start.
+    next_routine: Instant,
     /// The latest observation time folded but not published yet.
     unpublished: Option<SystemTime>,
+    /// Whether what is folded and not published yet changes more than bookkeeping.
+    shown: bool,
 }
 
 /// A publish that took `d` is followed by at least `PACE × d` of folding only.
 const PACE: u32 = 3;
+/// ... and, when only probe bookkeeping changed since, `ROUTINE_PACE × d`.
+const ROUTINE_PACE: u32 = 19;
 
 impl<D: Send + Sync + 'static> Publisher<D> {
     pub fn new(config: Arc<Config>, store: Arc<Store<D>>) -> Publisher<D> {
         let h = crate::lag::evidence_window(&config);
         let clusters = config.clusters.iter().map(|c| ClusterState::new(c, &config.probe, h)).collect();
         let next = Instant::now();
-        Publisher { config, clusters, store, ready: false, reports: HashMap::new(), next, unpublished: None }
+        let reports = HashMap::new();
+        Publisher {
+            config,
+            clusters,
+            store,
+            ready: false,
+            reports,
+            next,
+            next_routine: next,
+            unpublished: None,
+            shown: false,
+        }
     }
 
     /// Folds one observation and publishes the result. Observations of nodes no longer
@@ -61,8 +82,18 @@ impl<D: Send + Sync + 'static> Publisher<D> {
     fn fold(&mut self, obs: &Observation) {
         let Some(c) = self.clusters.iter().position(|c| c.config().name == *obs.node.cluster) else { return };
         let Some(n) = self.clusters[c].node_index(&obs.node.node) else { return };
-        let events = self.clusters[c].observe(n, obs);
-        log_events(&self.clusters[c].config().name, &events);
+        let folded = self.clusters[c].observe(n, obs);
+        self.shown |= folded.shown;
+        log_events(&self.clusters[c].config().name, &folded.events);
+    }
+
+    /// When what is folded and not published yet may be published.
+    fn due(&self) -> Instant {
+        if self.shown {
+            self.next
+        } else {
+            self.next_routine
+        }
     }
 
     /// Folds `first` and every observation already waiting in `observations`, then
@@ -77,7 +108,7 @@ impl<D: Send + Sync + 'static> Publisher<D> {
             wall = wall.max(obs.wall);
         }
         self.unpublished = Some(wall);
-        if Instant::now() >= self.next {
+        if Instant::now() >= self.due() {
             self.publish(wall);
         }
     }
@@ -138,7 +169,10 @@ impl<D: Send + Sync + 'static> Publisher<D> {
         }
         self.store.publish(next);
         self.unpublished = None;
-        self.next = paced(Instant::now(), started.elapsed());
+        self.shown = false;
+        let (end, cost) = (Instant::now(), started.elapsed());
+        self.next = end + cost * PACE;
+        self.next_routine = end + cost * ROUTINE_PACE;
     }
 
     /// Folds observations, config reloads and discovery reports until `cancel`. Each reload is applied
@@ -155,7 +189,7 @@ impl<D: Send + Sync + 'static> Publisher<D> {
         loop {
             tokio::select! {
                 _ = cancel.cancelled() => return,
-                _ = tokio::time::sleep_until(self.next), if self.unpublished.is_some() => {
+                _ = tokio::time::sleep_until(self.due()), if self.unpublished.is_some() => {
                     self.publish(self.unpublished.unwrap_or_else(SystemTime::now));
                 }
                 Some(obs) = observations.recv() => self.observe_waiting(&obs, &mut observations),
@@ -170,11 +204,6 @@ impl<D: Send + Sync + 'static> Publisher<D> {
             }
         }
     }
-}
-
-/// When the publish after one that ended at `end` and took `cost` may start.
-fn paced(end: Instant, cost: Duration) -> Instant {
-    end + cost * PACE
 }
 
 fn log_events(cluster: &str, events: &[Event]) {
@@ -199,8 +228,9 @@ mod tests {
     use std::time::{Duration, Instant};
 
     use super::*;
-    use crate::probe::{NodeId, ProbeFailure};
+    use crate::probe::{NodeId, ProbeFailure, Sample};
     use crate::testkit::SnapshotBuilder;
+    use crate::wal::{Lsn, SystemId, Timeline};
 
     const CONFIG: &str = "[dns]\nzone = \"db.internal\"\n[[cluster]]\nname = \"main\"\n\
         node = [{ name = \"pg1\", address = \"10.0.0.1\", dsn = \"host=a\" }, { name = \"pg2\", address = \"10.0.0.2\", dsn = \"host=b\" }]\n";
@@ -238,12 +268,23 @@ mod tests {
         assert_eq!(store.load().derived, 2, "alone, at once");
     }
 
-    /// A publish that takes 20 ms is followed by 60 ms of folding only: observations
-    /// arriving every 2 ms are published about once per 80 ms instead of back to back,
-    /// and the last one is published.
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn publishing_is_paced_by_its_cost_and_loses_nothing() {
-        const COST: Duration = Duration::from_millis(20);
+    fn probed(node: &str, ms: u64) -> Observation {
+        let sample = Sample {
+            in_recovery: false,
+            system_id: SystemId(1),
+            timeline: Some(Timeline(1)),
+            current_lsn: Some(Lsn(ms)),
+            receive_lsn: None,
+            replay_lsn: None,
+            replay_paused: false,
+        };
+        Observation { result: Ok(sample), ..failed(node, ms) }
+    }
+
+    /// Sends `count` observations (`make(ms)`), one per 2 ms, to a publisher whose
+    /// publishes take `COST`; then waits for the last to be published. Returns how
+    /// many publishes there were and how long sending took.
+    async fn paced_run(count: u64, make: fn(u64) -> Observation, wait: Duration) -> (usize, Duration) {
         let snap = SnapshotBuilder::new(CONFIG).ready(false).build();
         let config = snap.config.clone();
         let store = Store::new(snap, |_, prev: Option<&usize>| {
@@ -258,20 +299,44 @@ mod tests {
         let task = tokio::spawn(Publisher::new(config, store.clone()).run(rx, reloads, reports, None, cancel.clone()));
         #[allow(clippy::disallowed_methods)] // real time: the publishes take real time
         let start = Instant::now();
-        for ms in 0..150 {
-            tx.send(failed(if ms % 2 == 0 { "pg1" } else { "pg2" }, ms)).await.unwrap();
+        for ms in 0..count {
+            tx.send(make(ms)).await.unwrap();
             tokio::time::sleep(Duration::from_millis(2)).await;
         }
         let sent = start.elapsed();
-        tokio::time::sleep(COST * (1 + PACE) * 2).await;
+        tokio::time::sleep(wait).await;
         let generation = store.load();
-        let last = SystemTime::UNIX_EPOCH + Duration::from_millis(149);
+        let last = SystemTime::UNIX_EPOCH + Duration::from_millis(count - 1);
         assert_eq!(generation.snapshot.built, last, "the last observation is published");
+        cancel.cancel();
+        task.await.unwrap();
+        (generation.derived, sent)
+    }
+
+    const COST: Duration = Duration::from_millis(20);
+
+    /// A publish that takes 20 ms is followed by 60 ms of folding only: observations
+    /// that each move the primary's WAL, arriving every 2 ms, are published about once
+    /// per 80 ms instead of back to back, and the last one is published.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn publishing_is_paced_by_its_cost_and_loses_nothing() {
+        let (publishes, sent) = paced_run(150, |ms| probed("pg1", ms), COST * (1 + PACE) * 2).await;
         // one publish per 80 ms (PACE 3) and the last; back to back, one per 20 ms
         assert_eq!(PACE, 3);
         let most = (sent.as_millis() / (COST * 4).as_millis()) as usize + 3;
-        assert!(generation.derived <= most, "{} publishes in {sent:?}: at most {most}", generation.derived);
-        cancel.cancel();
-        task.await.unwrap();
+        assert!(publishes <= most, "{publishes} publishes in {sent:?}: at most {most}");
+    }
+
+    /// Observations that change only probe bookkeeping (the same failure again and
+    /// again) wait 19 publish costs: one publish per 400 ms, and the last one is
+    /// published.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn bookkeeping_alone_is_published_at_a_slower_pace_and_not_lost() {
+        let make = |ms| failed(if ms % 2 == 0 { "pg1" } else { "pg2" }, ms);
+        let (publishes, sent) = paced_run(300, make, COST * (1 + ROUTINE_PACE) * 2).await;
+        assert_eq!(ROUTINE_PACE, 19);
+        // the first failure of each node is shown (its error), later ones are not
+        let most = (sent.as_millis() / (COST * 20).as_millis()) as usize + 4;
+        assert!(publishes <= most, "{publishes} publishes in {sent:?}: at most {most}");
     }
 }

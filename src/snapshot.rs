@@ -218,6 +218,79 @@ impl ClusterView {
     }
 }
 
+impl ClusterView {
+    /// Whether `self` and `other` differ in nothing but the nodes' probe bookkeeping
+    /// (when each was last probed, how long it took, the counters): what no answer,
+    /// TXT line or verdict shows. The publisher publishes such a change less eagerly.
+    pub fn same_but_bookkeeping(&self, other: &ClusterView) -> bool {
+        let ClusterView { name, write, primary_lsn, rivals, split_brain_events, nodes, endpoints, discovery } = self;
+        *name == other.name
+            && *write == other.write
+            && *primary_lsn == other.primary_lsn
+            && *rivals == other.rivals
+            && *split_brain_events == other.split_brain_events
+            && *endpoints == other.endpoints
+            && *discovery == other.discovery
+            && nodes.len() == other.nodes.len()
+            && nodes.iter().zip(&other.nodes).all(|(a, b)| a.same_but_bookkeeping(b))
+    }
+}
+
+impl NodeView {
+    /// Whether `self` and `other` differ in nothing but probe bookkeeping (see
+    /// [`ClusterView::same_but_bookkeeping`]). Every field is named, so a new one
+    /// is decided on here.
+    fn same_but_bookkeeping(&self, other: &NodeView) -> bool {
+        let NodeView {
+            name,
+            addresses,
+            host,
+            port,
+            weight,
+            location,
+            patroni,
+            role,
+            state,
+            lag,
+            lag_bytes,
+            replay_lsn,
+            current_lsn,
+            timeline,
+            system_id,
+            replay_paused,
+            last_error,
+            last_probe: _,
+            last_probe_duration: _,
+            probes: _,
+            probe_errors: _,
+            probe_seconds: _,
+        } = self;
+        (name, addresses, host, port, weight, location, patroni, role, state)
+            == (
+                &other.name,
+                &other.addresses,
+                &other.host,
+                &other.port,
+                &other.weight,
+                &other.location,
+                &other.patroni,
+                &other.role,
+                &other.state,
+            )
+            && (lag, lag_bytes, replay_lsn, current_lsn, timeline, system_id, replay_paused, last_error)
+                == (
+                    &other.lag,
+                    &other.lag_bytes,
+                    &other.replay_lsn,
+                    &other.current_lsn,
+                    &other.timeline,
+                    &other.system_id,
+                    &other.replay_paused,
+                    &other.last_error,
+                )
+    }
+}
+
 impl NodeView {
     /// The address as TXT and `/status` show it (see `NodeConfig::address_text`).
     pub fn address_text(&self) -> String {

@@ -59,6 +59,17 @@ enum Gates {
     Refresh { own: Option<usize> },
 }
 
+/// What folding one observation changed.
+#[derive(Debug)]
+pub struct Folded {
+    /// For the log.
+    pub events: Vec<Event>,
+    /// Whether the cluster's view changed in more than probe bookkeeping: something an
+    /// answer, a TXT line or a verdict shows
+    /// ([`ClusterView::same_but_bookkeeping`]).
+    pub shown: bool,
+}
+
 /// Something worth one log line.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Event {
@@ -137,14 +148,15 @@ impl ClusterState {
         self.nodes.iter().all(|n| n.probes > 0)
     }
 
-    /// Folds one observation of `nodes[node]`; returns what changed, for the log.
-    pub fn observe(&mut self, node: usize, obs: &Observation) -> Vec<Event> {
+    /// Folds one observation of `nodes[node]`; returns what changed, for the log, and
+    /// whether anything but probe bookkeeping did.
+    pub fn observe(&mut self, node: usize, obs: &Observation) -> Folded {
         self.track(node, obs);
         self.elect_write(obs.wall);
         self.gather_evidence(node, obs);
         let rendered = self.render(Gates::Refresh { own: obs.result.is_ok().then_some(node) });
         let before = std::mem::replace(&mut self.current, rendered);
-        self.events_since(&before)
+        Folded { events: self.events_since(&before), shown: !self.current.same_but_bookkeeping(&before) }
     }
 
     fn track(&mut self, node: usize, obs: &Observation) {

@@ -87,6 +87,10 @@ impl Sim {
     }
 
     fn at(&mut self, ms: u64, node: &str, result: Result<Sample, ProbeFailure>) -> Vec<Event> {
+        self.fold(ms, node, result).events
+    }
+
+    fn fold(&mut self, ms: u64, node: &str, result: Result<Sample, ProbeFailure>) -> Folded {
         let obs = Observation {
             node: NodeId::new("main", node),
             at: self.t0 + Duration::from_millis(ms),
@@ -303,4 +307,25 @@ fn a_replica_left_on_the_old_timeline_is_not_answered_even_if_ahead() {
     assert_eq!(v.nodes[2].lag, Some(Duration::ZERO), "by position alone pg3 looks caught up");
     assert_eq!(s.verdict(0, 2), "ineligible: timeline 1 behind the primary's 2");
     assert!(s.read().is_empty());
+}
+
+#[test]
+fn an_observation_that_changes_only_probe_bookkeeping_is_not_shown() {
+    let mut s = Sim::new();
+    s.round(0, Ok(primary(100, 1)), Ok(replica(100, 100)), Ok(replica(100, 100)));
+    // (the test's evidence: the primary's LSN does not move, so neither does lag)
+    type Case = (u64, &'static str, Result<Sample, ProbeFailure>, bool, &'static str);
+    let cases: [Case; 8] = [
+        (250, "pg1", Ok(primary(100, 1)), false, "the primary as it was: counters and times only"),
+        (251, "pg2", Ok(replica(100, 100)), false, "a replica as it was"),
+        (252, "pg3", timeout(), true, "a failure: last_error changes"),
+        (500, "pg3", timeout(), true, "the second (fall = 2): down"),
+        (502, "pg3", timeout(), false, "down, the same failure again"),
+        (750, "pg1", Ok(primary(200, 1)), true, "the primary's WAL moved"),
+        (751, "pg2", Ok(replica(200, 200)), true, "a replica's replay position moved"),
+        (752, "pg2", Ok(replica(200, 200)), false, "and stayed, caught up (a replica behind shows its lag grow)"),
+    ];
+    for (ms, node, result, shown, why) in cases {
+        assert_eq!(s.fold(ms, node, result).shown, shown, "{why}");
+    }
 }
