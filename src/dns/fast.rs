@@ -153,8 +153,9 @@ impl Table {
     ///
     /// `prev`'s entries are kept where nothing they were built from changed: the names
     /// of no cluster while the config is the same (their only changing part, the SOA
-    /// serial, is written per response), a cluster's names while its view is equal and
-    /// its write target is not stale (the write name's TXT dates a stale primary by the
+    /// serial, is written per response), a cluster's names while its view differs in
+    /// probe bookkeeping alone (`ClusterView::same_but_bookkeeping`) and its write
+    /// target is not stale (the write name's TXT dates a stale primary by the
     /// snapshot's time). With many clusters a snapshot then costs what the clusters
     /// whose nodes were probed since the last one cost, not what all of them do.
     pub fn build(snap: &Snapshot, zone: &Zone, prev: Option<&Table>) -> Table {
@@ -174,9 +175,10 @@ impl Table {
             .zip(&index.groups[1..])
             .enumerate()
             .map(|(c, (view, names))| {
-                let kept = prev
-                    .and_then(|t| t.clusters.get(c))
-                    .filter(|g| g.view.as_ref() == Some(view) && !matches!(view.write, WriteTarget::Stale { .. }));
+                let kept = prev.and_then(|t| t.clusters.get(c)).filter(|g| {
+                    g.view.as_ref().is_some_and(|v| v.same_but_bookkeeping(view))
+                        && !matches!(view.write, WriteTarget::Stale { .. })
+                });
                 match kept {
                     Some(group) => group.clone(),
                     None => Arc::new(Group { view: Some(view.clone()), entries: builder.entries(names) }),

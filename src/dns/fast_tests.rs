@@ -239,8 +239,18 @@ type Change = (&'static str, fn(&mut Snapshot), &'static [usize]);
 /// bytes after every kind of change a snapshot brings.
 #[test]
 fn a_table_built_on_the_previous_one_gives_the_full_paths_bytes() {
-    let changes: [Change; 8] = [
+    let changes: [Change; 9] = [
         ("the serial alone", |s| s.serial += 1, &[0, 1]),
+        (
+            "main's probe bookkeeping",
+            |s| {
+                let n = &mut s.clusters[0].nodes[1];
+                n.probes += 1;
+                n.last_probe = Some(s.built);
+                n.last_probe_duration = Some(Duration::from_millis(3));
+            },
+            &[0, 1],
+        ),
         ("a replica's lag (its TXT)", |s| s.clusters[0].nodes[1].lag = Some(Duration::from_millis(1234)), &[1]),
         (
             "a replica leaves read",
@@ -274,7 +284,10 @@ fn a_table_built_on_the_previous_one_gives_the_full_paths_bytes() {
         let mut next = (*before.snapshot).clone();
         change(&mut next);
         store.publish(next);
-        let (was, now) = (&before.derived.fast, &store.load().derived.fast);
+        let published = store.load();
+        let afresh = Zone::derive(&published.snapshot, None);
+        assert!(published.derived.same_records(&afresh), "{what}: the zone built on the previous one");
+        let (was, now) = (&before.derived.fast, &published.derived.fast);
         assert!(Arc::ptr_eq(&was.index, &now.index) && Arc::ptr_eq(&was.shared, &now.shared), "{what}");
         for c in 0..2 {
             let same = Arc::ptr_eq(&was.clusters[c], &now.clusters[c]);

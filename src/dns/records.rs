@@ -22,7 +22,7 @@ use crate::dns::fast;
 use crate::dns::name::Names;
 use crate::dns::txt;
 use crate::dns::wire::{AnswerRr, Body};
-use crate::snapshot::{NodeView, Snapshot};
+use crate::snapshot::{ClusterView, NodeView, Snapshot};
 
 /// What the handler needs of one snapshot, precomputed.
 pub struct Zone {
@@ -30,17 +30,26 @@ pub struct Zone {
     pub names: Arc<ZoneNames>,
     /// The zone SOA record with this snapshot's serial (owner: the apex).
     soa: Record,
-    /// Per cluster, one TXT per node.
-    write_txt: Vec<Vec<RData>>,
-    /// Per cluster, per endpoint, one TXT per node.
-    endpoint_txt: Vec<Vec<Vec<RData>>>,
-    /// Per cluster, per node.
-    nodes: Vec<Vec<NodeRecords>>,
+    /// Per cluster: its TXT and node records, kept from the previous zone while they
+    /// would come out the same (see [`Zone::derive`]).
+    clusters: Vec<Arc<ClusterRecords>>,
     /// The fast path's precomputed responses.
     pub fast: fast::Table,
 }
 
+/// One cluster's records, and the view they were built from.
+struct ClusterRecords {
+    view: ClusterView,
+    /// One TXT per node.
+    write_txt: Vec<RData>,
+    /// Per endpoint, one TXT per node.
+    endpoint_txt: Vec<Vec<RData>>,
+    /// Per node.
+    nodes: Vec<NodeRecords>,
+}
+
 /// A node's records as SRV answers and their additional section use them.
+#[derive(PartialEq)]
 struct NodeRecords {
     /// SRV data pointing at the node's name and port, one per [`Priority::ALL`], so
     /// indexed by `priority as usize`.
@@ -98,35 +107,37 @@ impl ZoneNames {
 
 impl Zone {
     /// Derives the wire form of `snap`; reuses `prev`'s names when the config is the
-    /// same one. This is the publisher's builder: it cannot fail.
+    /// same one, and a cluster's records while its view differs from the one they were
+    /// built from in probe bookkeeping alone (`ClusterView::same_but_bookkeeping`) and
+    /// its write target is not stale (whose TXT dates it by the snapshot's time). This
+    /// is the publisher's builder: it cannot fail.
     pub fn derive(snap: &Snapshot, prev: Option<&Zone>) -> Zone {
+        let prev = prev.filter(|zone| Arc::ptr_eq(&zone.names.config, &snap.config));
         let names = match prev {
-            Some(zone) if Arc::ptr_eq(&zone.names.config, &snap.config) => zone.names.clone(),
-            _ => Arc::new(ZoneNames::new(snap.config.clone())),
+            Some(zone) => zone.names.clone(),
+            None => Arc::new(ZoneNames::new(snap.config.clone())),
         };
         let s = Soa::of(snap);
         let data =
             SOA::new(names.mname.clone(), names.rname.clone(), s.serial, s.refresh, s.retry, s.expire, s.minimum);
         let soa = Record::from_rdata(names.apex.clone(), s.minimum, RData::SOA(data));
-        let write_txt =
-            snap.clusters.iter().map(|c| to_txt(txt::write_lines(c, snap.built, &snap.config.locations))).collect();
-        let endpoint_txt = snap
-            .clusters
-            .iter()
-            .map(|c| {
-                (0..c.endpoints.len()).map(|e| to_txt(txt::endpoint_lines(c, e, &snap.config.locations))).collect()
-            })
-            .collect();
         let ttl = ttl_secs(snap.config.dns.ttl);
-        let nodes = snap
+        let clusters = snap
             .clusters
             .iter()
             .zip(&names.node_names)
-            .map(|(c, targets)| {
-                c.nodes.iter().zip(targets).map(|(n, target)| NodeRecords::new(n, target, ttl)).collect()
+            .enumerate()
+            .map(|(i, (c, targets))| {
+                let kept = prev.and_then(|z| z.clusters.get(i)).filter(|r| {
+                    r.view.same_but_bookkeeping(c) && !matches!(c.write, crate::snapshot::WriteTarget::Stale { .. })
+                });
+                match kept {
+                    Some(records) => records.clone(),
+                    None => Arc::new(ClusterRecords::new(snap, c, targets, ttl)),
+                }
             })
             .collect();
-        let mut zone = Zone { names, soa, write_txt, endpoint_txt, nodes, fast: fast::Table::default() };
+        let mut zone = Zone { names, soa, clusters, fast: fast::Table::default() };
         zone.fast = fast::Table::build(snap, &zone, prev.map(|z| &z.fast));
         zone
     }
@@ -173,21 +184,46 @@ impl Zone {
     }
 
     fn node(&self, cluster: usize, node: usize) -> Option<&NodeRecords> {
-        self.nodes.get(cluster).and_then(|c| c.get(node))
+        self.clusters.get(cluster).and_then(|c| c.nodes.get(node))
     }
 
     fn txt(&self, of: TxtOf) -> &[RData] {
         let found = match of {
-            TxtOf::Write { cluster } => self.write_txt.get(cluster).map(Vec::as_slice),
+            TxtOf::Write { cluster } => self.clusters.get(cluster).map(|c| c.write_txt.as_slice()),
             TxtOf::Endpoint { cluster, endpoint } => {
-                self.endpoint_txt.get(cluster).and_then(|c| c.get(endpoint)).map(Vec::as_slice)
+                self.clusters.get(cluster).and_then(|c| c.endpoint_txt.get(endpoint)).map(Vec::as_slice)
             }
             // The node's line for `read` (endpoint 0), as `/status` shows its verdict.
             TxtOf::Node { cluster, node } => {
-                self.endpoint_txt.get(cluster).and_then(|c| c.first()).and_then(|lines| lines.get(node..=node))
+                self.clusters.get(cluster).and_then(|c| c.endpoint_txt.first()).and_then(|lines| lines.get(node..=node))
             }
         };
         found.unwrap_or(&[])
+    }
+
+    /// Whether `self` has the same records as `other` (names, SOA, every cluster's TXT
+    /// and node records), however each was built: a zone built on the previous one
+    /// against one derived from nothing.
+    #[cfg(test)]
+    pub fn same_records(&self, other: &Zone) -> bool {
+        let same = |a: &ClusterRecords, b: &ClusterRecords| {
+            (&a.write_txt, &a.endpoint_txt, &a.nodes) == (&b.write_txt, &b.endpoint_txt, &b.nodes)
+        };
+        self.soa == other.soa
+            && self.clusters.len() == other.clusters.len()
+            && self.clusters.iter().zip(&other.clusters).all(|(a, b)| same(a, b))
+    }
+}
+
+impl ClusterRecords {
+    fn new(snap: &Snapshot, c: &ClusterView, targets: &[Name], ttl: u32) -> ClusterRecords {
+        let locations = &snap.config.locations;
+        ClusterRecords {
+            view: c.clone(),
+            write_txt: to_txt(txt::write_lines(c, snap.built, locations)),
+            endpoint_txt: (0..c.endpoints.len()).map(|e| to_txt(txt::endpoint_lines(c, e, locations))).collect(),
+            nodes: c.nodes.iter().zip(targets).map(|(n, target)| NodeRecords::new(n, target, ttl)).collect(),
+        }
     }
 }
 
