@@ -40,7 +40,6 @@ use crate::dns::respond::{Transport, MAX_UDP_PAYLOAD, PLAIN_UDP};
 use crate::dns::wire::{self, Head, Question, MAX_MESSAGE};
 use crate::locality::{place, ClientAddr, Locality, LocationId, Placement, Via};
 use crate::select;
-use crate::snapshot::{ClusterView, WriteTarget};
 
 /// The running weight sums of a slot's `first` and `then` candidates.
 type Sums = (Box<[u64]>, Box<[u64]>);
@@ -91,10 +90,9 @@ struct Index {
     groups: Vec<Vec<(Box<[u8]>, Target)>>,
 }
 
-/// The entries of one group of names, and the cluster view they were built from.
+/// The entries of one group of names.
 #[derive(Default)]
 struct Group {
-    view: Option<ClusterView>,
     entries: Box<[Entry]>,
 }
 
@@ -153,12 +151,15 @@ impl Table {
     ///
     /// `prev`'s entries are kept where nothing they were built from changed: the names
     /// of no cluster while the config is the same (their only changing part, the SOA
-    /// serial, is written per response), a cluster's names while its view differs in
-    /// probe bookkeeping alone (`ClusterView::same_but_bookkeeping`) and its write
-    /// target is not stale (the write name's TXT dates a stale primary by the
-    /// snapshot's time). With many clusters a snapshot then costs what the clusters
-    /// whose nodes were probed since the last one cost, not what all of them do.
-    pub fn build(snap: &Snapshot, zone: &Zone, prev: Option<&Table>) -> Table {
+    /// serial, is written per response), a cluster's names while `zone` kept that
+    /// cluster's records from `prev`'s zone (`Zone::kept`: its view differs in probe
+    /// bookkeeping alone and its write target is not stale, whose TXT dates a stale
+    /// primary by the snapshot's time). With many clusters a snapshot then costs what
+    /// the clusters whose nodes were probed since the last one cost, not what all of
+    /// them do.
+    pub fn build(snap: &Snapshot, zone: &Zone, prev: Option<&Zone>) -> Table {
+        let kept = |c: usize| prev.is_some_and(|p| zone.kept(p, c));
+        let prev = prev.map(|z| &z.fast);
         if !snap.ready {
             return Table::default();
         }
@@ -167,22 +168,14 @@ impl Table {
         let mut builder = Builder { snap, zone, addresses: HashMap::new() };
         let shared = match prev {
             Some(t) => t.shared.clone(),
-            None => Arc::new(Group { view: None, entries: builder.entries(&index.groups[0]) }),
+            None => Arc::new(Group { entries: builder.entries(&index.groups[0]) }),
         };
-        let clusters = snap
-            .clusters
+        let clusters = index.groups[1..]
             .iter()
-            .zip(&index.groups[1..])
             .enumerate()
-            .map(|(c, (view, names))| {
-                let kept = prev.and_then(|t| t.clusters.get(c)).filter(|g| {
-                    g.view.as_ref().is_some_and(|v| v.same_but_bookkeeping(view))
-                        && !matches!(view.write, WriteTarget::Stale { .. })
-                });
-                match kept {
-                    Some(group) => group.clone(),
-                    None => Arc::new(Group { view: Some(view.clone()), entries: builder.entries(names) }),
-                }
+            .map(|(c, names)| match prev.and_then(|t| t.clusters.get(c)).filter(|_| kept(c)) {
+                Some(group) => group.clone(),
+                None => Arc::new(Group { entries: builder.entries(names) }),
             })
             .collect();
         Table { index, serial: snap.serial, shared, clusters }

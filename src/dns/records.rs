@@ -138,7 +138,7 @@ impl Zone {
             })
             .collect();
         let mut zone = Zone { names, soa, clusters, fast: fast::Table::default() };
-        zone.fast = fast::Table::build(snap, &zone, prev.map(|z| &z.fast));
+        zone.fast = fast::Table::build(snap, &zone, prev);
         zone
     }
 
@@ -181,6 +181,11 @@ impl Zone {
             })
             .collect();
         Body { answers, soa: answer.authority_soa.then_some(&self.soa), additional }
+    }
+
+    /// Whether this zone kept cluster `c`'s records from `prev` (see [`Zone::derive`]).
+    pub fn kept(&self, prev: &Zone, c: usize) -> bool {
+        matches!((self.clusters.get(c), prev.clusters.get(c)), (Some(a), Some(b)) if Arc::ptr_eq(a, b))
     }
 
     fn node(&self, cluster: usize, node: usize) -> Option<&NodeRecords> {
