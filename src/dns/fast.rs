@@ -20,8 +20,8 @@
 //! Everything else goes to the full path (`respond`) unchanged: another opcode or class,
 //! a name with a compression pointer or not in the table (NXDOMAIN, `maxlag-`, `lsn-`),
 //! an EDNS version above 0, a malformed ECS option, an OPT that is not alone, a
-//! response larger than the client takes, a snapshot before the first probe round, a
-//! TXT naming the asker's address, and several weighted answers per query.
+//! response larger than the client takes, a snapshot before the first probe round, and
+//! a TXT naming the asker's address.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -29,6 +29,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use rand::Rng;
+use rustc_hash::FxHashMap;
 
 use crate::config::Config;
 use crate::dns::answer::{self, Answer, Plan, Rr};
@@ -85,7 +86,9 @@ pub struct Table {
 struct Index {
     config: Option<Arc<Config>>,
     /// Lower-case wire name → (group: 0 for no cluster, `1 + c` for cluster `c`, entry).
-    names: HashMap<Box<[u8]>, (usize, usize)>,
+    /// (FxHash: the keys are the config's, fixed while the index lives; a query only
+    /// looks up, so it cannot lengthen a probe sequence.)
+    names: FxHashMap<Box<[u8]>, (usize, usize)>,
     /// Per group, its names as wire labels and what they are.
     groups: Vec<Vec<(Box<[u8]>, Target)>>,
 }
@@ -194,7 +197,7 @@ impl Table {
 
 impl Index {
     fn new(snap: &Snapshot, zone: &Zone) -> Index {
-        let mut names = HashMap::new();
+        let mut names = FxHashMap::default();
         let mut groups = vec![Vec::new(); 1 + snap.config.clusters.len()];
         for name in zone.names.table.exact() {
             let Some(wire_name) = to_wire(&name) else { continue };

@@ -18,11 +18,18 @@ pub const BATCH: usize = 32;
 pub const SLOT: usize = 4096;
 
 /// The datagrams of one `recvmmsg`, and the responses to send back to their sources.
+///
+/// The message headers of both calls are built once, pointing into the boxed buffers
+/// and addresses (heap memory that stays put however the `Batch` moves); a call only
+/// resets what the kernel writes (receiving) or what changes per response (sending).
 pub struct Batch {
     bufs: Box<[u8]>,
     lens: [usize; BATCH],
     addrs: Box<[libc::sockaddr_storage; BATCH]>,
-    addr_lens: [libc::socklen_t; BATCH],
+    recv_iov: Box<[libc::iovec; BATCH]>,
+    recv_hdrs: Box<[libc::mmsghdr; BATCH]>,
+    send_iov: Box<[libc::iovec; BATCH]>,
+    send_hdrs: Box<[libc::mmsghdr; BATCH]>,
     /// Response per datagram (empty: nothing to send).
     pub outs: Vec<Vec<u8>>,
     received: usize,
@@ -30,15 +37,30 @@ pub struct Batch {
 
 impl Default for Batch {
     fn default() -> Self {
-        Batch {
-            bufs: vec![0; BATCH * SLOT].into_boxed_slice(),
-            lens: [0; BATCH],
-            // SAFETY: sockaddr_storage is plain data; all zeroes is a valid value.
-            addrs: Box::new(unsafe { zeroed() }),
-            addr_lens: [0; BATCH],
-            outs: (0..BATCH).map(|_| Vec::with_capacity(1232)).collect(),
-            received: 0,
+        // SAFETY: sockaddr_storage, iovec and mmsghdr are plain data; all zeroes is a
+        // valid value of each (null pointers, zero lengths).
+        let mut b = unsafe {
+            Batch {
+                bufs: vec![0; BATCH * SLOT].into_boxed_slice(),
+                lens: [0; BATCH],
+                addrs: Box::new(zeroed()),
+                recv_iov: Box::new(zeroed()),
+                recv_hdrs: Box::new(zeroed()),
+                send_iov: Box::new(zeroed()),
+                send_hdrs: Box::new(zeroed()),
+                outs: (0..BATCH).map(|_| Vec::with_capacity(1232)).collect(),
+                received: 0,
+            }
+        };
+        for (i, slot) in b.bufs.chunks_exact_mut(SLOT).enumerate() {
+            b.recv_iov[i] = libc::iovec { iov_base: slot.as_mut_ptr().cast(), iov_len: SLOT };
+            let h = &mut b.recv_hdrs[i].msg_hdr;
+            h.msg_name = (&mut b.addrs[i] as *mut libc::sockaddr_storage).cast();
+            h.msg_iov = &mut b.recv_iov[i];
+            h.msg_iovlen = 1;
+            b.send_hdrs[i].msg_hdr.msg_iovlen = 1;
         }
+        b
     }
 }
 
@@ -47,29 +69,29 @@ impl Batch {
     /// socket does for the first one only; returns how many.
     pub fn recv(&mut self, fd: RawFd) -> io::Result<usize> {
         self.received = 0;
-        // SAFETY: all-zero iovec and mmsghdr are valid (null pointers, zero lengths).
-        let mut iov: [libc::iovec; BATCH] = unsafe { zeroed() };
-        let mut hdrs: [libc::mmsghdr; BATCH] = unsafe { zeroed() };
-        for (i, (slot, (v, h))) in self.bufs.chunks_exact_mut(SLOT).zip(iov.iter_mut().zip(&mut hdrs)).enumerate() {
-            *v = libc::iovec { iov_base: slot.as_mut_ptr().cast(), iov_len: SLOT };
-            h.msg_hdr.msg_name = (&mut self.addrs[i] as *mut libc::sockaddr_storage).cast();
+        for h in self.recv_hdrs.iter_mut() {
             h.msg_hdr.msg_namelen = size_of::<libc::sockaddr_storage>() as libc::socklen_t;
-            h.msg_hdr.msg_iov = v;
-            h.msg_hdr.msg_iovlen = 1;
+            h.msg_hdr.msg_flags = 0;
         }
-        // SAFETY: every header points at buffers of `self` (and `iov`) that outlive the
-        // call, with their true lengths; the kernel writes at most that much.
+        // SAFETY: every header points at buffers of `self` (heap memory that lives as
+        // long as it and does not move) with their true lengths; the kernel writes at
+        // most that much.
         let n = unsafe {
-            libc::recvmmsg(fd, hdrs.as_mut_ptr(), BATCH as libc::c_uint, libc::MSG_WAITFORONE, std::ptr::null_mut())
+            libc::recvmmsg(
+                fd,
+                self.recv_hdrs.as_mut_ptr(),
+                BATCH as libc::c_uint,
+                libc::MSG_WAITFORONE,
+                std::ptr::null_mut(),
+            )
         };
         if n < 0 {
             return Err(io::Error::last_os_error());
         }
         let n = n as usize;
-        for (i, h) in hdrs.iter().enumerate().take(n) {
+        for (len, h) in self.lens.iter_mut().zip(self.recv_hdrs.iter()).take(n) {
             let cut = h.msg_hdr.msg_flags & libc::MSG_TRUNC != 0;
-            self.lens[i] = if cut { 0 } else { h.msg_len as usize };
-            self.addr_lens[i] = h.msg_hdr.msg_namelen;
+            *len = if cut { 0 } else { h.msg_len as usize };
         }
         self.received = n;
         Ok(n)
@@ -79,28 +101,26 @@ impl Batch {
     /// response buffer.
     pub fn datagram(&mut self, i: usize) -> (&[u8], Option<SocketAddr>, &mut Vec<u8>) {
         let packet = &self.bufs[i * SLOT..i * SLOT + self.lens[i]];
-        (packet, socket_addr(&self.addrs[i], self.addr_lens[i]), &mut self.outs[i])
+        let src = socket_addr(&self.addrs[i], self.recv_hdrs[i].msg_hdr.msg_namelen);
+        (packet, src, &mut self.outs[i])
     }
 
     /// Sends the non-empty responses of datagrams `from..` of the last read to their
     /// sources, as many as `fd` takes in one call; returns the index to go on from. A
     /// datagram the kernel refuses is skipped, as a failed `send_to` would be.
     pub fn send(&mut self, fd: RawFd, from: usize) -> io::Result<usize> {
-        // SAFETY: as in `recv`.
-        let mut iov: [libc::iovec; BATCH] = unsafe { zeroed() };
-        let mut hdrs: [libc::mmsghdr; BATCH] = unsafe { zeroed() };
         let mut slots = [0usize; BATCH];
         let mut count = 0;
         for i in from..self.received {
             if self.outs[i].is_empty() {
                 continue;
             }
-            iov[count] = libc::iovec { iov_base: self.outs[i].as_mut_ptr().cast(), iov_len: self.outs[i].len() };
-            let h = &mut hdrs[count].msg_hdr;
+            self.send_iov[count] =
+                libc::iovec { iov_base: self.outs[i].as_mut_ptr().cast(), iov_len: self.outs[i].len() };
+            let h = &mut self.send_hdrs[count].msg_hdr;
             h.msg_name = (&mut self.addrs[i] as *mut libc::sockaddr_storage).cast();
-            h.msg_namelen = self.addr_lens[i];
-            h.msg_iov = &mut iov[count];
-            h.msg_iovlen = 1;
+            h.msg_namelen = self.recv_hdrs[i].msg_hdr.msg_namelen;
+            h.msg_iov = &mut self.send_iov[count];
             slots[count] = i;
             count += 1;
         }
@@ -109,7 +129,7 @@ impl Batch {
         }
         // SAFETY: every header points at a response and an address of `self` that
         // outlive the call, with their true lengths; the kernel only reads them.
-        let sent = unsafe { libc::sendmmsg(fd, hdrs.as_mut_ptr(), count as libc::c_uint, 0) };
+        let sent = unsafe { libc::sendmmsg(fd, self.send_hdrs.as_mut_ptr(), count as libc::c_uint, 0) };
         if sent < 0 {
             let e = io::Error::last_os_error();
             return match e.kind() {
