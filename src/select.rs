@@ -44,8 +44,8 @@ pub fn pick_into<R: Rng + ?Sized>(
 
 /// Up to this many candidates, [`pick_into`] draws one at a time from what is left
 /// (`pick_in_turn`): a few integer draws instead of a logarithm per candidate and a sort
-/// (measured in `bench/peers`: `ln` and the sort were a tenth of lagdns's user time
-/// with `answers = "all"`).
+/// (measured with perf at saturation, `answers = "all"` on two replicas: `ln` and the
+/// sort were about a tenth of lagdns's user time).
 const IN_TURN: usize = 8;
 
 /// Successive weighted draws without replacement: the same distribution of orders as
