@@ -105,21 +105,21 @@ fn write_when_stale_in_split_brain_or_unknown() {
     let mut snap = snapshot();
     // no primary reachable: write answers pg1, stale. HTTP says no (not current), the
     // agent keeps it up (fail open, as DNS does).
-    snap.clusters[0].write = WriteTarget::Stale { node: 0, since: UNIX_EPOCH };
-    snap.clusters[0].nodes[0].state = NodeState::Down;
+    snap.cluster_mut(0).write = WriteTarget::Stale { node: 0, since: UNIX_EPOCH };
+    snap.cluster_mut(0).nodes[0].state = NodeState::Down;
     assert_eq!(both(&snap, "main/write/pg1"), (false, "up ready 100%".into()), "stale primary");
     assert_eq!(both(&snap, "main/write/pg2"), (false, "down".into()));
     // an unsettled split brain: write fails closed, for both claimants
     let conflict = Conflict { nodes: vec![0, 1], why: ConflictKind::SameTimeline };
-    snap.clusters[0].write = WriteTarget::Conflict(conflict);
+    snap.cluster_mut(0).write = WriteTarget::Conflict(conflict);
     for path in ["main/write/pg1", "main/write/pg2"] {
         assert_eq!(both(&snap, path), (false, "down".into()), "split brain: {path}");
     }
-    snap.clusters[0].write = WriteTarget::Unknown;
+    snap.cluster_mut(0).write = WriteTarget::Unknown;
     assert_eq!(both(&snap, "main/write/pg1"), (false, "down".into()), "no primary ever seen");
     // a rival that lost the election to a newer timeline: not the primary
-    snap.clusters[0].write = WriteTarget::Primary(1);
-    snap.clusters[0].rivals = vec![0];
+    snap.cluster_mut(0).write = WriteTarget::Primary(1);
+    snap.cluster_mut(0).rivals = vec![0];
     assert_eq!(both(&snap, "main/write/pg1"), (false, "down".into()), "rival");
     assert_eq!(both(&snap, "main/write/pg2"), (true, "up ready 100%".into()), "the winner");
 }
@@ -141,7 +141,7 @@ fn max_lag_overrides_the_bound_both_ways_and_is_capped() {
     }
     // capped at what lag is measured up to: the longest max_lag (5m) plus a minute
     let mut far = snapshot();
-    far.clusters[0].nodes[2].lag = Some(Duration::from_secs(400));
+    far.cluster_mut(0).nodes[2].lag = Some(Duration::from_secs(400));
     let s = subject(&far, "main/read/pg3");
     assert_eq!(judge(&far, s, Some(Duration::from_secs(3600))), Some(lag(400_000, 360_000)));
     assert_eq!(judge(&far, s, Some(Duration::from_secs(300))), Some(lag(400_000, 300_000)));
@@ -151,8 +151,8 @@ fn max_lag_overrides_the_bound_both_ways_and_is_capped() {
 fn a_rising_replica_waits_for_rise_unless_the_check_brings_its_own_bound() {
     let mut snap = snapshot();
     // within bounds again, but `rise` good probes are not in yet
-    snap.clusters[0].endpoints[0].verdicts[1] = Eligibility::Ineligible(Reason::Rising { seen: 1, need: 2 });
-    snap.clusters[0].endpoints[0].eligible.retain(|&i| i != 1);
+    snap.cluster_mut(0).endpoints[0].verdicts[1] = Eligibility::Ineligible(Reason::Rising { seen: 1, need: 2 });
+    snap.cluster_mut(0).endpoints[0].eligible.retain(|&i| i != 1);
     assert_eq!(both(&snap, "main/read/pg2"), (false, "drain".into()));
     // a per-request bound has no history, as maxlag- names do not
     let s = subject(&snap, "main/read/pg2");
@@ -245,13 +245,13 @@ fn weight_percentages_round_and_stay_between_1_and_100() {
     let w = |snap: &Snapshot, node: usize| weight_percent(&snap.clusters[0], 0, node);
     assert_eq!((w(&snap, 1), w(&snap, 6)), (100, 30));
     // the highest weight counts whatever that node's state (pg5 is down)
-    snap.clusters[0].nodes[4].weight = 300;
+    snap.cluster_mut(0).nodes[4].weight = 300;
     assert_eq!((w(&snap, 1), w(&snap, 6)), (33, 10));
-    snap.clusters[0].nodes[4].weight = u32::MAX;
+    snap.cluster_mut(0).nodes[4].weight = u32::MAX;
     assert_eq!((w(&snap, 1), w(&snap, 6)), (1, 1), "at least 1");
     // only the endpoint's members count: analytics is pg3 and pg7
     assert_eq!(weight_percent(&snap.clusters[0], 1, 6), 30);
-    snap.clusters[0].nodes[2].weight = 200;
+    snap.cluster_mut(0).nodes[2].weight = 200;
     assert_eq!(weight_percent(&snap.clusters[0], 1, 6), 15);
     assert_eq!(weight_percent(&snap.clusters[0], 1, 2), 100);
 }

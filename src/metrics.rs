@@ -3,6 +3,7 @@
 
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::dns::edge::EdgeStats;
@@ -199,7 +200,7 @@ const CLUSTER_METRICS: [Family<ClusterView>; 9] = [
     (PRIMARY_LSN, "Newest WAL position seen on the primary, in bytes.", "gauge", |c| c.primary_lsn.map(|l| l.0 as f64)),
 ];
 
-fn render_clusters(out: &mut Out, clusters: &[ClusterView]) {
+fn render_clusters(out: &mut Out, clusters: &[Arc<ClusterView>]) {
     for (name, help, kind, value) in CLUSTER_METRICS {
         out.family(name, help, kind);
         for c in clusters {
@@ -239,7 +240,7 @@ const NODE_METRICS: [Family<NodeView>; 10] = [
     (PROBE_LAST_DURATION, "Duration of the last probe.", "gauge", |n| n.last_probe_duration.map(|d| d.as_secs_f64())),
 ];
 
-fn render_nodes(out: &mut Out, clusters: &[ClusterView]) {
+fn render_nodes(out: &mut Out, clusters: &[Arc<ClusterView>]) {
     for (name, help, kind, value) in NODE_METRICS {
         out.family(name, help, kind);
         for c in clusters {
@@ -496,9 +497,10 @@ mod tests {
         use crate::topology::{Conflict, ConflictKind};
         let mut snap = fixture::snapshot();
         snap.clusters.push(snap.clusters[0].clone());
-        snap.clusters[0].write = WriteTarget::Conflict(Conflict { nodes: vec![0, 1], why: ConflictKind::SameTimeline });
-        snap.clusters[1].name = "other".into();
-        snap.clusters[1].write = WriteTarget::Stale { node: 0, since: snap.built };
+        snap.cluster_mut(0).write =
+            WriteTarget::Conflict(Conflict { nodes: vec![0, 1], why: ConflictKind::SameTimeline });
+        snap.cluster_mut(1).name = "other".into();
+        snap.cluster_mut(1).write = WriteTarget::Stale { node: 0, since: snap.built };
         let s = parse(&render(&snap, &QueryStats::default(), &Reloads::new(UNIX_EPOCH)));
         let (a, b) = ([("cluster", "main")], [("cluster", "other")]);
         assert_eq!((value(&s, SPLIT_BRAIN, &a), value(&s, SPLIT_BRAIN, &b)), (Some(1.0), Some(0.0)));
@@ -510,7 +512,7 @@ mod tests {
     fn label_values_are_escaped_and_round_trip() {
         let mut snap = fixture::snapshot();
         let odd = "we\"ird\\name\nx";
-        snap.clusters[0].name = odd.into();
+        snap.cluster_mut(0).name = odd.into();
         let text = render(&snap, &QueryStats::default(), &Reloads::new(UNIX_EPOCH));
         assert!(text.contains(r#"cluster="we\"ird\\name\nx""#), "{text}");
         let s = parse(&text);

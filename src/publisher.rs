@@ -20,7 +20,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::Config;
+use crate::config::{ClusterConfig, Config};
 use crate::discovery::Report;
 use crate::probe::Observation;
 use crate::snapshot::{ClusterView, DiscoveryView, Snapshot};
@@ -137,12 +137,17 @@ impl<D: Send + Sync + 'static> Publisher<D> {
         self.publish(now);
     }
 
-    /// A cluster's view with what the last discovery report says.
-    fn with_report(&self, mut view: ClusterView) -> ClusterView {
-        let has_patroni = self.config.clusters.iter().any(|c| c.name == view.name && c.patroni.is_some());
-        let Some(r) = self.reports.get(&view.name) else {
-            view.discovery = has_patroni.then(DiscoveryView::default);
+    /// A cluster's view with what the last discovery report says; the view itself
+    /// (shared, not copied) when it has neither Patroni nor a report.
+    fn with_report(&self, cfg: &ClusterConfig, view: Arc<ClusterView>) -> Arc<ClusterView> {
+        let report = self.reports.get(&cfg.name);
+        if report.is_none() && cfg.patroni.is_none() {
             return view;
+        }
+        let mut view = Arc::unwrap_or_clone(view);
+        let Some(r) = report else {
+            view.discovery = Some(DiscoveryView::default());
+            return Arc::new(view);
         };
         for node in &mut view.nodes {
             node.patroni = r.members.iter().find(|(name, _)| *name == node.name).map(|(_, v)| v.clone());
@@ -155,13 +160,15 @@ impl<D: Send + Sync + 'static> Publisher<D> {
             left_out: r.left_out.clone(),
             unresolved: r.unresolved.clone(),
         });
-        view
+        Arc::new(view)
     }
 
     fn publish(&mut self, now: SystemTime) {
         let started = Instant::now();
         self.ready = self.ready || self.clusters.iter().all(ClusterState::probed_all);
-        let views = self.clusters.iter().map(|c| self.with_report(c.view())).collect();
+        // index-aligned: `clusters` is built from `config.clusters` in order
+        let views =
+            self.clusters.iter().zip(&self.config.clusters).map(|(c, cfg)| self.with_report(cfg, c.view())).collect();
         let prev = self.store.load();
         let next = Snapshot::next(&prev.snapshot, self.config.clone(), views, self.ready, now);
         if next.serial != prev.snapshot.serial {

@@ -28,8 +28,10 @@ pub struct Snapshot {
     /// How many times an answer set changed since start (the serial bumps).
     pub answer_changes: u64,
     pub config: Arc<Config>,
-    /// Index-aligned with `config.clusters`.
-    pub clusters: Vec<ClusterView>,
+    /// Index-aligned with `config.clusters`. Shared: a cluster nothing happened to since
+    /// the last snapshot is the same value in both (`Arc::ptr_eq`), so publishing and
+    /// deriving skip it without comparing.
+    pub clusters: Vec<Arc<ClusterView>>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -176,9 +178,17 @@ impl Snapshot {
             ready: false,
             built,
             answer_changes: 0,
-            clusters: config.clusters.iter().map(ClusterView::unprobed).collect(),
+            clusters: config.clusters.iter().map(|c| Arc::new(ClusterView::unprobed(c))).collect(),
             config,
         }
+    }
+}
+
+impl Snapshot {
+    /// Cluster `i`'s view to change (tests build snapshots this way; copied first if
+    /// it is shared).
+    pub fn cluster_mut(&mut self, i: usize) -> &mut ClusterView {
+        Arc::make_mut(&mut self.clusters[i])
     }
 }
 
@@ -364,12 +374,16 @@ impl Snapshot {
     pub fn next(
         prev: &Snapshot,
         config: Arc<Config>,
-        clusters: Vec<ClusterView>,
+        clusters: Vec<Arc<ClusterView>>,
         ready: bool,
         built: SystemTime,
     ) -> Snapshot {
-        let key = |cs: &[ClusterView]| cs.iter().map(|c| (c.name.clone(), c.answer_key())).collect::<Vec<_>>();
-        let changed = ready != prev.ready || key(&clusters) != key(&prev.clusters);
+        let same = |(a, b): (&Arc<ClusterView>, &Arc<ClusterView>)| {
+            Arc::ptr_eq(a, b) || (a.name == b.name && a.answer_key() == b.answer_key())
+        };
+        let changed = ready != prev.ready
+            || clusters.len() != prev.clusters.len()
+            || !clusters.iter().zip(&prev.clusters).all(same);
         Snapshot {
             serial: if changed { prev.serial.wrapping_add(1).max(1) } else { prev.serial },
             ready,

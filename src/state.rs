@@ -2,6 +2,7 @@
 //! and the [`ClusterView`] it renders into a snapshot. Pure: no IO, no clock (times
 //! come from the observations).
 
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::config::{ClusterConfig, ProbeConfig};
@@ -32,7 +33,7 @@ pub struct ClusterState {
     /// takes `rise` consecutive own probes that were good (judged as if the node were up).
     gates: Vec<Vec<Hysteresis>>,
     /// The view as of the last fold (what the snapshot shows).
-    current: ClusterView,
+    current: Arc<ClusterView>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -93,9 +94,9 @@ impl ClusterState {
             rivals: Vec::new(),
             last_primary: None,
             split_brain_events: 0,
-            current: ClusterView::unprobed(cfg),
+            current: Arc::new(ClusterView::unprobed(cfg)),
         };
-        state.current = state.render(Gates::Keep);
+        state.current = Arc::new(state.render(Gates::Keep));
         state
     }
 
@@ -130,7 +131,7 @@ impl ClusterState {
         next.evidence_owner = self.evidence_owner.clone();
         next.split_brain_events = self.split_brain_events;
         next.elect_write(now);
-        next.current = next.render(Gates::Keep);
+        next.current = Arc::new(next.render(Gates::Keep));
         next
     }
 
@@ -154,7 +155,7 @@ impl ClusterState {
         self.track(node, obs);
         self.elect_write(obs.wall);
         self.gather_evidence(node, obs);
-        let rendered = self.render(Gates::Refresh { own: obs.result.is_ok().then_some(node) });
+        let rendered = Arc::new(self.render(Gates::Refresh { own: obs.result.is_ok().then_some(node) }));
         let before = std::mem::replace(&mut self.current, rendered);
         Folded { events: self.events_since(&before), shown: !self.current.same_but_bookkeeping(&before) }
     }
@@ -265,7 +266,7 @@ impl ClusterState {
     }
 
     /// The cluster as the snapshot shows it.
-    pub fn view(&self) -> ClusterView {
+    pub fn view(&self) -> Arc<ClusterView> {
         self.current.clone()
     }
 

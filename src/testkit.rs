@@ -119,7 +119,7 @@ impl SnapshotBuilder {
 
     fn view(&mut self, cluster: &str) -> &mut ClusterView {
         let c = self.snap.clusters.iter_mut().find(|c| c.name == cluster);
-        c.unwrap_or_else(|| panic!("no cluster {cluster}"))
+        Arc::make_mut(c.unwrap_or_else(|| panic!("no cluster {cluster}")))
     }
 }
 
@@ -129,6 +129,7 @@ impl SnapshotBuilder {
 pub fn reevaluate(snap: &mut Snapshot) {
     let config = snap.config.clone();
     for (view, cfg) in snap.clusters.iter_mut().zip(&config.clusters) {
+        let view = Arc::make_mut(view);
         let timeline = view.primary_timeline();
         for (ep, ep_cfg) in view.endpoints.iter_mut().zip(&cfg.endpoints) {
             let member = |n: &NodeView| ep_cfg.nodes.contains(&n.name);

@@ -126,7 +126,7 @@ fn tally(snap: &Snapshot, qname: &str, qtype: Qtype) -> BTreeMap<Vec<String>, us
 }
 
 fn set_read_policy(snap: &mut Snapshot, f: impl Fn(&mut crate::config::Policy)) {
-    f(&mut snap.clusters[0].endpoints[0].policy);
+    f(&mut snap.cluster_mut(0).endpoints[0].policy);
     reevaluate(snap);
 }
 
@@ -299,12 +299,12 @@ fn not_ready_fails_endpoint_names_but_serves_the_apex() {
 #[test]
 fn write_follows_the_target() {
     let mut snap = snapshot();
-    snap.clusters[0].write = WriteTarget::Stale { node: 1, since: SystemTime::UNIX_EPOCH };
+    snap.cluster_mut(0).write = WriteTarget::Stale { node: 1, since: SystemTime::UNIX_EPOCH };
     assert_eq!(dig(&snap, "write.db.internal.", Qtype::A), ok(&["write.db.internal. 1 IN A 10.0.0.12"]));
-    snap.clusters[0].write = WriteTarget::Primary(4);
+    snap.cluster_mut(0).write = WriteTarget::Primary(4);
     assert_eq!(dig(&snap, "write.db.internal.", Qtype::Aaaa), ok(&["write.db.internal. 1 IN AAAA 2001:db8::15"]));
     assert_eq!(dig(&snap, "write.db.internal.", Qtype::A), nodata());
-    snap.clusters[0].write = WriteTarget::Unknown;
+    snap.cluster_mut(0).write = WriteTarget::Unknown;
     assert_eq!(dig(&snap, "write.db.internal.", Qtype::A), fail(Rcode::ServFail));
     // The read fallback follows the write target too.
     set_read_policy(&mut snap, |p| p.max_lag = Duration::from_millis(1));
@@ -370,10 +370,10 @@ fn fallbacks_when_nothing_is_eligible() {
     assert_eq!(dig(&snap, "read.db.internal.", Qtype::A), open(&["10.0.0.14", "10.0.0.12", "10.0.0.13", "10.0.0.17"]));
     assert_eq!(dig(&snap, "read.db.internal.", Qtype::Aaaa), ok(&["read.db.internal. 1 IN AAAA 2001:db8::15"]));
     // unknown lag goes last
-    snap.clusters[0].nodes[1].lag = None;
+    snap.cluster_mut(0).nodes[1].lag = None;
     assert_eq!(dig(&snap, "read.db.internal.", Qtype::A), open(&["10.0.0.14", "10.0.0.13", "10.0.0.17", "10.0.0.12"]));
     // no up replica at all → NODATA
-    for n in &mut snap.clusters[0].nodes[1..] {
+    for n in &mut snap.cluster_mut(0).nodes[1..] {
         n.state = NodeState::Down;
     }
     assert_eq!(dig(&snap, "read.db.internal.", Qtype::A), nodata());
@@ -427,7 +427,7 @@ fn maxlag_is_capped_at_what_lag_measures_faithfully() {
     let mut snap = snapshot();
     set_read_policy(&mut snap, |p| p.fallback = Fallback::None);
     let measurable = crate::lag::measurable(&snap.config);
-    for n in &mut snap.clusters[0].nodes {
+    for n in &mut snap.cluster_mut(0).nodes {
         if n.lag.is_some() {
             n.lag = Some(measurable + Duration::from_secs(1));
         }
@@ -597,10 +597,10 @@ fn srv_follows_the_write_target() {
     let write = "_postgresql._tcp.write.db.internal.";
     let read = "_postgresql._tcp.read.db.internal.";
     // stale: still answered, like the A record
-    snap.clusters[0].write = WriteTarget::Stale { node: 1, since: SystemTime::UNIX_EPOCH };
+    snap.cluster_mut(0).write = WriteTarget::Stale { node: 1, since: SystemTime::UNIX_EPOCH };
     assert_eq!(dig(&snap, write, Qtype::Srv).answer, [format!("{write} 1 IN SRV 0 0 5432 pg2.main.db.internal.")]);
     // no primary known: write fails; read keeps its replicas and has no priority 30
-    snap.clusters[0].write = WriteTarget::Unknown;
+    snap.cluster_mut(0).write = WriteTarget::Unknown;
     assert_eq!(dig(&snap, write, Qtype::Srv), fail(Rcode::ServFail));
     let d = dig(&snap, read, Qtype::Srv);
     assert_eq!(d.answer.len(), 3, "{d:?}");

@@ -244,31 +244,32 @@ fn a_table_built_on_the_previous_one_gives_the_full_paths_bytes() {
         (
             "main's probe bookkeeping",
             |s| {
-                let n = &mut s.clusters[0].nodes[1];
+                let built = s.built;
+                let n = &mut s.cluster_mut(0).nodes[1];
                 n.probes += 1;
-                n.last_probe = Some(s.built);
+                n.last_probe = Some(built);
                 n.last_probe_duration = Some(Duration::from_millis(3));
             },
             &[0, 1],
         ),
-        ("a replica's lag (its TXT)", |s| s.clusters[0].nodes[1].lag = Some(Duration::from_millis(1234)), &[1]),
+        ("a replica's lag (its TXT)", |s| s.cluster_mut(0).nodes[1].lag = Some(Duration::from_millis(1234)), &[1]),
         (
             "a replica leaves read",
             |s| {
-                let read = &mut s.clusters[0].endpoints[0];
+                let read = &mut s.cluster_mut(0).endpoints[0];
                 read.eligible.retain(|&i| i != 1);
                 read.verdicts[1] = crate::topology::Eligibility::Ineligible(crate::topology::Reason::Down);
                 s.serial += 1;
             },
             &[1],
         ),
-        ("a weight", |s| s.clusters[0].nodes[2].weight = 7, &[1]),
-        ("an address", |s| s.clusters[0].nodes[1].addresses = ips(&["10.1.1.1", "fd00::9"]), &[1]),
-        ("billing's nodes", |s| s.clusters[1].nodes[0].lag_bytes = Some(99), &[0]),
+        ("a weight", |s| s.cluster_mut(0).nodes[2].weight = 7, &[1]),
+        ("an address", |s| s.cluster_mut(0).nodes[1].addresses = ips(&["10.1.1.1", "fd00::9"]), &[1]),
+        ("billing's nodes", |s| s.cluster_mut(1).nodes[0].lag_bytes = Some(99), &[0]),
         (
             "main's write stale",
             |s| {
-                s.clusters[0].write = WriteTarget::Stale { node: 0, since: s.built };
+                s.cluster_mut(0).write = WriteTarget::Stale { node: 0, since: s.built };
                 s.built += Duration::from_secs(5);
             },
             &[1],

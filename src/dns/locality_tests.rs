@@ -94,7 +94,7 @@ fn each_policy_picks_by_the_clients_location() {
     }
     // zone `a`'s replica lags: `a` clients spill to the others (prefer), or get the
     // fallback (only: the primary; none: nothing)
-    snap.clusters[0].nodes[1].lag = Some(Duration::from_secs(5));
+    snap.cluster_mut(0).nodes[1].lag = Some(Duration::from_secs(5));
     reevaluate(&mut snap);
     let others = pct(&[("pg3", 20), ("pg4", 60), ("pg5", 20)]);
     let want = others;
@@ -104,15 +104,15 @@ fn each_policy_picks_by_the_clients_location() {
     let want = pct(&[("", 100)]);
     assert_eq!(shares(&snap, "two.db.internal.", A, &want), want);
     // lsn-: no local replica has it, so the others that have, then the primary
-    snap.clusters[0].nodes[1].replay_lsn = Some(Lsn(0x2000000));
+    snap.cluster_mut(0).nodes[1].replay_lsn = Some(Lsn(0x2000000));
     let want = pct(&[("pg4", 75), ("pg5", 25)]);
     assert_eq!(shares(&snap, "lsn-0-3000000.read.db.internal.", A, &want), want);
     let want = pct(&[("pg1", 100)]);
     assert_eq!(shares(&snap, "lsn-0-3000000.only.db.internal.", A, &want), want);
-    snap.clusters[0].nodes[1].lag = Some(Duration::from_millis(10));
-    snap.clusters[0].nodes[1].replay_lsn = Some(Lsn(0x3000000));
-    snap.clusters[0].nodes[3].replay_lsn = Some(Lsn(0x2000000));
-    snap.clusters[0].nodes[4].replay_lsn = Some(Lsn(0x2000000));
+    snap.cluster_mut(0).nodes[1].lag = Some(Duration::from_millis(10));
+    snap.cluster_mut(0).nodes[1].replay_lsn = Some(Lsn(0x3000000));
+    snap.cluster_mut(0).nodes[3].replay_lsn = Some(Lsn(0x2000000));
+    snap.cluster_mut(0).nodes[4].replay_lsn = Some(Lsn(0x2000000));
     reevaluate(&mut snap);
     let want = pct(&[("pg2", 100)]);
     assert_eq!(shares(&snap, "lsn-0-3000000.read.db.internal.", B, &want), want);

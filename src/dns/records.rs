@@ -33,13 +33,16 @@ pub struct Zone {
     /// Per cluster: its TXT and node records, kept from the previous zone while they
     /// would come out the same (see [`Zone::derive`]).
     clusters: Vec<Arc<ClusterRecords>>,
+    /// The snapshot's cluster views this zone was derived from: a view that is still
+    /// the same value in the next snapshot keeps its records without a comparison.
+    views: Vec<Arc<ClusterView>>,
     /// The fast path's precomputed responses.
     pub fast: fast::Table,
 }
 
 /// One cluster's records, and the view they were built from.
 struct ClusterRecords {
-    view: ClusterView,
+    view: Arc<ClusterView>,
     /// One TXT per node.
     write_txt: Vec<RData>,
     /// Per endpoint, one TXT per node.
@@ -128,8 +131,10 @@ impl Zone {
             .zip(&names.node_names)
             .enumerate()
             .map(|(i, (c, targets))| {
+                let unchanged = prev.and_then(|z| z.views.get(i)).is_some_and(|v| Arc::ptr_eq(v, c));
                 let kept = prev.and_then(|z| z.clusters.get(i)).filter(|r| {
-                    r.view.same_but_bookkeeping(c) && !matches!(c.write, crate::snapshot::WriteTarget::Stale { .. })
+                    (unchanged || r.view.same_but_bookkeeping(c))
+                        && !matches!(c.write, crate::snapshot::WriteTarget::Stale { .. })
                 });
                 match kept {
                     Some(records) => records.clone(),
@@ -137,7 +142,8 @@ impl Zone {
                 }
             })
             .collect();
-        let mut zone = Zone { names, soa, clusters, fast: fast::Table::default() };
+        let views = snap.clusters.clone();
+        let mut zone = Zone { names, soa, clusters, views, fast: fast::Table::default() };
         zone.fast = fast::Table::build(snap, &zone, prev);
         zone
     }
@@ -221,7 +227,7 @@ impl Zone {
 }
 
 impl ClusterRecords {
-    fn new(snap: &Snapshot, c: &ClusterView, targets: &[Name], ttl: u32) -> ClusterRecords {
+    fn new(snap: &Snapshot, c: &Arc<ClusterView>, targets: &[Name], ttl: u32) -> ClusterRecords {
         let locations = &snap.config.locations;
         ClusterRecords {
             view: c.clone(),
@@ -404,7 +410,7 @@ mod tests {
         let snap = snapshot();
         let before = Zone::derive(&snap, None);
         let mut next = snap.clone();
-        next.clusters[0].nodes[1].weight = 7;
+        next.cluster_mut(0).nodes[1].weight = 7;
         let after = Zone::derive(&next, Some(&before));
         let target = after.names.table.parse("_postgresql._tcp.maxlag-15ms.read.db.internal.");
         let a = answer(&next, &target, Qtype::Srv, None, &mut SmallRng::seed_from_u64(1));

@@ -152,7 +152,7 @@ mod tests {
         // billing: every node on 5432, the lines as they were before `port`
         let billing = write_lines(&snap.clusters[1], snap.built, &snap.config.locations);
         assert!(billing[0].starts_with("b1 10.1.0.1 role=primary state=up "), "{}", billing[0]);
-        snap.clusters[0].nodes[2].port = DEFAULT_PG_PORT;
+        snap.cluster_mut(0).nodes[2].port = DEFAULT_PG_PORT;
         assert!(
             endpoint_lines(&snap.clusters[0], 0, &snap.config.locations)[2].starts_with("pg3 10.0.0.13 role=replica ")
         );
@@ -165,7 +165,7 @@ mod tests {
         let zone = locations.intern("eu-west-1a").unwrap();
         // without a location, then with one on a node of main (every line of main shows it)
         for located in [None, Some(zone)] {
-            snap.clusters[0].nodes[1].location = located;
+            snap.cluster_mut(0).nodes[1].location = located;
             for c in &snap.clusters {
                 let write = write_lines(c, snap.built, &locations);
                 for (ep, view) in c.endpoints.iter().enumerate() {

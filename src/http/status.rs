@@ -437,7 +437,7 @@ mod tests {
     #[test]
     fn nodes_carry_their_port_and_an_older_document_reads_as_5432() {
         let mut snap = crate::http::fixture::snapshot();
-        snap.clusters[0].nodes[1].port = 6432;
+        snap.cluster_mut(0).nodes[1].port = 6432;
         let doc = StatusDoc::from_snapshot(&snap);
         let ports: Vec<u16> = doc.clusters[0].nodes.iter().map(|n| n.port).collect();
         assert_eq!(ports[..2], [5432, 6432]);
@@ -453,11 +453,11 @@ mod tests {
         use crate::topology::{Conflict, ConflictKind};
         let mut snap = crate::http::fixture::snapshot();
         let since = snap.built - Duration::from_secs(3);
-        snap.clusters[0].write = WriteTarget::Stale { node: 0, since };
+        snap.cluster_mut(0).write = WriteTarget::Stale { node: 0, since };
         let c = StatusDoc::from_snapshot(&snap).clusters.remove(0);
         assert_eq!((c.write_state, c.primary.as_deref(), c.stale_for_ms), (WriteState::Stale, Some("pg1"), Some(3000)));
         assert_eq!(c.stale_since.as_deref(), Some("2024-05-01T11:59:57.000Z"));
-        snap.clusters[0].write =
+        snap.cluster_mut(0).write =
             WriteTarget::Conflict(Conflict { nodes: vec![0, 2], why: ConflictKind::SystemIdMismatch });
         let c = StatusDoc::from_snapshot(&snap).clusters.remove(0);
         assert_eq!((c.write_state, c.primary), (WriteState::SplitBrain, None));

@@ -172,7 +172,14 @@ impl Prober {
                 o = self.attempt() => o,
             };
             if self.conn.is_none() && self.connect_failures > 0 {
-                next_connect = Some(tick + backoff(self.probe.interval, self.connect_failures));
+                let at = tick + backoff(self.probe.interval, self.connect_failures);
+                next_connect = Some(at);
+                // sleep through the backoff instead of waking every interval to skip
+                // (with a thousand nodes down, that was most of their timer work); the
+                // backoff is whole intervals, so the ticks keep their phase
+                if at > Instant::now() {
+                    ticker.reset_at(at);
+                }
             }
             let sent = tokio::select! {
                 biased;

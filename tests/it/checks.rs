@@ -150,7 +150,7 @@ async fn http_checks_are_503_until_the_first_probe_round_and_follow_the_snapshot
     assert_eq!(request(c.http, "GET", "/check/main/write/pg1").await.0, 200);
     // the next snapshot: pg2 promoted
     let mut next = snapshot(true);
-    next.clusters[0].write = WriteTarget::Primary(1);
+    next.cluster_mut(0).write = WriteTarget::Primary(1);
     c.store.publish(next);
     assert_eq!(request(c.http, "GET", "/check/main/write/pg1").await.0, 503);
     assert_eq!(request(c.http, "GET", "/check/main/write/pg2").await.0, 200);
@@ -224,7 +224,7 @@ async fn the_agent_answers_one_line_per_connection() {
     assert_eq!(agent_count(&c.stats, "down"), 7);
     // the weight is relative to the highest of the name's nodes
     let mut weighted = snapshot(true);
-    weighted.clusters[0].nodes[2].lag = Some(Duration::ZERO);
+    weighted.cluster_mut(0).nodes[2].lag = Some(Duration::ZERO);
     lagdns::testkit::reevaluate(&mut weighted);
     c.store.publish(weighted);
     assert_eq!(agent_says(c.agent, b"main/read/pg3\n", quick).await, "up ready 50%\n");

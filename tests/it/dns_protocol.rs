@@ -422,7 +422,7 @@ async fn queries_held_before_the_first_round_are_answered_when_it_completes() {
 async fn a_new_snapshot_changes_answers_and_serial() {
     let h = start(snapshot(7, true)).await;
     let mut next = snapshot(8, true);
-    next.clusters[0].write = WriteTarget::Stale { node: 1, since: SystemTime::now() };
+    next.cluster_mut(0).write = WriteTarget::Stale { node: 1, since: SystemTime::now() };
     h.store.publish(next);
     h.wait_for_serial(8).await;
     let (r, _) = h.udp(&query("write.db.internal.", RecordType::A)).await;

@@ -203,7 +203,7 @@ async fn endpoints_render_the_published_snapshot() {
 
     // Each request loads the current snapshot.
     let mut next = snapshot(10);
-    next.clusters[0].write = WriteTarget::Stale { node: 0, since: next.built - Duration::from_secs(2) };
+    next.cluster_mut(0).write = WriteTarget::Stale { node: 0, since: next.built - Duration::from_secs(2) };
     server.store.publish(next);
     stats.record(QueryKind::Write, Qtype::A, Rcode::NoError);
     let doc: StatusDoc = serde_json::from_str(&get(server.addr, "/status").await.2).unwrap();
