@@ -275,6 +275,29 @@ mod tests {
         assert_eq!(store.load().derived, 2, "alone, at once");
     }
 
+    /// A cluster with no observation since the last publish is shared into the next
+    /// snapshot (what lets `Snapshot::next` and the zone skip it); the observed one is
+    /// new, and a cluster with Patroni gets its discovery view attached.
+    #[tokio::test(start_paused = true)]
+    async fn a_cluster_nothing_happened_to_is_the_same_value_in_the_next_snapshot() {
+        let two = format!(
+            "{CONFIG}[[cluster]]\nname = \"other\"\nread = \"read-o\"\nwrite = \"write-o\"\n\
+             node = [{{ name = \"pg1\", address = \"10.0.1.1\", dsn = \"host=c\" }}]\n"
+        );
+        let snap = SnapshotBuilder::new(&two).ready(false).build();
+        let config = snap.config.clone();
+        let store = Store::new(snap, |_, _: Option<&()>| ());
+        let mut publisher = Publisher::new(config, store.clone());
+        publisher.observe(&failed("pg1", 1));
+        let before = store.load().snapshot.clone();
+        publisher.observe(&failed("pg2", 2));
+        let after = store.load().snapshot.clone();
+        assert!(!Arc::ptr_eq(&before.clusters[0], &after.clusters[0]), "main was observed");
+        assert!(Arc::ptr_eq(&before.clusters[1], &after.clusters[1]), "other was not");
+        assert_eq!(after.clusters[1].name, "other");
+        assert!(after.clusters[1].discovery.is_none(), "no Patroni, no discovery view");
+    }
+
     fn probed(node: &str, ms: u64) -> Observation {
         let sample = Sample {
             in_recovery: false,
