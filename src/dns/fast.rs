@@ -17,9 +17,14 @@
 //! changed clusters cost (a probe changes one), whatever the number of clusters. The
 //! SOA serial, which any cluster's change moves, is written into each response.
 //!
+//! A name of the zone that is none of its names gets the NXDOMAIN the full path gives,
+//! precomputed once per config after the apex as question (see [`Unknown`]), when
+//! neither it nor a name it is below is in the table (which leaves the `maxlag-` and
+//! `lsn-` names, below their endpoint's, to the full path).
+//!
 //! Everything else goes to the full path (`respond`) unchanged: another opcode or class,
-//! a name with a compression pointer or not in the table (NXDOMAIN, `maxlag-`, `lsn-`),
-//! an EDNS version above 0, a malformed ECS option, an OPT that is not alone, a
+//! a name with a compression pointer or not in the table (`maxlag-`, `lsn-`, a name
+//! below a node's or of other than letters, digits, `-` and `_`), an EDNS version above 0, a malformed ECS option, an OPT that is not alone, a
 //! response larger than the client takes, a snapshot before the first probe round, and
 //! a TXT naming the asker's address.
 
@@ -78,6 +83,8 @@ pub struct Table {
     shared: Arc<Group>,
     /// Per cluster, the entries of its names.
     clusters: Vec<Arc<Group>>,
+    /// The NXDOMAIN of a name of the zone that is none of its names.
+    unknown: Option<Arc<Unknown>>,
 }
 
 /// The config's exact names, built once per config: where each one's entry is, and
@@ -91,6 +98,20 @@ struct Index {
     names: FxHashMap<Box<[u8]>, (usize, usize)>,
     /// Per group, its names as wire labels and what they are.
     groups: Vec<Vec<(Box<[u8]>, Target)>>,
+    /// The apex, lower-case wire labels.
+    apex: Box<[u8]>,
+    /// The SOA's MNAME and RNAME, lower-case wire labels: an NXDOMAIN name at or below
+    /// one of them has an SOA compressed against it, unlike [`Unknown`]'s.
+    soa_names: Vec<Box<[u8]>>,
+}
+
+/// The NXDOMAIN of a name of the zone that is none of its names, per query type (slot
+/// order), as the full path encodes it after the apex as question. Its records (the
+/// SOA) point into the question only at the apex (or the SOA's own names, which it
+/// is not below), and every pointer moves by as many bytes as the question name is
+/// longer than the apex: `pointers` are where they are in the records.
+struct Unknown {
+    slots: Box<[(Records, Box<[usize]>)]>,
 }
 
 /// The entries of one group of names.
@@ -181,7 +202,11 @@ impl Table {
                 None => Arc::new(Group { entries: builder.entries(names) }),
             })
             .collect();
-        Table { index, serial: snap.serial, shared, clusters }
+        let unknown = match prev {
+            Some(t) => t.unknown.clone(),
+            None => builder.unknown(&index.apex).map(Arc::new),
+        };
+        Table { index, serial: snap.serial, shared, clusters, unknown }
     }
 
     /// The entry of a lower-case wire name.
@@ -192,6 +217,22 @@ impl Table {
             Some(c) => self.clusters.get(c)?,
         };
         group.entries.get(entry)
+    }
+
+    /// Writes the NXDOMAIN of a name of the zone that is none of its names
+    /// ([`Index::unknown`]), or `None`.
+    fn unknown(&self, query: &Query<'_>, cx: &Context<'_>, out: &mut Vec<u8>) -> Option<Answered> {
+        let unknown = self.unknown.as_deref()?;
+        let kind = TYPES.iter().position(|&t| t == query.qtype)?;
+        let (records, pointers) = unknown.slots.get(kind).filter(|_| self.index.unknown(query.name()))?;
+        let done = write(query, cx, None, std::slice::from_ref(records), &[0], self.serial, out)?;
+        let moved = u16::try_from(query.name_len - self.index.apex.len()).ok()?;
+        for &p in pointers {
+            let at = query.question_end + p;
+            let pointer = u16::from_be_bytes([out[at], out[at + 1]]) + moved;
+            out[at..at + 2].copy_from_slice(&pointer.to_be_bytes());
+        }
+        Some(done)
     }
 }
 
@@ -207,7 +248,37 @@ impl Index {
             names.insert(wire_name.clone().into_boxed_slice(), (group, list.len()));
             list.push((wire_name.into_boxed_slice(), target));
         }
-        Index { config: Some(snap.config.clone()), names, groups }
+        let wire = |name: &hickory_proto::rr::Name| to_wire(&name.to_lowercase().to_ascii());
+        let apex = to_wire(zone.names.table.zone()).unwrap_or_default().into_boxed_slice();
+        let soa_names = zone.names.soa_names().into_iter().filter_map(wire).map(Vec::into_boxed_slice).collect();
+        Index { config: Some(snap.config.clone()), names, groups, apex, soa_names }
+    }
+
+    /// Whether the full path answers the lower-case wire name `name` with [`Unknown`]'s
+    /// NXDOMAIN, as far as can be told without parsing it: it is below the apex, of
+    /// letters, digits, `-` and `_` (as the full path reads them, without escapes), and
+    /// neither it nor a name it is below (short of the apex) is a name of the zone or
+    /// of the SOA. A `maxlag-` or `lsn-` name is below its endpoint's: it is not one.
+    fn unknown(&self, name: &[u8]) -> bool {
+        let Some(apex_at) = name.len().checked_sub(self.apex.len()).filter(|&at| at > 0) else { return false };
+        if name[apex_at..] != *self.apex {
+            return false;
+        }
+        let mut at = 0;
+        while at < apex_at {
+            let len = usize::from(name[at]);
+            let Some(label) = name.get(at + 1..at + 1 + len).filter(|l| !l.is_empty()) else { return false };
+            let plain = |&b: &u8| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_';
+            let below = &name[at..];
+            if !label.iter().all(plain)
+                || self.names.contains_key(below)
+                || self.soa_names.iter().any(|n| **n == *below)
+            {
+                return false;
+            }
+            at += 1 + len;
+        }
+        at == apex_at
     }
 }
 
@@ -284,6 +355,21 @@ impl Builder<'_> {
         }
     }
 
+    /// [`Unknown`]: the NXDOMAIN per query type after the apex as question, and where
+    /// its pointers are; `None` when its records are not only an SOA (or addresses).
+    fn unknown(&mut self, apex: &[u8]) -> Option<Unknown> {
+        let slots = TYPES.iter().map(|code| {
+            let question = [apex, &code.to_be_bytes(), &1u16.to_be_bytes()].concat();
+            let Plan::Fixed(answer) = answer::plan(self.snap, &Target::Unknown, Qtype::from_code(*code), None) else {
+                return None;
+            };
+            let records = self.records(&question, &answer)?;
+            let pointers = pointers(&records.bytes, records.counts.iter().map(|&c| usize::from(c)).sum())?;
+            Some((records, pointers))
+        });
+        Some(Unknown { slots: slots.collect::<Option<_>>()? })
+    }
+
     /// The records of `answer` as the full path encodes them after `question`; `None`
     /// when they do not fit a message (the full path truncates them).
     fn records(&mut self, question: &[u8], answer: &Answer) -> Option<Records> {
@@ -339,15 +425,7 @@ fn encode(zone: &Zone, question: &[u8], answer: &Answer) -> Option<(Arc<[u8]>, [
 fn serial_at(bytes: &[u8], records: usize) -> Option<Option<usize>> {
     let (mut at, mut found) = (0, None);
     for _ in 0..records {
-        // the owner: labels, then a root label or a pointer
-        loop {
-            let len = usize::from(*bytes.get(at)?);
-            match len {
-                0 => break at += 1,
-                _ if len & 0xC0 == 0xC0 => break at += 2,
-                _ => at += 1 + len,
-            }
-        }
+        at = name_end(bytes, at)?.0;
         let fixed = bytes.get(at..at + 10)?;
         let rdlength = usize::from(u16::from_be_bytes([fixed[8], fixed[9]]));
         at += 10 + rdlength;
@@ -360,6 +438,46 @@ fn serial_at(bytes: &[u8], records: usize) -> Option<Option<usize>> {
         }
     }
     (at == bytes.len()).then_some(found)
+}
+
+/// Where the compression pointers of the `records` records of `bytes` are: of the
+/// owners, and of the names in an SOA's RDATA; `None` when a record is of another type
+/// with names in its RDATA (not A or AAAA), or the records cannot be read.
+fn pointers(bytes: &[u8], records: usize) -> Option<Box<[usize]>> {
+    let (mut at, mut found) = (0, Vec::new());
+    for _ in 0..records {
+        let (end, pointer) = name_end(bytes, at)?;
+        found.extend(pointer);
+        let fixed = bytes.get(end..end + 10)?;
+        let (rtype, rdlength) = (u16::from_be_bytes([fixed[0], fixed[1]]), u16::from_be_bytes([fixed[8], fixed[9]]));
+        at = end + 10 + usize::from(rdlength);
+        match rtype {
+            1 | 28 => {}
+            SOA_TYPE => {
+                let (mname_end, mname) = name_end(bytes, end + 10)?;
+                let (rname_end, rname) = name_end(bytes, mname_end)?;
+                found.extend(mname.into_iter().chain(rname));
+                if rname_end + 20 != at {
+                    return None;
+                }
+            }
+            _ => return None,
+        }
+    }
+    (at == bytes.len()).then(|| found.into_boxed_slice())
+}
+
+/// Where the wire name at `at` of `bytes` ends, and where its pointer is if it ends in
+/// one; `None` when it runs past `bytes`.
+fn name_end(bytes: &[u8], mut at: usize) -> Option<(usize, Option<usize>)> {
+    loop {
+        let len = usize::from(*bytes.get(at)?);
+        match len {
+            0 => return Some((at + 1, None)),
+            _ if len & 0xC0 == 0xC0 => return bytes.get(at + 1).map(|_| (at + 2, Some(at))),
+            _ => at += 1 + len,
+        }
+    }
 }
 
 /// `a.b.c` as wire labels (`1a1b1c0`); `None` for a name the wire cannot hold.
@@ -491,7 +609,7 @@ impl Table {
         out: &mut Vec<u8>,
         rng: &mut R,
     ) -> Option<Answered> {
-        let entry = self.entry(query.name())?;
+        let Some(entry) = self.entry(query.name()) else { return self.unknown(query, cx, out) };
         let kind = TYPES.iter().position(|&t| t == query.qtype)?;
         let ecs = query.edns.and_then(|e| e.ecs);
         let placement = cx.locality.filter(|_| entry.width > 1).map(|l| place(l, cx.client, ecs.map(|e| e.subnet())));

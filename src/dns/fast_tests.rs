@@ -161,9 +161,20 @@ fn names(snap: &Snapshot) -> Vec<String> {
         "_postgresql._tcp.maxlag-15ms.read",
         "a.b.nosuch",
         "x.pg1.main",
+        "pg9.main",
+        "hostmaster",
+        "x.hostmaster",
+        "x.ns1",
+        "maxlag-5ms.nosuch",
+        "_postgresql._tcp.nosuch",
+        "under_score.x-y.0",
+        "a*b",
+        "caf\u{e9}",
     ] {
         names.push(format!("{extra}.{zone}"));
     }
+    // long enough that the SOA's pointers past it need their high byte
+    names.push(format!("{0}.{0}.{0}.{1}", "n".repeat(63), zone));
     names.push("example.com".into());
     names
 }
@@ -443,4 +454,30 @@ fn queries_the_fast_path_reads_and_those_it_leaves() {
     assert_eq!(q.name(), b"\x05write\x02db\x08internal\x00", "lower-cased");
     assert_eq!(to_wire("a.bc."), Some(b"\x01a\x02bc\x00".to_vec()));
     assert_eq!(to_wire(&"x".repeat(64)), None);
+}
+
+#[test]
+fn nxdomain_names_the_fast_path_answers_and_those_it_leaves() {
+    let (_, _, store) = responders(snapshot());
+    let client: IpAddr = "127.0.0.1".parse().unwrap();
+    for (name, qtype, fast) in [
+        ("nosuch.db.internal", 1, true),
+        ("NoSuch.DB.internal", 28, true),
+        ("a.b.nosuch.db.internal", 6, true),
+        ("maxlag-5ms.nosuch.db.internal", 1, true),
+        ("_postgresql._tcp.nosuch.db.internal", 33, true),
+        ("nosuch.db.internal", 15, false),          // MX: not a type of the table
+        ("hostmaster.db.internal", 1, false),       // the SOA's RNAME: compressed against it
+        ("x.hostmaster.db.internal", 1, false),     // below it
+        ("x.pg1.main.db.internal", 1, false),       // below a node's name
+        ("pg9.main.db.internal", 1, false),         // below a cluster's
+        ("maxlag-15ms.read.db.internal", 1, false), // an endpoint's variant
+        ("lsn-0-3000000.read.db.internal", 1, false),
+        ("a*b.db.internal", 1, false), // not a letter, digit, - or _
+        ("example.com", 1, false),     // out of the zone
+        ("xdb.internal", 1, false),
+    ] {
+        let packet = Q::new(name, qtype).wire();
+        assert_eq!(fast_answers(&store, &packet, client, Transport::Udp), fast, "{name} {qtype}");
+    }
 }

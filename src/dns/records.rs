@@ -106,6 +106,12 @@ impl ZoneNames {
             config,
         }
     }
+
+    /// The SOA's MNAME and RNAME, the names besides the apex that a negative answer
+    /// holds.
+    pub fn soa_names(&self) -> [&Name; 2] {
+        [&self.mname, &self.rname]
+    }
 }
 
 impl Zone {
