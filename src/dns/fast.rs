@@ -24,7 +24,8 @@
 //!
 //! Everything else goes to the full path (`respond`) unchanged: another opcode or class,
 //! a name with a compression pointer or not in the table (`maxlag-`, `lsn-`, a name
-//! below a node's or of other than letters, digits, `-` and `_`), an EDNS version above 0, a malformed ECS option, an OPT that is not alone, a
+//! below a node's or of other than letters, digits, `-` and `_`), an EDNS version
+//! above 0, a malformed ECS option, an OPT that is not alone, a
 //! response larger than the client takes, a snapshot before the first probe round, and
 //! a TXT naming the asker's address.
 
@@ -109,7 +110,7 @@ struct Index {
 /// order), as the full path encodes it after the apex as question. Its records (the
 /// SOA) point into the question only at the apex (or the SOA's own names, which it
 /// is not below), and every pointer moves by as many bytes as the question name is
-/// longer than the apex: `pointers` are where they are in the records.
+/// longer than the apex. Each slot: the records, and where their pointers are.
 struct Unknown {
     slots: Box<[(Records, Box<[usize]>)]>,
 }
