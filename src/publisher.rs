@@ -60,7 +60,7 @@ impl<D: Send + Sync + 'static> Publisher<D> {
     pub fn new(config: Arc<Config>, store: Arc<Store<D>>) -> Publisher<D> {
         let h = crate::lag::evidence_window(&config);
         let clusters = config.clusters.iter().map(|c| ClusterState::new(c, &config.probe, h)).collect();
-        let by_name = names(&config);
+        let by_name = index_by_name(&config);
         let next = Instant::now();
         let reports = HashMap::new();
         Publisher {
@@ -127,12 +127,12 @@ impl<D: Send + Sync + 'static> Publisher<D> {
         self.clusters = config
             .clusters
             .iter()
-            .map(|c| match old.iter().find(|o| o.config().name == c.name) {
+            .map(|c| match self.by_name.get(c.name.as_str()).and_then(|&i| old.get(i)) {
                 Some(o) => o.reconfigure(c, &config.probe, h, now),
                 None => ClusterState::new(c, &config.probe, h),
             })
             .collect();
-        self.by_name = names(&config);
+        self.by_name = index_by_name(&config);
         self.config = config;
         self.publish(now);
     }
@@ -221,7 +221,7 @@ impl<D: Send + Sync + 'static> Publisher<D> {
 }
 
 /// Each cluster's index by name.
-fn names(config: &Config) -> FxHashMap<Arc<str>, usize> {
+fn index_by_name(config: &Config) -> FxHashMap<Arc<str>, usize> {
     config.clusters.iter().enumerate().map(|(i, c)| (Arc::from(c.name.as_str()), i)).collect()
 }
 
@@ -289,7 +289,7 @@ mod tests {
 
     /// A cluster with no observation since the last publish is shared into the next
     /// snapshot (what lets `Snapshot::next` and the zone skip it); the observed one is
-    /// new, and a cluster with Patroni gets its discovery view attached.
+    /// new, and neither has a discovery view without Patroni.
     #[tokio::test(start_paused = true)]
     async fn a_cluster_nothing_happened_to_is_the_same_value_in_the_next_snapshot() {
         let two = format!(
@@ -308,6 +308,28 @@ mod tests {
         assert!(Arc::ptr_eq(&before.clusters[1], &after.clusters[1]), "other was not");
         assert_eq!(after.clusters[1].name, "other");
         assert!(after.clusters[1].discovery.is_none(), "no Patroni, no discovery view");
+    }
+
+    /// A reload keeps what is known of each cluster by its name, wherever the new
+    /// config puts it.
+    #[tokio::test(start_paused = true)]
+    async fn a_reload_keeps_each_clusters_state_by_name_in_any_order() {
+        let other = "[[cluster]]\nname = \"other\"\nread = \"read-o\"\nwrite = \"write-o\"\n\
+                     node = [{ name = \"pg1\", address = \"10.0.1.1\", dsn = \"host=c\" }]\n";
+        let (head, main) = CONFIG.split_at(CONFIG.find("[[cluster]]").unwrap());
+        let snap = SnapshotBuilder::new(&format!("{CONFIG}{other}")).ready(false).build();
+        let swapped = SnapshotBuilder::new(&format!("{head}{other}{main}")).ready(false).build().config;
+        let config = snap.config.clone();
+        let store = Store::new(snap, |_, _: Option<&()>| ());
+        let mut publisher = Publisher::new(config, store.clone());
+        publisher.observe(&failed("pg1", 1));
+        publisher.observe(&failed("pg1", 2));
+        publisher.reload(swapped, SystemTime::UNIX_EPOCH + Duration::from_millis(3));
+        let after = store.load().snapshot.clone();
+        let names: Vec<&str> = after.clusters.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(names, ["other", "main"]);
+        assert_eq!(after.clusters[1].nodes[0].probes, 2, "main's pg1 kept its two probes");
+        assert_eq!(after.clusters[0].nodes[0].probes, 0, "other's pg1 was never probed");
     }
 
     fn probed(node: &str, ms: u64) -> Observation {
